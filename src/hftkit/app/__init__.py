@@ -1,0 +1,1 @@
+"""Application layer: configuration, wiring of a trading node, CLI, dashboard, reports."""

@@ -1,0 +1,82 @@
+"""The ``hftkit`` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versions
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
+
+# Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
+BENCH_SUITES = ("core",)
+
+
+@app.callback()
+def _root() -> None:
+    """hftkit: low-latency trading toolkit."""
+
+
+@app.command()
+def bench(
+    suite: str = typer.Argument(..., help=f"suite to run: {', '.join(BENCH_SUITES)} or all"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
+    quick: bool = typer.Option(False, "--quick", help="short smoke run (figures not for the record)"),
+    repeat: int = typer.Option(7, "--repeat", min=1, help="timed repeats per figure (median is reported)"),
+) -> None:
+    """Run a benchmark suite; figures are medians beside baselines measured in the same run."""
+    names = BENCH_SUITES if suite == "all" else (suite,)
+    unknown = [name for name in names if name not in BENCH_SUITES]
+    if unknown:
+        raise typer.BadParameter(f"unknown suite {unknown[0]!r}; choose from {', '.join(BENCH_SUITES)}, all")
+    options = BenchOptions(repeat=repeat, quick=quick)
+    documents = []
+    for name in names:
+        module = importlib.import_module(f"hftkit.bench.{name}")
+        results: list[BenchResult] = module.run(options)
+        peers = getattr(module, "PEERS", ())
+        documents.append(
+            {
+                "suite": name,
+                "results": [result.as_json() for result in results],
+                "versions": versions(peers),
+            }
+        )
+        if not as_json:
+            _print_table(name, results)
+    if as_json:
+        json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        Console().print(f"versions: {documents[-1]['versions']}")
+
+
+def _print_table(suite: str, results: list[BenchResult]) -> None:
+    table = Table(title=f"hftkit bench {suite}", show_lines=False)
+    for column in ("figure", "hftkit", "baseline", "baseline value", "ratio", "target", "met"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(
+            result.name,
+            format_value(result.value, result.unit),
+            result.baseline or "",
+            "" if result.baseline_value is None else format_value(result.baseline_value, result.unit),
+            "" if result.ratio is None else f"{result.ratio:.2f}x",
+            result.target or "",
+            {True: "yes", False: "NO", None: ""}[result.met],
+        )
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

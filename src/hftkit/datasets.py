@@ -1,0 +1,80 @@
+"""Where the recorded market data lives and how to read it.
+
+The recordings (``../shared/data`` beside the repository) are real Binance traffic in two
+line formats: hftbacktest's ``<local_ts_ns> <json>`` (gzip) and cryptofeed's
+``<unix_ts>: <json>``. Readers yield raw JSON bytes so the caller decodes with whatever
+codec it is measuring or using.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+ENVIRONMENT_VARIABLE = "HFTKIT_SHARED_DATA"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The shared recordings are not where hftkit looked; says where it looked."""
+
+
+def shared_data_dir() -> Path:
+    """Locate ``shared/data``: $HFTKIT_SHARED_DATA, else a ``shared/data`` beside a parent folder."""
+    configured = os.environ.get(ENVIRONMENT_VARIABLE)
+    if configured:
+        path = Path(configured)
+        if path.is_dir():
+            return path
+        raise DataNotFoundError(f"${ENVIRONMENT_VARIABLE}={configured} is not a directory")
+    searched = []
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for parent in [start, *start.parents]:
+            candidate = parent / "shared" / "data"
+            searched.append(str(candidate))
+            if candidate.is_dir():
+                return candidate
+    raise DataNotFoundError(
+        f"no shared/data found; set ${ENVIRONMENT_VARIABLE}. Looked in: {', '.join(searched[:6])} ..."
+    )
+
+
+def hftbacktest_file(market: str, name: str) -> Path:
+    """Path of an hftbacktest recording, e.g. ``hftbacktest_file("spot", "btcusdt_20240808.gz")``."""
+    return shared_data_dir() / "hftbacktest" / market / name
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115 - caller closes through the with block
+
+
+def iter_recording(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(timestamp_ns, json_bytes)`` for each line of a recording.
+
+    Understands ``<ts_ns> <json>`` (hftbacktest), ``<unix_ts>: <json>`` (cryptofeed; its
+    first line, the connect URL, is skipped) and plain JSON lines (timestamp 0).
+    """
+    path = Path(path)
+    with _open_text(path) as handle:
+        for raw_line in handle:
+            line = raw_line.strip()
+            if not line:
+                continue
+            if line[:1] in (b"{", b"["):
+                yield 0, line
+                continue
+            head, separator, body = line.partition(b" ")
+            if not separator or body[:1] not in (b"{", b"["):
+                continue  # a header line such as cryptofeed's connect URL
+            head = head.rstrip(b":")
+            try:
+                if b"." in head:
+                    timestamp_ns = int(float(head) * 1e9)
+                else:
+                    timestamp_ns = int(head)
+            except ValueError:
+                continue
+            yield timestamp_ns, body
