@@ -48,7 +48,7 @@ def hftbacktest_file(market: str, name: str) -> Path:
 def _open_text(path: Path):
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
-    return open(path, "rb")  # noqa: SIM115 - caller closes through the with block
+    return open(path, "rb")
 
 
 def iter_recording(path: str | Path) -> Iterator[tuple[int, bytes]]:

@@ -15,7 +15,7 @@ from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versio
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
-BENCH_SUITES = ("core",)
+BENCH_SUITES = ("core", "book", "sim", "trading")
 
 
 @app.callback()

@@ -48,7 +48,7 @@ def parse_decimal(text: str) -> tuple[int, int]:
     if body[:1] in ("-", "+"):
         negative = body[0] == "-"
         body = body[1:]
-    whole, point, fraction = body.partition(".")
+    whole, _point, fraction = body.partition(".")
     if (whole or fraction) and _DIGITS.issuperset(whole) and _DIGITS.issuperset(fraction):
         units = int(whole + fraction) if (whole or fraction) else 0
         return (-units if negative else units), len(fraction)
@@ -136,6 +136,12 @@ class DecimalGrid:
 
     def to_steps(self, text: str, rounding: Rounding = Rounding.EXACT) -> int:
         """Convert a decimal string to a whole number of steps, exactly or by ``rounding``."""
+        try:
+            return self._to_steps(text, rounding)
+        except OffGridError:
+            raise OffGridError(f"{text!r} is not a multiple of the step {self.step_text}") from None
+
+    def _to_steps(self, text: str, rounding: Rounding) -> int:
         units, scale = parse_decimal(text)
         target = self._scale
         if scale > target:

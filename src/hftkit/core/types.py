@@ -154,9 +154,7 @@ class Instrument:
     # checks -------------------------------------------------------------------------------
     def notional(self, price_ticks: int, quantity_lots: int) -> Decimal:
         """Exact price * quantity * contract size in quote currency."""
-        return (
-            self.ticks.to_decimal(price_ticks) * self.lots.to_decimal(quantity_lots) * self.contract_size
-        )
+        return self.ticks.to_decimal(price_ticks) * self.lots.to_decimal(quantity_lots) * self.contract_size
 
     def meets_minimums(self, price_ticks: int, quantity_lots: int) -> bool:
         """True when the order clears the venue's minimum quantity and minimum notional."""

@@ -1,0 +1,166 @@
+"""One pooled aiohttp session per venue, with failures classified by what they mean for orders.
+
+The distinction that matters to a trading system is whether a request may have reached the
+venue: a refused connection did not (safe to retry anything), a timeout or a connection
+dropped after sending did (an order may exist: reconcile it by client order id, never resend
+blindly).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from hftkit.core.errors import HftkitError
+
+
+class TransportError(HftkitError, ConnectionError):
+    """Base of HTTP transport failures. ``maybe_sent`` says whether the venue may have acted."""
+
+    maybe_sent = True
+
+    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class ConnectFailedError(TransportError):
+    """The connection could not be opened: the request never left this host."""
+
+    maybe_sent = False
+
+
+class RequestTimeoutError(TransportError):
+    """No complete response in time: the outcome is unknown."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection broke after the request was written: the outcome is unknown."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    connection_limit: int = 64
+    connection_limit_per_host: int = 32
+    keepalive_timeout_s: float = 30.0
+    connect_timeout_s: float = 3.0
+    request_timeout_s: float = 10.0
+    dns_cache_ttl_s: int = 300
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive (aiohttp CIMultiDictProxy)
+    body: bytes
+    elapsed_ns: int
+    url: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class HttpSession:
+    """A keep-alive connection pool; use ``async with HttpSession() as http``."""
+
+    def __init__(self, config: HttpConfig | None = None, *, headers: Mapping[str, str] | None = None) -> None:
+        self.config = config or HttpConfig()
+        self._default_headers = dict(headers or {})
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> HttpSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        config = self.config
+        connector = aiohttp.TCPConnector(
+            limit=config.connection_limit,
+            limit_per_host=config.connection_limit_per_host,
+            keepalive_timeout=config.keepalive_timeout_s,
+            ttl_dns_cache=config.dns_cache_ttl_s,
+            socket_factory=_no_delay_socket,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=self._default_headers,
+            timeout=aiohttp.ClientTimeout(
+                total=config.request_timeout_s, sock_connect=config.connect_timeout_s
+            ),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpResponse:
+        """Send one request. ``query`` is the exact, already-encoded query string (it is signed)."""
+        session = self._session
+        if session is None:
+            raise TransportError(
+                "HttpSession is not open; use 'async with HttpSession()'", method=method, url=url
+            )
+        full_url = f"{url}?{query}" if query else url
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
+        self.requests += 1
+        start = time.monotonic_ns()
+        try:
+            async with session.request(
+                method,
+                aiohttp.client.URL(full_url, encoded=True),
+                data=body,
+                headers=headers,
+                timeout=timeout,
+            ) as response:
+                payload = await response.read()
+                return HttpResponse(
+                    response.status, response.headers, payload, time.monotonic_ns() - start, full_url
+                )
+        except aiohttp.ClientConnectorError as error:
+            self.failures += 1
+            raise ConnectFailedError(
+                f"{method} {url}: cannot connect: {error}", method=method, url=url
+            ) from error
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+            self.failures += 1
+            raise RequestTimeoutError(f"{method} {url}: timed out", method=method, url=url) from error
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as error:
+            self.failures += 1
+            raise ConnectionLostError(
+                f"{method} {url}: connection lost: {error}", method=method, url=url
+            ) from error
+
+
+def _no_delay_socket(address_info: tuple) -> socket.socket:
+    """Open the client socket with Nagle off: small order requests must not wait for ACKs."""
+    family, socket_type, protocol, _, _ = address_info
+    sock = socket.socket(family=family, type=socket_type, proto=protocol)
+    sock.setblocking(False)
+    if socket_type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

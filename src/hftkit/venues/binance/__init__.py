@@ -1,0 +1,1 @@
+"""Binance spot and USD-M futures."""
