@@ -4,15 +4,19 @@ from hftkit.core.clock import REAL_CLOCK, Clock, RealClock, SimulatedClock
 from hftkit.core.errors import HftkitError, InvalidDecimalError, OffGridError, OutOfRangeError
 from hftkit.core.numbers import ConversionCache, DecimalGrid, Rounding, format_scaled, parse_decimal
 from hftkit.core.types import (
+    BalanceUpdate,
     BookDelta,
     BookLevel,
     BookTicker,
+    ConnectionEvent,
     ContractKind,
     Fill,
     Instrument,
     Order,
     OrderStatus,
     OrderType,
+    OrderUpdate,
+    PositionUpdate,
     Quote,
     Side,
     TimeInForce,
@@ -21,10 +25,12 @@ from hftkit.core.types import (
 
 __all__ = [
     "REAL_CLOCK",
+    "BalanceUpdate",
     "BookDelta",
     "BookLevel",
     "BookTicker",
     "Clock",
+    "ConnectionEvent",
     "ContractKind",
     "ConversionCache",
     "DecimalGrid",
@@ -36,7 +42,9 @@ __all__ = [
     "Order",
     "OrderStatus",
     "OrderType",
+    "OrderUpdate",
     "OutOfRangeError",
+    "PositionUpdate",
     "Quote",
     "RealClock",
     "Rounding",

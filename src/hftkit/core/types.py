@@ -303,3 +303,54 @@ class BookTicker(msgspec.Struct, frozen=True, kw_only=True):
     ask_size: int
     event_time_ms: int = 0
     receive_ns: int = 0
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A venue's word on one of our orders: its status and cumulative fill, normalized.
+
+    ``filled`` is cumulative (lots), so a duplicate or reordered update can never add a fill
+    twice; the fill itself, when there is one, comes as a separate Fill event.
+    """
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    venue_order_id: str | None
+    status: OrderStatus
+    side: Side
+    price: int  # ticks
+    quantity: int  # lots
+    filled: int  # cumulative lots
+    reason: str = ""
+    event_time_ms: int = 0
+    receive_ns: int = 0
+
+
+class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """Balance of one asset. Decimal: balances are accounting values, never hot-path keys."""
+
+    venue: str
+    asset: str
+    free: Decimal
+    locked: Decimal = Decimal(0)
+    event_time_ms: int = 0
+
+
+class PositionUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """Net position of one derivatives instrument as the venue reports it."""
+
+    venue: str
+    symbol: str
+    quantity: int  # signed lots
+    entry_price: Decimal
+    event_time_ms: int = 0
+
+
+class ConnectionEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A feed or session changed state; consumers stop trusting books until ``synced``."""
+
+    venue: str
+    stream: str
+    state: str  # connected / disconnected / synced / resyncing
+    reason: str = ""
+    receive_ns: int = 0

@@ -168,3 +168,345 @@ STREAM_KINDS: dict[str, type] = {
     "aggTrade": AggregateTradeEvent,
     "bookTicker": BookTickerEvent,
 }
+
+
+# -- user data (spot WebSocket API subscription and futures listenKey streams) --------------
+
+
+class ExecutionReport(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "event_time": "E",
+        "symbol": "s",
+        "client_order_id": "c",
+        "side": "S",
+        "order_type": "o",
+        "time_in_force": "f",
+        "quantity": "q",
+        "price": "p",
+        "original_client_order_id": "C",
+        "execution_type": "x",
+        "status": "X",
+        "reject_reason": "r",
+        "order_id": "i",
+        "last_quantity": "l",
+        "cumulative_quantity": "z",
+        "last_price": "L",
+        "commission": "n",
+        "commission_asset": "N",
+        "transaction_time": "T",
+        "trade_id": "t",
+        "is_on_book": "w",
+        "is_maker": "m",
+        "created_time": "O",
+        "cumulative_quote": "Z",
+        "event_type": "e",
+    },
+):
+    """Spot ``executionReport``: one order event (new, trade, cancel, reject, expire, amend)."""
+
+    event_time: int
+    symbol: str
+    client_order_id: str
+    side: str
+    order_type: str
+    time_in_force: str
+    quantity: str
+    price: str
+    execution_type: str
+    status: str
+    order_id: int
+    last_quantity: str
+    cumulative_quantity: str
+    last_price: str
+    transaction_time: int
+    trade_id: int = -1
+    original_client_order_id: str = ""
+    reject_reason: str = "NONE"
+    commission: str = "0"
+    commission_asset: str | None = None
+    is_on_book: bool = False
+    is_maker: bool = False
+    created_time: int = 0
+    cumulative_quote: str = "0"
+    event_type: str = "executionReport"
+
+
+class AssetBalance(msgspec.Struct, frozen=True, rename={"asset": "a", "free": "f", "locked": "l"}):
+    asset: str
+    free: str
+    locked: str
+
+
+class OutboundAccountPosition(
+    msgspec.Struct,
+    frozen=True,
+    rename={"event_time": "E", "last_update_time": "u", "balances": "B", "event_type": "e"},
+):
+    """Spot balances of the assets an event changed."""
+
+    event_time: int
+    last_update_time: int
+    balances: list[AssetBalance]
+    event_type: str = "outboundAccountPosition"
+
+
+class BalanceUpdate(
+    msgspec.Struct,
+    frozen=True,
+    rename={"event_time": "E", "asset": "a", "delta": "d", "clear_time": "T", "event_type": "e"},
+):
+    event_time: int
+    asset: str
+    delta: str
+    clear_time: int
+    event_type: str = "balanceUpdate"
+
+
+class FuturesOrderUpdate(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "symbol": "s",
+        "client_order_id": "c",
+        "side": "S",
+        "order_type": "o",
+        "time_in_force": "f",
+        "quantity": "q",
+        "price": "p",
+        "average_price": "ap",
+        "execution_type": "x",
+        "status": "X",
+        "order_id": "i",
+        "last_quantity": "l",
+        "cumulative_quantity": "z",
+        "last_price": "L",
+        "commission_asset": "N",
+        "commission": "n",
+        "trade_time": "T",
+        "trade_id": "t",
+        "is_maker": "m",
+        "reduce_only": "R",
+        "position_side": "ps",
+        "realized_profit": "rp",
+    },
+):
+    """The ``o`` object of a USD-M ``ORDER_TRADE_UPDATE``."""
+
+    symbol: str
+    client_order_id: str
+    side: str
+    order_type: str
+    time_in_force: str
+    quantity: str
+    price: str
+    execution_type: str
+    status: str
+    order_id: int
+    last_quantity: str
+    cumulative_quantity: str
+    last_price: str
+    trade_time: int
+    trade_id: int = 0
+    average_price: str = "0"
+    commission_asset: str | None = None
+    commission: str = "0"
+    is_maker: bool = False
+    reduce_only: bool = False
+    position_side: str = "BOTH"
+    realized_profit: str = "0"
+
+
+class OrderTradeUpdate(
+    msgspec.Struct,
+    frozen=True,
+    rename={"event_time": "E", "transaction_time": "T", "order": "o", "event_type": "e"},
+):
+    event_time: int
+    transaction_time: int
+    order: FuturesOrderUpdate
+    event_type: str = "ORDER_TRADE_UPDATE"
+
+
+class FuturesBalance(
+    msgspec.Struct, frozen=True, rename={"asset": "a", "wallet_balance": "wb", "cross_wallet_balance": "cw"}
+):
+    asset: str
+    wallet_balance: str
+    cross_wallet_balance: str = "0"
+
+
+class FuturesPosition(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "symbol": "s",
+        "position_amount": "pa",
+        "entry_price": "ep",
+        "unrealized_pnl": "up",
+        "position_side": "ps",
+        "accumulated_realized": "cr",
+    },
+):
+    symbol: str
+    position_amount: str
+    entry_price: str
+    unrealized_pnl: str = "0"
+    position_side: str = "BOTH"
+    accumulated_realized: str = "0"
+
+
+class AccountUpdateData(
+    msgspec.Struct, frozen=True, rename={"reason": "m", "balances": "B", "positions": "P"}
+):
+    reason: str
+    balances: list[FuturesBalance] = []
+    positions: list[FuturesPosition] = []
+
+
+class AccountUpdate(
+    msgspec.Struct,
+    frozen=True,
+    rename={"event_time": "E", "transaction_time": "T", "data": "a", "event_type": "e"},
+):
+    event_time: int
+    transaction_time: int
+    data: AccountUpdateData
+    event_type: str = "ACCOUNT_UPDATE"
+
+
+class ListenKeyExpired(
+    msgspec.Struct, frozen=True, rename={"event_time": "E", "listen_key": "listenKey", "event_type": "e"}
+):
+    event_time: int
+    listen_key: str = ""
+    event_type: str = "listenKeyExpired"
+
+
+class UserDataEnvelope(msgspec.Struct, frozen=True, rename="camel"):
+    """Spot WebSocket-API push: ``{"subscriptionId": 0, "event": {...}}``."""
+
+    subscription_id: int
+    event: msgspec.Raw
+
+
+class EventTypeProbe(msgspec.Struct, frozen=True, rename={"event_type": "e"}):
+    """Reads only ``e`` so the right typed decoder can be chosen (msgspec skips the rest fast)."""
+
+    event_type: str = ""
+
+
+USER_EVENT_KINDS: dict[str, type] = {
+    "executionReport": ExecutionReport,
+    "outboundAccountPosition": OutboundAccountPosition,
+    "balanceUpdate": BalanceUpdate,
+    "ORDER_TRADE_UPDATE": OrderTradeUpdate,
+    "ACCOUNT_UPDATE": AccountUpdate,
+    "listenKeyExpired": ListenKeyExpired,
+}
+
+
+# -- REST responses -------------------------------------------------------------------------
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    """Binance's error body: ``{"code": -1121, "msg": "Invalid symbol."}``."""
+
+    code: int
+    msg: str
+
+
+class OrderFill(msgspec.Struct, frozen=True, rename="camel"):
+    price: str
+    qty: str
+    commission: str = "0"
+    commission_asset: str = ""
+    trade_id: int = -1
+
+
+class OrderResponse(msgspec.Struct, frozen=True, rename="camel"):
+    """Spot and USD-M order responses (ACK/RESULT/FULL, GET /order, DELETE /order, openOrders)."""
+
+    symbol: str
+    order_id: int
+    client_order_id: str
+    price: str = "0"
+    orig_qty: str = "0"
+    executed_qty: str = "0"
+    status: str = ""
+    time_in_force: str = ""
+    type: str = ""
+    side: str = ""
+    transact_time: int = 0
+    update_time: int = 0
+    time: int = 0
+    cummulative_quote_qty: str = "0"
+    cum_quote: str = "0"
+    avg_price: str = "0"
+    reduce_only: bool = False
+    orig_client_order_id: str = ""
+    fills: list[OrderFill] = []
+
+
+class SpotBalance(msgspec.Struct, frozen=True):
+    asset: str
+    free: str
+    locked: str
+
+
+class SpotAccount(msgspec.Struct, frozen=True, rename="camel"):
+    balances: list[SpotBalance]
+    can_trade: bool = True
+    update_time: int = 0
+
+
+class FuturesBalanceEntry(msgspec.Struct, frozen=True, rename="camel"):
+    asset: str
+    balance: str
+    available_balance: str = "0"
+
+
+class PositionRisk(msgspec.Struct, frozen=True, rename="camel"):
+    symbol: str
+    position_amt: str
+    entry_price: str = "0"
+    mark_price: str = "0"
+    un_realized_profit: str = "0"
+    position_side: str = "BOTH"
+
+
+class SymbolFilter(msgspec.Struct, frozen=True, rename="camel"):
+    """One exchangeInfo filter; fields absent from a filter type stay None."""
+
+    filter_type: str
+    min_price: str | None = None
+    max_price: str | None = None
+    tick_size: str | None = None
+    min_qty: str | None = None
+    max_qty: str | None = None
+    step_size: str | None = None
+    min_notional: str | None = None
+    notional: str | None = None
+
+
+class SymbolInfo(msgspec.Struct, frozen=True, rename="camel"):
+    symbol: str
+    status: str
+    base_asset: str
+    quote_asset: str
+    filters: list[SymbolFilter]
+    contract_type: str | None = None
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True, rename="camel"):
+    symbols: list[SymbolInfo]
+    server_time: int = 0
+
+
+class ListenKeyResponse(msgspec.Struct, frozen=True, rename="camel"):
+    listen_key: str
+
+
+class ServerTime(msgspec.Struct, frozen=True, rename="camel"):
+    server_time: int

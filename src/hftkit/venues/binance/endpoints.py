@@ -1,0 +1,132 @@
+"""Binance hosts, rate limits and endpoint weights, as data.
+
+A reader finds the venue's whole budget here. Weights are Binance's published values
+(see shared/protocols/binance.md §2 and §8); an endpoint whose weight depends on a
+parameter declares a function of the params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Market(Enum):
+    SPOT = "spot"
+    USDM = "usdm"
+
+
+@dataclass(frozen=True)
+class RateLimitWindow:
+    """One of the venue's limits: ``limit`` units of ``kind`` per ``seconds``."""
+
+    kind: str  # REQUEST_WEIGHT or ORDERS
+    seconds: int
+    limit: int
+    header: str  # the response header that reports our usage of this window
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    weight: int | Callable[[Mapping[str, str]], int]
+    orders: int = 0  # counts against the ORDERS windows
+    signed: bool = False
+    api_key: bool = False  # needs X-MBX-APIKEY even if unsigned
+    is_cancel: bool = False  # cancels get priority when the budget is short
+
+    def weight_for(self, params: Mapping[str, str]) -> int:
+        weight = self.weight
+        return weight(params) if callable(weight) else weight
+
+
+SPOT_REST_URLS = ("https://api.binance.com", "https://api1.binance.com", "https://api2.binance.com")
+SPOT_STREAM_URL = "wss://stream.binance.com:9443"
+SPOT_WEBSOCKET_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
+USDM_REST_URLS = ("https://fapi.binance.com",)
+USDM_STREAM_URL = "wss://fstream.binance.com"
+
+SPOT_RATE_LIMITS = (
+    RateLimitWindow("REQUEST_WEIGHT", 60, 6000, "x-mbx-used-weight-1m"),
+    RateLimitWindow("ORDERS", 10, 100, "x-mbx-order-count-10s"),
+    RateLimitWindow("ORDERS", 86_400, 200_000, "x-mbx-order-count-1d"),
+)
+USDM_RATE_LIMITS = (
+    RateLimitWindow("REQUEST_WEIGHT", 60, 2400, "x-mbx-used-weight-1m"),
+    RateLimitWindow("ORDERS", 10, 300, "x-mbx-order-count-10s"),
+    RateLimitWindow("ORDERS", 60, 1200, "x-mbx-order-count-1m"),
+)
+
+
+def _spot_depth_weight(params: Mapping[str, str]) -> int:
+    limit = int(params.get("limit", "100"))
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
+
+
+def _usdm_depth_weight(params: Mapping[str, str]) -> int:
+    limit = int(params.get("limit", "500"))
+    if limit <= 50:
+        return 2
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 10
+    return 20
+
+
+def _with_or_without_symbol(with_symbol: int, without: int) -> Callable[[Mapping[str, str]], int]:
+    return lambda params: with_symbol if "symbol" in params else without
+
+
+_SPOT = (
+    Endpoint("ping", "GET", "/api/v3/ping", 1),
+    Endpoint("time", "GET", "/api/v3/time", 1),
+    Endpoint("exchange_info", "GET", "/api/v3/exchangeInfo", 20),
+    Endpoint("depth", "GET", "/api/v3/depth", _spot_depth_weight),
+    Endpoint("trades", "GET", "/api/v3/trades", 25),
+    Endpoint("aggregate_trades", "GET", "/api/v3/aggTrades", 4),
+    Endpoint("book_ticker", "GET", "/api/v3/ticker/bookTicker", _with_or_without_symbol(2, 4)),
+    Endpoint("new_order", "POST", "/api/v3/order", 1, orders=1, signed=True),
+    Endpoint("cancel_order", "DELETE", "/api/v3/order", 1, signed=True, is_cancel=True),
+    Endpoint("cancel_all", "DELETE", "/api/v3/openOrders", 1, signed=True, is_cancel=True),
+    Endpoint("query_order", "GET", "/api/v3/order", 4, signed=True),
+    Endpoint("open_orders", "GET", "/api/v3/openOrders", _with_or_without_symbol(6, 80), signed=True),
+    Endpoint("account", "GET", "/api/v3/account", 20, signed=True),
+    Endpoint("my_trades", "GET", "/api/v3/myTrades", 20, signed=True),
+)
+_USDM = (
+    Endpoint("ping", "GET", "/fapi/v1/ping", 1),
+    Endpoint("time", "GET", "/fapi/v1/time", 1),
+    Endpoint("exchange_info", "GET", "/fapi/v1/exchangeInfo", 1),
+    Endpoint("depth", "GET", "/fapi/v1/depth", _usdm_depth_weight),
+    Endpoint("book_ticker", "GET", "/fapi/v1/ticker/bookTicker", _with_or_without_symbol(2, 5)),
+    Endpoint("new_order", "POST", "/fapi/v1/order", 1, orders=1, signed=True),
+    Endpoint("cancel_order", "DELETE", "/fapi/v1/order", 1, signed=True, is_cancel=True),
+    Endpoint("cancel_all", "DELETE", "/fapi/v1/allOpenOrders", 1, signed=True, is_cancel=True),
+    Endpoint("query_order", "GET", "/fapi/v1/order", 1, signed=True),
+    Endpoint("open_orders", "GET", "/fapi/v1/openOrders", _with_or_without_symbol(1, 40), signed=True),
+    Endpoint("account", "GET", "/fapi/v2/account", 5, signed=True),
+    Endpoint("balance", "GET", "/fapi/v2/balance", 5, signed=True),
+    Endpoint("position_risk", "GET", "/fapi/v2/positionRisk", 5, signed=True),
+    Endpoint("create_listen_key", "POST", "/fapi/v1/listenKey", 1, api_key=True),
+    Endpoint("keepalive_listen_key", "PUT", "/fapi/v1/listenKey", 1, api_key=True),
+    Endpoint("close_listen_key", "DELETE", "/fapi/v1/listenKey", 1, api_key=True),
+)
+
+ENDPOINTS: dict[Market, dict[str, Endpoint]] = {
+    Market.SPOT: {endpoint.name: endpoint for endpoint in _SPOT},
+    Market.USDM: {endpoint.name: endpoint for endpoint in _USDM},
+}
+RATE_LIMITS: dict[Market, tuple[RateLimitWindow, ...]] = {
+    Market.SPOT: SPOT_RATE_LIMITS,
+    Market.USDM: USDM_RATE_LIMITS,
+}

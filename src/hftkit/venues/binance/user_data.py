@@ -1,0 +1,266 @@
+"""Binance user-data events -> normalized OrderUpdate, Fill, BalanceUpdate, PositionUpdate.
+
+Accepts the spot WebSocket-API push (``{"subscriptionId":..,"event":{..}}``), bare events
+(listenKey streams) and combined-stream envelopes. Unknown event types are counted and
+skipped; malformed frames raise the codec's classified error for the caller to count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+
+import msgspec
+
+from hftkit.core.types import (
+    BalanceUpdate,
+    ContractKind,
+    Fill,
+    Instrument,
+    OrderStatus,
+    OrderUpdate,
+    PositionUpdate,
+    Side,
+)
+from hftkit.venues.binance import codec
+
+STATUSES: dict[str, OrderStatus] = {
+    "NEW": OrderStatus.NEW,
+    "PENDING_NEW": OrderStatus.PENDING_NEW,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
+
+UserEvent = OrderUpdate | Fill | BalanceUpdate | PositionUpdate
+
+_decoders: dict[type, msgspec.json.Decoder] = {
+    kind: msgspec.json.Decoder(kind) for kind in codec.USER_EVENT_KINDS.values()
+}
+_probe = msgspec.json.Decoder(codec.EventTypeProbe)
+_envelope = msgspec.json.Decoder(codec.UserDataEnvelope)
+_combined = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
+
+
+class UserDataParser:
+    """Turns user-data frames into normalized events for one venue name and its instruments."""
+
+    def __init__(self, venue: str, instruments: Mapping[str, Instrument]) -> None:
+        self.venue = venue
+        self._instruments = instruments
+        self.unknown_events: dict[str, int] = {}
+        self.unknown_symbols = 0
+        self._handlers: dict[type, Callable[[object, int], list[UserEvent]]] = {
+            codec.ExecutionReport: self._execution_report,  # type: ignore[dict-item]
+            codec.OutboundAccountPosition: self._account_position,  # type: ignore[dict-item]
+            codec.BalanceUpdate: lambda event, receive_ns: [],
+            codec.OrderTradeUpdate: self._futures_order,  # type: ignore[dict-item]
+            codec.AccountUpdate: self._futures_account,  # type: ignore[dict-item]
+            codec.ListenKeyExpired: lambda event, receive_ns: [],
+        }
+
+    def parse(self, frame: bytes, receive_ns: int = 0) -> list[UserEvent]:
+        """Events in one frame; [] for control frames and unknown event types."""
+        payload = self._unwrap(frame)
+        event_type = _probe.decode(payload).event_type
+        kind = codec.USER_EVENT_KINDS.get(event_type)
+        if kind is None:
+            self.unknown_events[event_type] = self.unknown_events.get(event_type, 0) + 1
+            return []
+        return self._handlers[kind](_decoders[kind].decode(payload), receive_ns)
+
+    def decode_event(self, frame: bytes) -> object | None:
+        """The typed wire event of a frame (for callers that need venue-specific fields)."""
+        payload = self._unwrap(frame)
+        kind = codec.USER_EVENT_KINDS.get(_probe.decode(payload).event_type)
+        return None if kind is None else _decoders[kind].decode(payload)
+
+    @staticmethod
+    def _unwrap(frame: bytes) -> bytes | msgspec.Raw:
+        head = frame[:24]
+        if b'"subscriptionId"' in head:
+            return _envelope.decode(frame).event
+        if b'"stream"' in head:
+            return _combined.decode(frame).data
+        return frame
+
+    def _instrument(self, symbol: str) -> Instrument | None:
+        instrument = self._instruments.get(symbol)
+        if instrument is None:
+            self.unknown_symbols += 1
+        return instrument
+
+    def _execution_report(self, report: codec.ExecutionReport, receive_ns: int) -> list[UserEvent]:
+        instrument = self._instrument(report.symbol)
+        if instrument is None:
+            return []
+        # A cancel's report carries the cancel request's id in c and the order's in C.
+        client_order_id = report.original_client_order_id or report.client_order_id
+        ticks, lots = instrument.ticks, instrument.lots
+        side = SIDES[report.side]
+        events: list[UserEvent] = [
+            OrderUpdate(
+                venue=self.venue,
+                symbol=report.symbol,
+                client_order_id=client_order_id,
+                venue_order_id=str(report.order_id),
+                status=STATUSES.get(report.status, OrderStatus.UNKNOWN),
+                side=side,
+                price=ticks.to_steps(report.price) if report.order_type != "MARKET" else 0,
+                quantity=lots.to_steps(report.quantity),
+                filled=lots.to_steps(report.cumulative_quantity),
+                reason="" if report.reject_reason == "NONE" else report.reject_reason,
+                event_time_ms=report.event_time,
+                receive_ns=receive_ns,
+            )
+        ]
+        if report.execution_type == "TRADE":
+            events.append(
+                Fill(
+                    venue=self.venue,
+                    symbol=report.symbol,
+                    client_order_id=client_order_id,
+                    venue_order_id=str(report.order_id),
+                    trade_id=str(report.trade_id),
+                    side=side,
+                    price=ticks.to_steps(report.last_price),
+                    quantity=lots.to_steps(report.last_quantity),
+                    fee=float(report.commission),
+                    fee_asset=report.commission_asset or "",
+                    is_maker=report.is_maker,
+                    event_time_ms=report.transaction_time,
+                    receive_ns=receive_ns,
+                )
+            )
+        return events
+
+    def _account_position(self, event: codec.OutboundAccountPosition, receive_ns: int) -> list[UserEvent]:
+        return [
+            BalanceUpdate(
+                venue=self.venue,
+                asset=balance.asset,
+                free=Decimal(balance.free),
+                locked=Decimal(balance.locked),
+                event_time_ms=event.event_time,
+            )
+            for balance in event.balances
+        ]
+
+    def _futures_order(self, event: codec.OrderTradeUpdate, receive_ns: int) -> list[UserEvent]:
+        order = event.order
+        instrument = self._instrument(order.symbol)
+        if instrument is None:
+            return []
+        ticks, lots = instrument.ticks, instrument.lots
+        side = SIDES[order.side]
+        events: list[UserEvent] = [
+            OrderUpdate(
+                venue=self.venue,
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                venue_order_id=str(order.order_id),
+                status=STATUSES.get(order.status, OrderStatus.UNKNOWN),
+                side=side,
+                price=ticks.to_steps(order.price) if order.order_type != "MARKET" else 0,
+                quantity=lots.to_steps(order.quantity),
+                filled=lots.to_steps(order.cumulative_quantity),
+                event_time_ms=event.event_time,
+                receive_ns=receive_ns,
+            )
+        ]
+        if order.execution_type == "TRADE":
+            events.append(
+                Fill(
+                    venue=self.venue,
+                    symbol=order.symbol,
+                    client_order_id=order.client_order_id,
+                    venue_order_id=str(order.order_id),
+                    trade_id=str(order.trade_id),
+                    side=side,
+                    price=ticks.to_steps(order.last_price),
+                    quantity=lots.to_steps(order.last_quantity),
+                    fee=float(order.commission),
+                    fee_asset=order.commission_asset or "",
+                    is_maker=order.is_maker,
+                    event_time_ms=order.trade_time,
+                    receive_ns=receive_ns,
+                )
+            )
+        return events
+
+    def _futures_account(self, event: codec.AccountUpdate, receive_ns: int) -> list[UserEvent]:
+        events: list[UserEvent] = [
+            BalanceUpdate(
+                venue=self.venue,
+                asset=balance.asset,
+                free=Decimal(balance.cross_wallet_balance),
+                locked=Decimal(balance.wallet_balance) - Decimal(balance.cross_wallet_balance),
+                event_time_ms=event.event_time,
+            )
+            for balance in event.data.balances
+        ]
+        for position in event.data.positions:
+            instrument = self._instrument(position.symbol)
+            if instrument is None:
+                continue
+            events.append(
+                PositionUpdate(
+                    venue=self.venue,
+                    symbol=position.symbol,
+                    quantity=instrument.lots.to_steps(position.position_amount),
+                    entry_price=Decimal(position.entry_price),
+                    event_time_ms=event.event_time,
+                )
+            )
+        return events
+
+
+def instruments_from_exchange_info(venue: str, info: codec.ExchangeInfo) -> dict[str, Instrument]:
+    """Instruments with tick/lot/min-notional from exchangeInfo filters (trading symbols only)."""
+    instruments: dict[str, Instrument] = {}
+    for symbol in info.symbols:
+        if symbol.status != "TRADING":
+            continue
+        filters = {entry.filter_type: entry for entry in symbol.filters}
+        price_filter = filters.get("PRICE_FILTER")
+        lot_filter = filters.get("LOT_SIZE")
+        if (
+            price_filter is None
+            or lot_filter is None
+            or not price_filter.tick_size
+            or not lot_filter.step_size
+        ):
+            continue
+        notional_filter = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL")
+        min_notional = "0"
+        if notional_filter is not None:
+            min_notional = notional_filter.min_notional or notional_filter.notional or "0"
+        kind = ContractKind.SPOT
+        if symbol.contract_type == "PERPETUAL":
+            kind = ContractKind.PERPETUAL
+        elif symbol.contract_type:
+            kind = ContractKind.FUTURE
+        if Decimal(price_filter.tick_size) <= 0 or Decimal(lot_filter.step_size) <= 0:
+            continue
+        instruments[symbol.symbol] = Instrument(
+            venue,
+            symbol.symbol,
+            symbol.base_asset,
+            symbol.quote_asset,
+            price_filter.tick_size,
+            lot_filter.step_size,
+            min_notional,
+            kind,
+            min_quantity=lot_filter.min_qty
+            if lot_filter.min_qty and Decimal(lot_filter.min_qty) > 0
+            else None,
+            max_quantity=lot_filter.max_qty
+            if lot_filter.max_qty and Decimal(lot_filter.max_qty) > 0
+            else None,
+        )
+    return instruments
