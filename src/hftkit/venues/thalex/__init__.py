@@ -1,0 +1,1 @@
+"""Thalex: JSON-RPC over one WebSocket (perpetuals, futures, options)."""

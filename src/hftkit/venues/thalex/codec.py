@@ -1,0 +1,456 @@
+"""Thalex JSON-RPC wire format (sans-I/O): request building, frame routing, typed payloads.
+
+Thalex sends prices and amounts as JSON numbers. They are decoded as floats and converted to
+ticks/lots through their shortest decimal form (``repr``), which is exactly the text the
+venue printed, so the grid conversion stays exact.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import orjson
+
+from hftkit.core.errors import HftkitError
+from hftkit.core.numbers import Rounding
+from hftkit.core.types import (
+    BookDelta,
+    ContractKind,
+    Fill,
+    Instrument,
+    OrderStatus,
+    OrderUpdate,
+    PositionUpdate,
+    Side,
+    Trade,
+)
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class ThalexErrorCode(enum.IntEnum):
+    ORDER_NOT_FOUND = 1
+    DUPLICATE_ORDER_ID = 2
+    TOO_MANY_PENDING_REQUESTS = 3
+    THROTTLE_EXCEEDED = 4
+    UNKNOWN_INSTRUMENT = 5
+    INVALID_REQUEST = 6
+    NOT_LOGGED_IN = 7
+    ALREADY_SUBSCRIBED = 8
+    NOT_SUBSCRIBED = 9
+    INVALID_ORDER_ID = 12
+    INVALID_PRICE = 13
+    INVALID_QUANTITY = 14
+    PRICE_NOT_ALIGNED_WITH_TICK = 15
+    AUTHENTICATION_FAILED = 19
+    TEMPORARY_FAILURE = 20
+    PROTECTION_NOT_SET = 23
+    INSUFFICIENT_MARGIN = 24
+    INVALID_TIME_IN_FORCE = 25
+    INSUFFICIENT_FUNDS = 27
+    UNAUTHORIZED = 28
+    UNKNOWN_METHOD = 31
+    INVALID_STATE = 37
+    PRICE_COLLAR_BREACH = 43
+    QUOTE_EXCEEDS_PROTECTION_SIZE = 44
+    TOO_MANY_OPEN_ORDERS = 49
+    PERSISTENT_SESSION = 52
+    REDUCE_ONLY_MODE = 57
+
+
+class ThalexError(HftkitError):
+    """An error object from Thalex: ``{"code": 1, "message": "order not found"}``."""
+
+    retryable = False
+
+    def __init__(self, code: int, message: str, request_id: Any = None) -> None:
+        super().__init__(f"Thalex error {code}: {message}")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class ThalexOrderNotFoundError(ThalexError):
+    """Cancel/amend of an order the venue no longer has; benign for a cancel."""
+
+
+class ThalexThrottledError(ThalexError):
+    """Session message rate exceeded (code 4) or too many pending requests (3): not processed."""
+
+    retryable = True
+
+
+class ThalexAuthenticationError(ThalexError):
+    """Login failed (19), not logged in (7) or not authorized (28)."""
+
+
+class ThalexRejectedError(ThalexError):
+    """A definitive reject of an order request (price, amount, margin, tif ...)."""
+
+
+_ERROR_CLASSES: dict[int, type[ThalexError]] = {
+    1: ThalexOrderNotFoundError,
+    3: ThalexThrottledError,
+    4: ThalexThrottledError,
+    7: ThalexAuthenticationError,
+    19: ThalexAuthenticationError,
+    28: ThalexAuthenticationError,
+    20: ThalexError,
+}
+
+
+def error_from_wire(code: int, message: str, request_id: Any = None) -> ThalexError:
+    error_class = _ERROR_CLASSES.get(code, ThalexRejectedError)
+    error = error_class(code, message, request_id)
+    if code == ThalexErrorCode.TEMPORARY_FAILURE:
+        error.retryable = True
+    return error
+
+
+# -- frames ----------------------------------------------------------------------------------
+
+
+class RpcError(msgspec.Struct, frozen=True):
+    code: int
+    message: str = ""
+
+
+class Frame(msgspec.Struct, frozen=True):
+    """Any server frame: a response (id + result), an error (id + error) or a notification."""
+
+    id: Any = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: RpcError | None = None
+    channel_name: str | None = None
+    notification: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def is_notification(self) -> bool:
+        return self.channel_name is not None
+
+
+_frame_decoder = msgspec.json.Decoder(Frame)
+
+
+def decode_frame(payload: bytes) -> Frame:
+    """Route a frame by its shape; raises msgspec.DecodeError/ValidationError on bad input."""
+    return _frame_decoder.decode(payload)
+
+
+def encode_request(method: str, params: Mapping[str, Any] | None, request_id: int | None) -> bytes:
+    """``{"method":..,"params":{..},"id":..}``; None params are dropped, as the venue expects."""
+    message: dict[str, Any] = {
+        "method": method,
+        "params": {k: v for k, v in (params or {}).items() if v is not None},
+    }
+    if request_id is not None:
+        message["id"] = request_id
+    return orjson.dumps(message)
+
+
+def wire_number(text: str) -> Any:
+    """A canonical decimal string as a JSON number with no float rounding on the way out."""
+    return orjson.Fragment(text.encode())
+
+
+# -- payloads --------------------------------------------------------------------------------
+
+
+class ThalexFill(msgspec.Struct, frozen=True):
+    trade_id: str
+    price: float
+    amount: float
+    time: float = 0.0
+    maker_taker: str = "taker"
+    leg_index: int = 0
+
+
+class ThalexOrderStatus(msgspec.Struct, frozen=True):
+    order_id: str
+    direction: str
+    amount: float
+    filled_amount: float
+    remaining_amount: float
+    status: str
+    instrument_name: str = ""
+    order_type: str = "limit"
+    time_in_force: str = "good_till_cancelled"
+    price: float | None = None
+    client_order_id: int | None = None
+    label: str | None = None
+    fills: list[ThalexFill] = []
+    change_reason: str = ""
+    delete_reason: str | None = None
+    insert_reason: str | None = None
+    persistent: bool | None = None
+    create_time: float = 0.0
+    close_time: float | None = None
+
+
+class ThalexTrade(msgspec.Struct, frozen=True):
+    trade_id: str
+    order_id: str
+    instrument_name: str
+    direction: str
+    price: float
+    amount: float
+    time: float = 0.0
+    client_order_id: int | None = None
+    maker_taker: str = "taker"
+    fee: float = 0.0
+    position_after: float | None = None
+    trade_type: str = "normal"
+
+
+class ThalexPortfolioEntry(msgspec.Struct, frozen=True):
+    instrument_name: str
+    position: float
+    mark_price: float = 0.0
+    average_price: float = 0.0
+    unrealised_pnl: float = 0.0
+    realised_pnl: float = 0.0
+
+
+class ThalexTicker(msgspec.Struct, frozen=True):
+    mark_price: float = 0.0
+    mark_timestamp: float = 0.0
+    best_bid_price: float | None = None
+    best_bid_amount: float | None = None
+    best_ask_price: float | None = None
+    best_ask_amount: float | None = None
+    last_price: float | None = None
+    index: float | None = None
+    funding_rate: float | None = None
+
+
+class ThalexInstrument(msgspec.Struct, frozen=True):
+    instrument_name: str
+    tick_size: float
+    volume_tick_size: float
+    min_order_amount: float
+    type: str
+    product: str = ""
+    underlying: str = ""
+    base_currency: str = "USD"
+
+
+class ThalexBookNotification(msgspec.Struct, frozen=True):
+    """``book.<instrument>.<grouping>.<nlevels>.<delay>``: the first push carries every level."""
+
+    bid_changes: list[tuple[float, float, float]] = []
+    ask_changes: list[tuple[float, float, float]] = []
+    trades: list[tuple[float, float, str, float, bool]] = []
+    total_bid_amount: float = 0.0
+    total_ask_amount: float = 0.0
+    time: float = 0.0
+
+
+class MassQuoteError(msgspec.Struct, frozen=True):
+    code: int
+    message: str = ""
+    side: str | None = None
+    price: float | None = None
+
+
+class MassQuoteResult(msgspec.Struct, frozen=True):
+    n_success: int
+    n_fail: int
+    errors: list[MassQuoteError] = []
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+ORDER_STATUSES: dict[str, OrderStatus] = {
+    "open": OrderStatus.NEW,
+    "partially_filled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "cancelled": OrderStatus.CANCELED,
+    "cancelled_partially_filled": OrderStatus.CANCELED,
+}
+DIRECTIONS = {"buy": Side.BUY, "sell": Side.SELL}
+DIRECTION_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
+INSTRUMENT_KINDS = {
+    "perpetual": ContractKind.PERPETUAL,
+    "future": ContractKind.FUTURE,
+    "option": ContractKind.OPTION,
+}
+
+
+def number_to_steps(grid_owner: Instrument, value: float, *, price: bool) -> int:
+    """A JSON number from Thalex to ticks (price) or lots (amount), exact through ``repr``."""
+    grid = grid_owner.ticks if price else grid_owner.lots
+    return grid.to_steps(repr(float(value)), Rounding.NEAREST)
+
+
+def instrument_from_wire(venue: str, wire: ThalexInstrument) -> Instrument | None:
+    kind = INSTRUMENT_KINDS.get(wire.type)
+    if kind is None or wire.tick_size <= 0 or wire.volume_tick_size <= 0:
+        return None
+    base = wire.underlying[:-3] if wire.underlying.endswith("USD") else wire.underlying
+    return Instrument(
+        venue,
+        wire.instrument_name,
+        base or wire.instrument_name.split("-")[0],
+        wire.base_currency,
+        repr(float(wire.tick_size)),
+        repr(float(wire.volume_tick_size)),
+        "0",
+        kind,
+        min_quantity=repr(float(wire.min_order_amount)) if wire.min_order_amount > 0 else None,
+    )
+
+
+class ThalexCodec:
+    """Normalizes Thalex payloads for one venue name and its instruments (by instrument name)."""
+
+    def __init__(self, venue: str, instruments: Mapping[str, Instrument]) -> None:
+        self.venue = venue
+        self.instruments = instruments
+        self.unknown_instruments = 0
+
+    def _instrument(self, name: str) -> Instrument | None:
+        instrument = self.instruments.get(name)
+        if instrument is None:
+            self.unknown_instruments += 1
+        return instrument
+
+    def order_events(
+        self, order: ThalexOrderStatus, receive_ns: int = 0, client_ids: Mapping[int, str] | None = None
+    ) -> list[OrderUpdate | Fill]:
+        """OrderUpdate plus one Fill per new fill. ``client_ids`` maps Thalex's uint64 ids to ours."""
+        instrument = self._instrument(order.instrument_name)
+        if instrument is None:
+            return []
+        client_order_id = _client_id(order.client_order_id, order.order_id, client_ids)
+        side = DIRECTIONS[order.direction]
+        status = ORDER_STATUSES.get(order.status, OrderStatus.UNKNOWN)
+        if status is OrderStatus.CANCELED and order.delete_reason == "filled":
+            status = OrderStatus.FILLED
+        elif status is OrderStatus.CANCELED and order.delete_reason == "immediate_cancel":
+            status = OrderStatus.EXPIRED
+        events: list[OrderUpdate | Fill] = [
+            OrderUpdate(
+                venue=self.venue,
+                symbol=order.instrument_name,
+                client_order_id=client_order_id,
+                venue_order_id=order.order_id,
+                status=status,
+                side=side,
+                price=0 if order.price is None else number_to_steps(instrument, order.price, price=True),
+                quantity=number_to_steps(instrument, order.amount, price=False),
+                filled=number_to_steps(instrument, order.filled_amount, price=False),
+                reason=order.delete_reason or "",
+                event_time_ms=int((order.close_time or order.create_time) * 1000),
+                receive_ns=receive_ns,
+            )
+        ]
+        if order.change_reason == "existing":
+            return events  # a snapshot repeats old fills; the trade history is their source
+        for fill in order.fills:
+            events.append(
+                Fill(
+                    venue=self.venue,
+                    symbol=order.instrument_name,
+                    client_order_id=client_order_id,
+                    venue_order_id=order.order_id,
+                    trade_id=fill.trade_id,
+                    side=side,
+                    price=number_to_steps(instrument, fill.price, price=True),
+                    quantity=number_to_steps(instrument, fill.amount, price=False),
+                    is_maker=fill.maker_taker == "maker",
+                    event_time_ms=int(fill.time * 1000),
+                    receive_ns=receive_ns,
+                )
+            )
+        return events
+
+    def trade_fill(self, trade: ThalexTrade, client_ids: Mapping[int, str] | None = None) -> Fill | None:
+        instrument = self._instrument(trade.instrument_name)
+        if instrument is None:
+            return None
+        return Fill(
+            venue=self.venue,
+            symbol=trade.instrument_name,
+            client_order_id=_client_id(trade.client_order_id, trade.order_id, client_ids),
+            venue_order_id=trade.order_id,
+            trade_id=trade.trade_id,
+            side=DIRECTIONS[trade.direction],
+            price=number_to_steps(instrument, trade.price, price=True),
+            quantity=number_to_steps(instrument, trade.amount, price=False),
+            fee=trade.fee,
+            is_maker=trade.maker_taker == "maker",
+            event_time_ms=int(trade.time * 1000),
+        )
+
+    def position(self, entry: ThalexPortfolioEntry) -> PositionUpdate | None:
+        instrument = self._instrument(entry.instrument_name)
+        if instrument is None:
+            return None
+        return PositionUpdate(
+            venue=self.venue,
+            symbol=entry.instrument_name,
+            quantity=number_to_steps(instrument, entry.position, price=False),
+            entry_price=Decimal(repr(entry.average_price)),
+        )
+
+    def book_delta(
+        self, instrument_name: str, book: ThalexBookNotification, *, is_snapshot: bool, receive_ns: int = 0
+    ) -> BookDelta | None:
+        instrument = self._instrument(instrument_name)
+        if instrument is None:
+            return None
+        return BookDelta(
+            venue=self.venue,
+            symbol=instrument_name,
+            bids=[
+                (
+                    number_to_steps(instrument, price, price=True),
+                    number_to_steps(instrument, amount, price=False),
+                )
+                for price, amount, _outright in book.bid_changes
+            ],
+            asks=[
+                (
+                    number_to_steps(instrument, price, price=True),
+                    number_to_steps(instrument, amount, price=False),
+                )
+                for price, amount, _outright in book.ask_changes
+            ],
+            is_snapshot=is_snapshot,
+            event_time_ms=int(book.time * 1000),
+            receive_ns=receive_ns,
+        )
+
+    def book_trades(
+        self, instrument_name: str, book: ThalexBookNotification, receive_ns: int = 0
+    ) -> list[Trade]:
+        instrument = self._instrument(instrument_name)
+        if instrument is None:
+            return []
+        return [
+            Trade(
+                venue=self.venue,
+                symbol=instrument_name,
+                trade_id=-1,  # the book channel's trades carry no id
+                price=number_to_steps(instrument, price, price=True),
+                size=number_to_steps(instrument, amount, price=False),
+                aggressor=DIRECTIONS[direction],
+                event_time_ms=int(time * 1000),
+                receive_ns=receive_ns,
+            )
+            for price, amount, direction, time, _implied in book.trades
+        ]
+
+
+def _client_id(wire_id: int | None, order_id: str, client_ids: Mapping[int, str] | None) -> str:
+    if wire_id is None:
+        return order_id
+    if client_ids is not None:
+        mapped = client_ids.get(wire_id)
+        if mapped is not None:
+            return mapped
+    return str(wire_id)

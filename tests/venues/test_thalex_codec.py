@@ -1,0 +1,217 @@
+"""Thalex sans-I/O codec and login tokens, checked against the exchange's own spec examples."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import orjson
+import pytest
+
+from hftkit.core import ContractKind, Fill, Instrument, OrderStatus, OrderUpdate, PositionUpdate, Side
+from hftkit.datasets import shared_data_dir
+from hftkit.venues.thalex import codec
+from hftkit.venues.thalex.auth import (
+    ThalexCredentials,
+    TokenError,
+    generate_key_pair,
+    make_login_token,
+    token_key_id,
+    verify_login_token,
+)
+
+
+def spec_example(schema_path: str):
+    examples = json.loads((shared_data_dir() / "thalex_spec" / "thalex_spec_examples.json").read_bytes())
+    for entry in examples["examples"]["openapi.json"] + examples["examples"].get("ws_spec.json", []):
+        if entry["path"] == schema_path:
+            return entry["example"]
+    raise KeyError(schema_path)
+
+
+def perpetual() -> Instrument:
+    return Instrument("thalex", "BTC-PERPETUAL", "BTC", "USD", "1", "0.001", "0", ContractKind.PERPETUAL)
+
+
+def test_spec_order_status_example_becomes_an_order_update():
+    order = msgspec.convert(spec_example("/components/schemas/OrderStatus"), codec.ThalexOrderStatus)
+    (update,) = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": perpetual()}).order_events(order)
+    assert isinstance(update, OrderUpdate)
+    assert (update.status, update.side, update.price, update.quantity, update.filled) == (
+        OrderStatus.NEW,
+        Side.BUY,
+        45000,
+        1100,
+        0,
+    )
+    assert update.client_order_id == "1728379719872"  # no client id: the venue id stands in
+
+
+def test_fills_of_an_order_update_become_fills_with_our_client_id():
+    wire = (
+        b'{"order_id":"001BF14D00000003","client_order_id":100,"instrument_name":"BTC-PERPETUAL",'
+        b'"direction":"sell","order_type":"limit","time_in_force":"good_till_cancelled","price":47010,'
+        b'"amount":0.1,"filled_amount":0.1,"remaining_amount":0,"status":"filled","fills":[{"trade_id":'
+        b'"0080000000000000169F22D05B785A2B","price":47010,"amount":0.1,"time":1795254654.66,"maker_taker":'
+        b'"taker","leg_index":0}],"change_reason":"fill","delete_reason":"filled","persistent":false,'
+        b'"create_time":1795254654.654124,"close_time":1795254654.66}'
+    )
+    order = msgspec.json.decode(wire, type=codec.ThalexOrderStatus)
+    update, fill = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": perpetual()}).order_events(
+        order, client_ids={100: "mm-7"}
+    )
+    assert update.status is OrderStatus.FILLED and update.client_order_id == "mm-7"
+    assert isinstance(fill, Fill)
+    assert (fill.price, fill.quantity, fill.side, fill.is_maker) == (47010, 100, Side.SELL, False)
+
+
+def test_snapshot_updates_do_not_replay_old_fills():
+    order = codec.ThalexOrderStatus(
+        order_id="1",
+        direction="buy",
+        amount=1,
+        filled_amount=0.5,
+        remaining_amount=0.5,
+        status="partially_filled",
+        instrument_name="BTC-PERPETUAL",
+        price=100,
+        fills=[codec.ThalexFill("t", 100, 0.5)],
+        change_reason="existing",
+    )
+    events = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": perpetual()}).order_events(order)
+    assert len(events) == 1 and events[0].filled == 500
+
+
+def test_post_only_cancel_is_reported_as_expired():
+    order = codec.ThalexOrderStatus(
+        order_id="1",
+        direction="buy",
+        amount=1,
+        filled_amount=0,
+        remaining_amount=0,
+        status="cancelled",
+        instrument_name="BTC-PERPETUAL",
+        price=100,
+        delete_reason="immediate_cancel",
+    )
+    (update,) = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": perpetual()}).order_events(order)
+    assert update.status is OrderStatus.EXPIRED
+
+
+def test_spec_trade_and_portfolio_examples():
+    thalex = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": perpetual()})
+    trade = msgspec.convert(spec_example("/components/schemas/Trade"), codec.ThalexTrade)
+    fill = thalex.trade_fill(trade)
+    assert fill is not None and (fill.price, fill.quantity, fill.fee) == (47280, 100, 1.18)
+    entry = msgspec.convert(spec_example("/components/schemas/PortfolioEntry"), codec.ThalexPortfolioEntry)
+    position = thalex.position(entry)
+    assert isinstance(position, PositionUpdate) and position.quantity == 1000
+
+
+def test_spec_book_notification_becomes_a_delta_with_trades():
+    notification = spec_example(
+        "/components/schemas/book.<instrument>.<grouping>.<nlevels>.<delay>_payload/properties/notification"
+    )
+    book = msgspec.convert(notification, codec.ThalexBookNotification)
+    instrument = Instrument("thalex", "BTC-PERPETUAL", "BTC", "USD", "0.5", "1", "0", ContractKind.PERPETUAL)
+    thalex = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": instrument})
+    delta = thalex.book_delta("BTC-PERPETUAL", book, is_snapshot=True)
+    assert delta is not None and delta.bids == [(18241, 0), (18242, 54)] and delta.is_snapshot
+    trades = thalex.book_trades("BTC-PERPETUAL", book)
+    assert [(trade.price, trade.size, trade.aggressor) for trade in trades] == [
+        (18241, 15, Side.BUY),
+        (18242, 30, Side.BUY),
+    ]
+
+
+def test_spec_instrument_example_builds_an_instrument():
+    wire = codec.ThalexInstrument(
+        instrument_name="BTC-PERPETUAL",
+        tick_size=1,
+        volume_tick_size=0.001,
+        min_order_amount=0.001,
+        type="perpetual",
+        product="FBTCUSD",
+        underlying="BTCUSD",
+    )
+    instrument = codec.instrument_from_wire("thalex", wire)
+    assert instrument is not None
+    assert (instrument.base, instrument.kind, instrument.min_quantity) == ("BTC", ContractKind.PERPETUAL, 1)
+    assert instrument.price_to_ticks("47000") == 47000
+    assert codec.instrument_from_wire("thalex", msgspec.structs.replace(wire, type="combination")) is None
+
+
+def test_frames_are_routed_by_shape():
+    response = codec.decode_frame(b'{"id":5,"result":null}')
+    assert response.id == 5 and response.result is not msgspec.UNSET and not response.is_notification
+    error = codec.decode_frame(b'{"id":6,"error":{"code":4,"message":"throttled"}}')
+    assert error.error == codec.RpcError(4, "throttled") and error.result is msgspec.UNSET
+    push = codec.decode_frame(b'{"channel_name":"session.orders","notification":[]}')
+    assert push.is_notification and bytes(push.notification) == b"[]"
+    with pytest.raises(msgspec.DecodeError):
+        codec.decode_frame(b'{"id":')
+
+
+def test_error_codes_map_to_classified_exceptions():
+    assert isinstance(codec.error_from_wire(1, "order not found"), codec.ThalexOrderNotFoundError)
+    throttled = codec.error_from_wire(4, "throttle", request_id=9)
+    assert (
+        isinstance(throttled, codec.ThalexThrottledError)
+        and throttled.retryable
+        and throttled.request_id == 9
+    )
+    assert isinstance(codec.error_from_wire(19, "auth"), codec.ThalexAuthenticationError)
+    rejected = codec.error_from_wire(15, "price not aligned")
+    assert isinstance(rejected, codec.ThalexRejectedError) and not rejected.retryable
+    assert codec.error_from_wire(20, "temporary").retryable
+
+
+def test_requests_drop_null_params_and_keep_exact_numbers():
+    wire = codec.encode_request(
+        "private/insert",
+        {
+            "direction": "buy",
+            "price": codec.wire_number("47000.5"),
+            "amount": codec.wire_number("0.001"),
+            "label": None,
+        },
+        7,
+    )
+    assert orjson.loads(wire) == {
+        "method": "private/insert",
+        "params": {"direction": "buy", "price": 47000.5, "amount": 0.001},
+        "id": 7,
+    }
+    assert b'"price":47000.5' in wire
+    assert b'"id"' not in codec.encode_request("public/instruments", None, None)
+
+
+@pytest.fixture(scope="module")
+def key_pair() -> tuple[bytes, bytes]:
+    return generate_key_pair()
+
+
+def test_login_token_verifies_with_the_matching_public_key(key_pair):
+    private_pem, public_pem = key_pair
+    token = make_login_token(ThalexCredentials("K123", private_pem), issued_at=1_000.5)
+    assert token_key_id(token) == "K123"
+    assert verify_login_token(token, public_pem, now=1_010.0) == 1_000.5
+
+
+def test_login_token_is_refused_when_stale_tampered_or_signed_by_another_key(key_pair):
+    private_pem, public_pem = key_pair
+    token = make_login_token(ThalexCredentials("K123", private_pem), issued_at=1_000)
+    with pytest.raises(TokenError, match="iat"):
+        verify_login_token(token, public_pem, now=2_000)
+    header, _payload, signature = token.split(".")
+    forged = make_login_token(ThalexCredentials("K123", private_pem), issued_at=5).split(".")[1]
+    with pytest.raises(TokenError, match="signature"):
+        verify_login_token(f"{header}.{forged}.{signature}", public_pem, now=1_000)
+    _other_private, other_public = generate_key_pair()
+    with pytest.raises(TokenError, match="signature"):
+        verify_login_token(token, other_public, now=1_000)
+    for garbage in ("", "a.b", "!!.??.**"):
+        with pytest.raises(TokenError):
+            verify_login_token(garbage, public_pem, now=1_000)
+    with pytest.raises(TokenError):
+        token_key_id("not-a-token")
