@@ -1,0 +1,165 @@
+"""The one protocol every venue adapter implements, and the outcomes of order requests.
+
+An adapter is an async context manager. Market and account events reach listeners
+synchronously from the socket callback (no queue hop on the hot path); order requests are
+coroutines whose failures say whether the outcome is known:
+
+- ``OrderRejectedError``: the venue said no. Nothing exists; safe to decide again.
+- ``OrderOutcomeUnknownError``: timeout, disconnect, 5xx. The order may exist; it stays
+  in flight and is settled by client order id (event, query or reconciliation), never
+  re-sent blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from hftkit.core.errors import HftkitError
+from hftkit.core.types import (
+    BalanceUpdate,
+    BookDelta,
+    BookTicker,
+    ConnectionEvent,
+    Fill,
+    Instrument,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+VenueEvent = (
+    BookDelta | Trade | BookTicker | OrderUpdate | Fill | BalanceUpdate | PositionUpdate | ConnectionEvent
+)
+EventListener = Callable[[VenueEvent], None]
+
+
+class VenueError(HftkitError):
+    """Base of adapter errors; ``venue`` names the adapter."""
+
+    def __init__(self, message: str, *, venue: str = "", code: int | None = None) -> None:
+        super().__init__(message)
+        self.venue = venue
+        self.code = code
+
+
+class OrderRejectedError(VenueError):
+    """A definitive reject: no order exists at the venue."""
+
+
+class OrderNotFoundError(VenueError):
+    """Cancel or amend of an order the venue does not have (already closed or never existed)."""
+
+
+class OrderOutcomeUnknownError(VenueError):
+    """The request may or may not have reached the venue; reconcile by client order id."""
+
+    def __init__(self, message: str, *, venue: str = "", client_order_id: str = "") -> None:
+        super().__init__(message, venue=venue)
+        self.client_order_id = client_order_id
+
+
+class RateLimitedError(VenueError):
+    """The venue (or our limiter on its behalf) refused for rate; ``retry_after_s`` says how long."""
+
+    def __init__(self, message: str, *, venue: str = "", retry_after_s: float = 0.0) -> None:
+        super().__init__(message, venue=venue)
+        self.retry_after_s = retry_after_s
+
+
+class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A new order in integer ticks/lots of its instrument."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+
+
+class AmendRequest(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str
+    symbol: str
+    price: int
+    quantity: int  # new total size, as Thalex defines it
+
+
+class QuoteLevel(msgspec.Struct, frozen=True):
+    price: int
+    size: int  # 0 removes the side
+
+
+class MassQuote(msgspec.Struct, frozen=True, kw_only=True):
+    """Replace one instrument's quotes: each side given replaces that side atomically."""
+
+    symbol: str
+    bids: list[QuoteLevel] | None = None
+    asks: list[QuoteLevel] | None = None
+
+
+class MassQuoteReport(msgspec.Struct, frozen=True):
+    succeeded: int
+    failed: int
+    errors: list[str] = []
+
+
+@dataclass(frozen=True)
+class VenueCapabilities:
+    """What a venue supports natively; the quoting service and router adapt to it."""
+
+    amend: bool
+    amend_keeps_priority_on_size_down: bool
+    native_mass_quote: bool
+    cancel_on_disconnect: bool
+    post_only_reprices: bool  # Thalex: post-only reprices one tick away instead of rejecting
+    positions: bool  # derivatives: the venue reports positions
+
+
+@runtime_checkable
+class VenueAdapter(Protocol):
+    """What the trading core needs from a venue."""
+
+    name: str
+    capabilities: VenueCapabilities
+
+    async def __aenter__(self) -> VenueAdapter: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument]: ...
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Receive every normalized event, synchronously, in arrival order."""
+        ...
+
+    async def subscribe(self, symbols: Sequence[str], *, books: bool = True, trades: bool = True) -> None: ...
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate: ...
+
+    async def amend_order(self, request: AmendRequest) -> OrderUpdate: ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate: ...
+
+    async def cancel_all(self, symbol: str | None = None) -> int: ...
+
+    async def mass_quote(self, quotes: Sequence[MassQuote]) -> MassQuoteReport: ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]: ...
+
+    async def query_order(self, symbol: str, client_order_id: str) -> OrderUpdate | None:
+        """The venue's view of one order, or None when it has no such order."""
+        ...
+
+    async def balances(self) -> list[BalanceUpdate]: ...
+
+    async def positions(self) -> list[PositionUpdate]: ...
