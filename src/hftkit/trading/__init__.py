@@ -1,0 +1,56 @@
+"""Trading cores: order state tracker (OMS), positions, quoting service (sans-I/O + thin shells)."""
+
+from hftkit.trading.positions import AggregatePosition, InvalidFillError, Position, PositionBook
+from hftkit.trading.quoting import (
+    AmendOrder,
+    AmendSupport,
+    CancelOrder,
+    OpenOrder,
+    PlaceOrder,
+    QuotePlan,
+    QuoteTarget,
+    QuotingPolicy,
+    QuotingService,
+    QuotingShell,
+    plan_quotes,
+)
+from hftkit.trading.state import (
+    TRANSITIONS,
+    Difference,
+    DifferenceKind,
+    DuplicateClientOrderIdError,
+    OrderReport,
+    OrderStateTracker,
+    ReconciliationReport,
+    RequestKind,
+    VenuePosition,
+    VenueSnapshot,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "AggregatePosition",
+    "AmendOrder",
+    "AmendSupport",
+    "CancelOrder",
+    "Difference",
+    "DifferenceKind",
+    "DuplicateClientOrderIdError",
+    "InvalidFillError",
+    "OpenOrder",
+    "OrderReport",
+    "OrderStateTracker",
+    "PlaceOrder",
+    "Position",
+    "PositionBook",
+    "QuotePlan",
+    "QuoteTarget",
+    "QuotingPolicy",
+    "QuotingService",
+    "QuotingShell",
+    "ReconciliationReport",
+    "RequestKind",
+    "VenuePosition",
+    "VenueSnapshot",
+    "plan_quotes",
+]
