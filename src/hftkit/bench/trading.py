@@ -13,6 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+from hftkit.bench import trading_risk
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, time_per_call
 from hftkit.core import REAL_CLOCK, Fill, Instrument, Order, OrderType, Quote, Side
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy, QuotingService, plan_quotes
@@ -210,8 +211,12 @@ def state_rows(options: BenchOptions) -> list[BenchResult]:
     ]
 
 
-ROW_PRODUCERS: list[Callable[[BenchOptions], list[BenchResult]]] = [reconcile_rows, state_rows]
-"""Row producers run in order; other trading benchmarks append theirs here."""
+ROW_PRODUCERS: list[Callable[[BenchOptions], list[BenchResult]]] = [
+    reconcile_rows,
+    state_rows,
+    trading_risk.run,
+]
+"""Row producers run in order: the OMS and quoting rows here, the risk gate's in its module."""
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
