@@ -180,3 +180,28 @@ async def test_send_while_disconnected_is_a_clear_error():
 def test_config_needs_a_url():
     with pytest.raises(ValueError):
         WebSocketConfig(urls=[])
+
+
+async def test_loss_during_on_connected_is_reported_at_once():
+    states: list[tuple[ConnectionState, DisconnectReason | None]] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_login(socket: ReconnectingWebSocket) -> None:
+        if socket.stats.connects == 1:
+            started.set()
+            await release.wait()
+
+    async with ScriptedServer() as server:
+        socket = ReconnectingWebSocket(
+            fast_config(server.url),
+            lambda payload, ns: None,
+            on_connected=slow_login,
+            on_state=lambda state, reason: states.append((state, reason)),
+        )
+        async with socket:
+            await started.wait()
+            await server.sockets[0].close()
+            await wait_until(lambda: (ConnectionState.DISCONNECTED, DisconnectReason.PEER_CLOSED) in states)
+            release.set()
+            await wait_until(lambda: socket.stats.connects == 2 and socket.state is ConnectionState.CONNECTED)

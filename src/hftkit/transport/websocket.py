@@ -226,6 +226,12 @@ class ReconnectingWebSocket:
         self.stats.last_message_ns = time.monotonic_ns()
 
     def _on_transport_lost(self) -> None:
+        # Report the loss now, even while on_connected is still running (a login or a
+        # resubscribe in flight must fail at once, not at its timeout).
+        if not self._closing:
+            self._set_state(
+                ConnectionState.DISCONNECTED, self._pending_reason or DisconnectReason.PEER_CLOSED
+            )
         if self._lost is not None:
             self._lost.set()
 
