@@ -26,6 +26,7 @@ from hftkit.book.microstructure import (
     trade_flow,
     vwap,
 )
+from hftkit.book.order_book import OrderBook
 from hftkit.core.types import Side, Trade
 
 Levels = Sequence[tuple[int, int]]
@@ -55,8 +56,7 @@ class FakeBook:
 
 
 def real_book(bids: Levels, asks: Levels) -> BookReader:
-    order_book = pytest.importorskip("hftkit.book.order_book")
-    book = order_book.OrderBook("TEST")
+    book = OrderBook("TEST")
     book.apply_snapshot(list(bids), list(asks))
     return book
 
