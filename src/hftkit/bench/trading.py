@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from hftkit.bench import trading_risk
+from hftkit.bench import trading_risk, trading_strategy
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, time_per_call
 from hftkit.core import REAL_CLOCK, Fill, Instrument, Order, OrderType, Quote, Side
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy, QuotingService, plan_quotes
@@ -215,6 +215,7 @@ ROW_PRODUCERS: list[Callable[[BenchOptions], list[BenchResult]]] = [
     reconcile_rows,
     state_rows,
     trading_risk.run,
+    trading_strategy.market_maker_rows,
 ]
 """Row producers run in order: the OMS and quoting rows here, the risk gate's in its module."""
 

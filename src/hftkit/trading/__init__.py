@@ -1,5 +1,16 @@
-"""Trading cores: order state tracker (OMS), positions, quoting service (sans-I/O + thin shells)."""
+"""Trading cores: OMS, positions, quoting, risk, signals, strategies, execution and routing."""
 
+from hftkit.trading.execution import (
+    BudgetPolicy,
+    ExecutionConfig,
+    ExecutionEngine,
+    ExecutionReport,
+    OrderGateway,
+    OrderIntent,
+    TrackerExposure,
+    TwapOrder,
+    TwapReport,
+)
 from hftkit.trading.positions import AggregatePosition, InvalidFillError, Position, PositionBook
 from hftkit.trading.quoting import (
     AmendOrder,
@@ -14,6 +25,17 @@ from hftkit.trading.quoting import (
     QuotingShell,
     plan_quotes,
 )
+from hftkit.trading.risk import (
+    InstrumentLimits,
+    KillSwitchShell,
+    RiskDecision,
+    RiskExposure,
+    RiskGate,
+    RiskLimits,
+    TripSource,
+)
+from hftkit.trading.router import RouteCandidate, RouterConfig, RoutingDecision, SmartOrderRouter
+from hftkit.trading.signals import AsyncSignalManager, Signal, SignalManager, SignalStore
 from hftkit.trading.state import (
     TRANSITIONS,
     Difference,
@@ -26,18 +48,29 @@ from hftkit.trading.state import (
     VenuePosition,
     VenueSnapshot,
 )
+from hftkit.trading.strategy import Decision, Strategy, StrategyContext, StrategyManager, Subscription
 
 __all__ = [
     "TRANSITIONS",
     "AggregatePosition",
     "AmendOrder",
     "AmendSupport",
+    "AsyncSignalManager",
+    "BudgetPolicy",
     "CancelOrder",
+    "Decision",
     "Difference",
     "DifferenceKind",
     "DuplicateClientOrderIdError",
+    "ExecutionConfig",
+    "ExecutionEngine",
+    "ExecutionReport",
+    "InstrumentLimits",
     "InvalidFillError",
+    "KillSwitchShell",
     "OpenOrder",
+    "OrderGateway",
+    "OrderIntent",
     "OrderReport",
     "OrderStateTracker",
     "PlaceOrder",
@@ -50,6 +83,25 @@ __all__ = [
     "QuotingShell",
     "ReconciliationReport",
     "RequestKind",
+    "RiskDecision",
+    "RiskExposure",
+    "RiskGate",
+    "RiskLimits",
+    "RouteCandidate",
+    "RouterConfig",
+    "RoutingDecision",
+    "Signal",
+    "SignalManager",
+    "SignalStore",
+    "SmartOrderRouter",
+    "Strategy",
+    "StrategyContext",
+    "StrategyManager",
+    "Subscription",
+    "TrackerExposure",
+    "TripSource",
+    "TwapOrder",
+    "TwapReport",
     "VenuePosition",
     "VenueSnapshot",
     "plan_quotes",

@@ -1,0 +1,544 @@
+"""Order sending with a known outcome policy, and the execution engine for taker orders.
+
+``OrderGateway`` is the one path every outgoing order takes: risk check, state-tracker
+submission (so the gate sees the order before it checks the next one), the venue call, and
+the outcome: an ack or a definitive reject settles the order; an ambiguous failure (an
+``OrderOutcomeUnknownError``, a timeout, a transport error) leaves it UNKNOWN in the tracker
+and queries the venue by client order id, never re-sending blindly.
+
+``ExecutionEngine`` sends IOC/market orders under a latency budget: when the time from the
+decision to the send exceeds the budget, the order is dropped (it was priced on a book that is
+now old) or sent and flagged, per policy, and the overrun is counted. It records send -> ack
+latency per venue and slices parent orders TWAP-style into child IOC orders with a limit price
+that protects every child, stopping on the kill switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from hftkit.core.types import Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.metrics import LatencyHistogram, MetricsRegistry
+from hftkit.trading.risk import RejectReason, RiskDecision, RiskGate
+from hftkit.trading.state import OrderReport, OrderStateTracker, RequestKind
+from hftkit.venues.base import (
+    AmendRequest,
+    OrderNotFoundError,
+    OrderRejectedError,
+    OrderRequest,
+    RateLimitedError,
+    VenueAdapter,
+)
+
+__all__ = [
+    "BudgetPolicy",
+    "ExecutionConfig",
+    "ExecutionEngine",
+    "ExecutionReport",
+    "OrderGateway",
+    "OrderIntent",
+    "TrackerExposure",
+    "TwapOrder",
+    "TwapReport",
+    "report_from_update",
+    "twap_schedule",
+]
+
+_log = logging.getLogger(__name__)
+_perf_ns = time.perf_counter_ns
+
+
+class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """An order a strategy wants sent (ticks/lots of the instrument); ``tag`` travels to reports."""
+
+    venue: str
+    symbol: str
+    side: Side
+    quantity: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.IOC
+    reduce_only: bool = False
+    tag: str = ""
+
+
+def report_from_update(update: OrderUpdate) -> OrderReport:
+    """The tracker's view of a venue ``OrderUpdate``."""
+    return OrderReport(
+        venue=update.venue,
+        symbol=update.symbol,
+        status=update.status,
+        filled=update.filled,
+        client_order_id=update.client_order_id,
+        venue_order_id=update.venue_order_id,
+        side=update.side,
+        price=update.price,
+        quantity=update.quantity,
+    )
+
+
+class TrackerExposure:
+    """``RiskExposure`` read from an ``OrderStateTracker`` (signed position, open lots per side)."""
+
+    __slots__ = ("_tracker",)
+
+    def __init__(self, tracker: OrderStateTracker) -> None:
+        self._tracker = tracker
+
+    def position(self, venue: str, symbol: str) -> int:
+        return self._tracker.positions.get(venue, symbol).quantity
+
+    def open_quantity(self, venue: str, symbol: str, side: Side) -> int:
+        return sum(
+            order.quantity - order.filled
+            for order in self._tracker.open_orders(venue, symbol)
+            if order.side is side  # pending cancels included: they can still fill (worst case)
+        )
+
+    def open_order_count(self, venue: str, symbol: str) -> int:
+        return len(self._tracker.open_orders(venue, symbol))
+
+    def total_open_order_count(self) -> int:
+        return self._tracker.active_count
+
+
+class OrderGateway:
+    """Risk check -> tracker submit -> venue call -> outcome, for every order of a process.
+
+    ``prepare`` is synchronous (check and submit happen before the next decision is checked);
+    ``send`` is the coroutine that talks to the venue. Client order ids are
+    ``<prefix><sequence>``, short enough for every venue (Binance allows 36 characters).
+    """
+
+    def __init__(
+        self,
+        adapters: Mapping[str, VenueAdapter],
+        tracker: OrderStateTracker,
+        risk: RiskGate,
+        *,
+        metrics: MetricsRegistry | None = None,
+        request_timeout_s: float = 5.0,
+        query_delay_s: float = 0.0,
+        id_prefix: str | None = None,
+    ) -> None:
+        self.adapters = dict(adapters)
+        self.tracker = tracker
+        self.risk = risk
+        self.metrics = metrics if metrics is not None else MetricsRegistry()
+        self.request_timeout_s = request_timeout_s
+        self.query_delay_s = query_delay_s
+        self._prefix = id_prefix if id_prefix is not None else f"hk{int(time.time() * 1000) % 36**7:x}-"
+        self._sequence = itertools.count(1)
+        self.counters: Counter[str] = Counter()
+        self.round_trip: dict[str, LatencyHistogram] = {
+            venue: self.metrics.histogram("order_round_trip_ns", venue=venue) for venue in self.adapters
+        }
+        self.decision_to_send: LatencyHistogram = self.metrics.histogram("decision_to_send_ns")
+
+    def next_client_order_id(self) -> str:
+        return f"{self._prefix}{next(self._sequence)}"
+
+    # new orders ---------------------------------------------------------------------------
+    def prepare(self, intent: OrderIntent) -> Order | RiskDecision:
+        """Check the intent against the risk gate and, if accepted, track it as PENDING_NEW."""
+        if intent.venue not in self.adapters:
+            self.counters["unknown_venue"] += 1
+            return RiskDecision(
+                accepted=False,
+                reason=RejectReason.UNKNOWN_INSTRUMENT,
+                venue=intent.venue,
+                symbol=intent.symbol,
+            )
+        decision = self.risk.check(
+            intent.venue,
+            intent.symbol,
+            intent.side,
+            intent.price,
+            intent.quantity,
+            intent.order_type,
+            intent.reduce_only,
+        )
+        if not decision.accepted:
+            self.counters["risk_rejects"] += 1
+            return decision
+        order = Order(
+            client_order_id=self.next_client_order_id(),
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            order_type=intent.order_type,
+            time_in_force=intent.time_in_force,
+            price=intent.price,
+            quantity=intent.quantity,
+            reduce_only=intent.reduce_only,
+        )
+        self.tracker.submit(order)
+        return order
+
+    async def send(self, order: Order, decided_ns: int | None = None) -> OrderUpdate | None:
+        """Send a prepared order; returns the venue's answer (None: rejected or outcome unknown)."""
+        adapter = self.adapters[order.venue]
+        client_order_id = order.client_order_id
+        request = OrderRequest(
+            client_order_id=client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            price=order.price,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            reduce_only=order.reduce_only,
+        )
+        sent_ns = _perf_ns()
+        if decided_ns is not None:
+            self.decision_to_send.record(sent_ns - decided_ns)
+        self.counters["orders_sent"] += 1
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                update = await adapter.place_order(request)
+        except (OrderRejectedError, RateLimitedError) as error:  # definitive: nothing was placed
+            self.counters["venue_rejects"] += 1
+            self.tracker.reject(client_order_id, f"{type(error).__name__}: {error}")
+            return None
+        except asyncio.CancelledError:
+            self.tracker.request_timed_out(client_order_id, RequestKind.NEW)  # may have gone out
+            raise
+        except Exception as error:  # timeout, disconnect, 5xx, anything unforeseen: ambiguous
+            self.counters["outcome_unknown"] += 1
+            _log.warning("order %s outcome unknown (%r): querying the venue", client_order_id, error)
+            self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
+            return await self.settle(order)
+        self.round_trip[order.venue].record(_perf_ns() - sent_ns)
+        self.apply_answer(update)
+        return update
+
+    def apply_answer(self, update: OrderUpdate) -> None:
+        """Feed a request's answer to the tracker (an ack, then the venue's view of the order)."""
+        tracker = self.tracker
+        if update.status is OrderStatus.REJECTED:
+            tracker.reject(update.client_order_id, update.reason)
+            return
+        tracker.acknowledge(update.client_order_id, update.venue_order_id)
+        tracker.apply_report(report_from_update(update))
+
+    async def settle(self, order: Order) -> OrderUpdate | None:
+        """Query an order whose outcome is unknown and apply what the venue says (once)."""
+        if self.query_delay_s > 0:
+            await asyncio.sleep(self.query_delay_s)
+        adapter = self.adapters[order.venue]
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                found = await adapter.query_order(order.symbol, order.client_order_id)
+        except Exception as error:  # still unknown: reconciliation settles it later
+            self.counters["query_failures"] += 1
+            _log.warning(
+                "query of %s failed (%r): left UNKNOWN for reconciliation", order.client_order_id, error
+            )
+            return None
+        self.counters["queries"] += 1
+        self.tracker.apply_query_result(
+            order.client_order_id, None if found is None else report_from_update(found)
+        )
+        return found
+
+    # cancels and amends -------------------------------------------------------------------
+    async def cancel(self, venue: str, symbol: str, client_order_id: str, *, requested: bool = False) -> bool:
+        """Cancel one order; True when the venue confirmed it closed. ``requested``: the caller
+        already marked the cancel in the tracker (synchronously, so no plan re-cancels it)."""
+        tracker = self.tracker
+        if not requested:
+            tracker.request_cancel(client_order_id)
+        self.counters["cancels_sent"] += 1
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                update = await self.adapters[venue].cancel_order(symbol, client_order_id)
+        except OrderNotFoundError as error:
+            tracker.cancel_rejected(client_order_id, str(error))
+            order = tracker.get(client_order_id)
+            if order is not None and not order.status.is_terminal:
+                await self.settle(order)  # the venue does not have it: learn its true end
+            return False
+        except (OrderRejectedError, RateLimitedError) as error:
+            self.counters["cancel_rejects"] += 1
+            tracker.cancel_rejected(client_order_id, str(error))
+            return False
+        except Exception:
+            self.counters["cancel_outcome_unknown"] += 1
+            tracker.request_timed_out(client_order_id, RequestKind.CANCEL)
+            order = tracker.get(client_order_id)
+            if order is not None:
+                await self.settle(order)
+            return False
+        tracker.apply_report(report_from_update(update))  # CANCELED, or FILLED when the fill won
+        return True
+
+    async def amend(
+        self,
+        venue: str,
+        symbol: str,
+        client_order_id: str,
+        price: int,
+        quantity: int,
+        *,
+        requested: bool = False,
+    ) -> bool:
+        """Amend to a new price and TOTAL quantity; True when the venue confirmed it.
+        ``requested``: the caller already marked the amend in the tracker."""
+        tracker = self.tracker
+        if not requested and not tracker.request_amend(client_order_id, price, quantity):
+            return False
+        self.counters["amends_sent"] += 1
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                update = await self.adapters[venue].amend_order(
+                    AmendRequest(
+                        client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity
+                    )
+                )
+        except (OrderRejectedError, OrderNotFoundError, RateLimitedError) as error:
+            self.counters["amend_rejects"] += 1
+            tracker.amend_rejected(client_order_id, str(error))
+            return False
+        except Exception:
+            self.counters["amend_outcome_unknown"] += 1
+            tracker.request_timed_out(client_order_id, RequestKind.AMEND)
+            order = tracker.get(client_order_id)
+            if order is not None:
+                await self.settle(order)
+            return False
+        if update.status.is_terminal:
+            tracker.apply_report(report_from_update(update))
+        else:
+            tracker.amend_acknowledged(client_order_id, update.price, update.quantity)
+        return True
+
+
+# the execution engine --------------------------------------------------------------------------
+class BudgetPolicy(enum.Enum):
+    DROP = "drop"  # over budget: not sent (the book it was priced on is too old)
+    SEND_FLAGGED = "send_flagged"  # over budget: sent anyway, the report says so
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionConfig:
+    """Latency budget from decision to send (``None``: no budget) and what an overrun does."""
+
+    latency_budget_us: float | None = 1_000.0
+    policy: BudgetPolicy = BudgetPolicy.DROP
+
+    def __post_init__(self) -> None:
+        if self.latency_budget_us is not None and not self.latency_budget_us > 0:
+            raise ValueError(f"latency_budget_us must be > 0 or None, got {self.latency_budget_us!r}")
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one taker order."""
+
+    venue: str
+    symbol: str
+    side: Side
+    requested: int  # lots
+    filled: int  # lots
+    status: OrderStatus
+    client_order_id: str = ""
+    sent: bool = False
+    budget_overrun: bool = False
+    decision_to_send_ns: int = 0
+    execution_ns: int = 0  # send -> answer (ack with its fills, or reject)
+    reason: str = ""
+    tag: str = ""
+
+
+class ExecutionEngine:
+    """IOC/market orders under a latency budget, with ambiguous outcomes settled by query."""
+
+    def __init__(
+        self,
+        gateway: OrderGateway,
+        config: ExecutionConfig | None = None,
+        *,
+        is_halted: Callable[[], bool] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.config = config or ExecutionConfig()
+        self._budget_ns = (
+            None if self.config.latency_budget_us is None else int(self.config.latency_budget_us * 1_000)
+        )
+        self._is_halted = is_halted or (lambda: gateway.risk.tripped)
+        self.counters: Counter[str] = Counter()
+        self.execution_latency: dict[str, LatencyHistogram] = {
+            venue: gateway.metrics.histogram("execution_ns", venue=venue) for venue in gateway.adapters
+        }
+
+    @property
+    def budget_overruns(self) -> int:
+        return self.counters["budget_overruns"]
+
+    async def execute(
+        self,
+        intent: OrderIntent,
+        decided_ns: int | None = None,
+        on_submitted: Callable[[Order], None] | None = None,
+    ) -> ExecutionReport:
+        """Send one taker order; ``decided_ns`` is the ``time.perf_counter_ns()`` of the decision,
+        ``on_submitted`` sees the tracked order before it is sent (to record who owns it)."""
+        if intent.time_in_force is TimeInForce.GTC and intent.order_type is not OrderType.MARKET:
+            raise ValueError("the execution engine sends taker orders only (IOC, FOK or market)")
+        waited = 0 if decided_ns is None else _perf_ns() - decided_ns
+        overrun = self._budget_ns is not None and waited > self._budget_ns
+        if overrun:
+            self.counters["budget_overruns"] += 1
+            if self.config.policy is BudgetPolicy.DROP:
+                self.counters["dropped_over_budget"] += 1
+                return self._report(
+                    intent,
+                    OrderStatus.REJECTED,
+                    reason="latency budget exceeded",
+                    overrun=True,
+                    waited=waited,
+                )
+        prepared = self.gateway.prepare(intent)
+        if not isinstance(prepared, Order):
+            self.counters["risk_rejects"] += 1
+            reason = prepared.reason.value if prepared.reason is not None else "rejected"
+            return self._report(
+                intent, OrderStatus.REJECTED, reason=f"risk: {reason}", overrun=overrun, waited=waited
+            )
+        if on_submitted is not None:
+            on_submitted(prepared)
+        sent_ns = _perf_ns()
+        update = await self.gateway.send(prepared, decided_ns)
+        elapsed = _perf_ns() - sent_ns
+        order = self.gateway.tracker.get(prepared.client_order_id) or prepared
+        if update is not None:
+            self.execution_latency[intent.venue].record(elapsed)
+        self.counters["executions"] += 1
+        if overrun:
+            self.counters["sent_over_budget"] += 1
+        filled = max(order.filled, update.filled if update is not None else 0)
+        self.counters["filled_lots"] += filled
+        return ExecutionReport(
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            requested=intent.quantity,
+            filled=filled,
+            status=order.status,
+            client_order_id=prepared.client_order_id,
+            sent=True,
+            budget_overrun=overrun,
+            decision_to_send_ns=waited,
+            execution_ns=elapsed,
+            reason=order.status.value if update is None else update.reason,
+            tag=intent.tag,
+        )
+
+    def _report(
+        self, intent: OrderIntent, status: OrderStatus, *, reason: str, overrun: bool, waited: int
+    ) -> ExecutionReport:
+        return ExecutionReport(
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            requested=intent.quantity,
+            filled=0,
+            status=status,
+            budget_overrun=overrun,
+            decision_to_send_ns=waited,
+            reason=reason,
+            tag=intent.tag,
+        )
+
+    async def twap(self, parent: TwapOrder) -> TwapReport:
+        """Slice ``parent`` into child IOC orders, one per interval, catching up unfilled lots.
+
+        Child ``i`` asks for the schedule's cumulative target minus what has filled so far, at
+        the parent's protective limit price, so a thin book delays lots rather than paying
+        through the limit. Stops early on the kill switch (or ``is_halted``).
+        """
+        schedule = twap_schedule(parent.quantity, parent.slices)
+        filled = 0
+        target = 0
+        children: list[ExecutionReport] = []
+        stopped = ""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, planned in enumerate(schedule):
+            if index:
+                delay = start + index * parent.interval_s - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if self._is_halted():
+                stopped = "kill switch"
+                self.counters["twap_halted"] += 1
+                break
+            target += planned
+            wanted = target - filled
+            if wanted <= 0:
+                continue
+            report = await self.execute(
+                OrderIntent(
+                    venue=parent.venue,
+                    symbol=parent.symbol,
+                    side=parent.side,
+                    quantity=wanted,
+                    price=parent.limit_price,
+                    order_type=OrderType.LIMIT,
+                    time_in_force=TimeInForce.IOC,
+                    tag=f"{parent.tag}#{index}",
+                ),
+                _perf_ns(),
+            )
+            children.append(report)
+            filled += report.filled
+        return TwapReport(
+            requested=parent.quantity, filled=filled, children=children, planned=schedule, stopped=stopped
+        )
+
+
+class TwapOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """A parent order sliced over time; ``limit_price`` (ticks) bounds every child."""
+
+    venue: str
+    symbol: str
+    side: Side
+    quantity: int
+    slices: int
+    interval_s: float
+    limit_price: int
+    tag: str = "twap"
+
+    def __post_init__(self) -> None:
+        if self.quantity <= 0 or self.slices <= 0 or self.interval_s < 0 or self.limit_price <= 0:
+            raise ValueError(f"invalid TWAP parent order: {self!r}")
+
+
+class TwapReport(msgspec.Struct, frozen=True, kw_only=True):
+    requested: int
+    filled: int
+    children: list[ExecutionReport]
+    planned: list[int]
+    stopped: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.filled >= self.requested
+
+
+def twap_schedule(quantity: int, slices: int) -> list[int]:
+    """Split ``quantity`` lots into ``slices`` near-equal integer slices summing to it exactly
+    (the remainder goes one lot each to the first slices); zero-lot slices are kept so the
+    schedule's timing does not depend on the size."""
+    if quantity < 0 or slices <= 0:
+        raise ValueError(f"need quantity >= 0 and slices > 0, got {quantity}, {slices}")
+    base, extra = divmod(quantity, slices)
+    return [base + 1 if index < extra else base for index in range(slices)]

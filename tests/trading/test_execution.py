@@ -1,0 +1,286 @@
+"""Execution engine and order gateway on a FakeVenue: budgets, outcomes, TWAP."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hftkit.core.types import Fill, Instrument, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.trading.execution import (
+    BudgetPolicy,
+    ExecutionConfig,
+    ExecutionEngine,
+    OrderGateway,
+    OrderIntent,
+    TrackerExposure,
+    TwapOrder,
+    report_from_update,
+    twap_schedule,
+)
+from hftkit.trading.risk import InstrumentLimits, RiskGate
+from hftkit.trading.state import OrderStateTracker
+from hftkit.trading.testing import FailureKind, FakeVenue, RequestKind
+from hftkit.venues.base import AmendRequest, OrderRejectedError, OrderRequest
+
+SYMBOL = "BTCUSDT"
+
+
+def make_engine(
+    config: ExecutionConfig | None = None, *, timeout_s: float = 1.0, limits: InstrumentLimits | None = None
+) -> tuple[ExecutionEngine, FakeVenue, OrderStateTracker]:
+    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
+    venue = FakeVenue("fake", [instrument])
+    venue.set_book(
+        SYMBOL, [(4_999_990, 100), (4_999_980, 100)], [(5_000_000, 10), (5_000_010, 10), (5_000_100, 100)]
+    )
+    tracker = OrderStateTracker()
+
+    def to_tracker(event: object) -> None:
+        if isinstance(event, OrderUpdate):
+            tracker.apply_report(report_from_update(event))
+        elif isinstance(event, Fill):
+            tracker.apply_fill(event)
+
+    venue.add_listener(to_tracker)
+    gate = RiskGate(TrackerExposure(tracker))
+    gate.add_instrument(instrument, limits)
+    gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=timeout_s)
+    return ExecutionEngine(gateway, config or ExecutionConfig(latency_budget_us=None)), venue, tracker
+
+
+def buy(quantity: int, price: int = 5_000_010, **extra: object) -> OrderIntent:
+    return OrderIntent(venue="fake", symbol=SYMBOL, side=Side.BUY, quantity=quantity, price=price, **extra)  # type: ignore[arg-type]
+
+
+async def test_ioc_fills_against_the_book_and_records_execution_latency() -> None:
+    engine, _venue, tracker = make_engine()
+    report = await engine.execute(buy(15), time.perf_counter_ns())
+    assert report.sent and report.filled == 15 and report.status is OrderStatus.FILLED
+    assert tracker.position("fake", SYMBOL).quantity == 15
+    assert engine.execution_latency["fake"].count == 1
+    assert engine.gateway.round_trip["fake"].count == 1
+    assert engine.gateway.decision_to_send.count == 1
+
+
+async def test_ioc_remainder_beyond_the_limit_expires() -> None:
+    engine, venue, _tracker = make_engine()
+    report = await engine.execute(buy(50, price=5_000_010))
+    assert report.filled == 20 and report.status is OrderStatus.EXPIRED
+    assert all(fill.price <= 5_000_010 for fill in venue.fills)
+
+
+async def test_budget_overrun_drops_the_order_and_is_counted() -> None:
+    engine, venue, tracker = make_engine(ExecutionConfig(latency_budget_us=100.0, policy=BudgetPolicy.DROP))
+    stale = time.perf_counter_ns() - 5_000_000  # decided 5 ms ago
+    report = await engine.execute(buy(5), stale)
+    assert not report.sent and report.budget_overrun and report.filled == 0
+    assert engine.budget_overruns == 1 and engine.counters["dropped_over_budget"] == 1
+    assert not venue.requests and tracker.active_count == 0
+
+
+async def test_budget_overrun_with_send_flagged_policy_sends_and_flags() -> None:
+    engine, _, _ = make_engine(ExecutionConfig(latency_budget_us=100.0, policy=BudgetPolicy.SEND_FLAGGED))
+    report = await engine.execute(buy(5), time.perf_counter_ns() - 5_000_000)
+    assert report.sent and report.budget_overrun and report.filled == 5
+    assert engine.budget_overruns == 1 and engine.counters["sent_over_budget"] == 1
+
+
+async def test_within_budget_is_not_an_overrun() -> None:
+    engine, _, _ = make_engine(ExecutionConfig(latency_budget_us=1e6))
+    report = await engine.execute(buy(5), time.perf_counter_ns())
+    assert report.sent and not report.budget_overrun and engine.budget_overruns == 0
+
+
+async def test_definitive_reject_settles_the_order_as_rejected() -> None:
+    engine, venue, tracker = make_engine()
+    venue.fail_next(FailureKind.REJECT)
+    report = await engine.execute(buy(5))
+    assert report.sent and report.status is OrderStatus.REJECTED and report.filled == 0
+    assert tracker.get(report.client_order_id).status is OrderStatus.REJECTED  # type: ignore[union-attr]
+    assert not [kind for kind, _ in venue.requests if kind is RequestKind.QUERY]
+
+
+async def test_unknown_outcome_of_a_placed_order_is_settled_by_query() -> None:
+    engine, venue, tracker = make_engine()
+    venue.fail_next(FailureKind.UNKNOWN_PLACED)
+    report = await engine.execute(buy(5))
+    assert engine.gateway.counters["outcome_unknown"] == 1
+    assert [payload for kind, payload in venue.requests if kind is RequestKind.QUERY] == [
+        (SYMBOL, report.client_order_id)
+    ]
+    assert report.filled == 5 and report.status is OrderStatus.FILLED
+    assert tracker.position("fake", SYMBOL).quantity == 5
+
+
+async def test_unknown_outcome_of_a_lost_order_settles_as_lost() -> None:
+    engine, venue, tracker = make_engine()
+    venue.fail_next(FailureKind.UNKNOWN_LOST)
+    report = await engine.execute(buy(5))
+    order = tracker.get(report.client_order_id)
+    assert order is not None and order.status is OrderStatus.REJECTED and order.filled == 0
+    assert tracker.counters["settled_not_found"] == 1
+
+
+async def test_transport_errors_are_ambiguous_and_rate_limits_definitive() -> None:
+    engine, venue, tracker = make_engine()
+    venue.fail_next(FailureKind.TRANSPORT_ERROR)
+    lost = await engine.execute(buy(5))
+    assert engine.gateway.counters["outcome_unknown"] == 1 and engine.gateway.counters["queries"] == 1
+    assert tracker.get(lost.client_order_id).status is OrderStatus.REJECTED  # type: ignore[union-attr]
+    venue.fail_next(FailureKind.RATE_LIMITED)
+    limited = await engine.execute(buy(5))
+    assert limited.status is OrderStatus.REJECTED and engine.gateway.counters["queries"] == 1
+    assert engine.gateway.counters["venue_rejects"] == 1
+
+
+async def test_a_hung_request_times_out_and_stays_unknown_when_the_query_fails_too() -> None:
+    engine, venue, tracker = make_engine(timeout_s=0.02)
+    venue.fail_next(FailureKind.HANG)
+    venue.fail_next(FailureKind.HANG, RequestKind.QUERY)
+    report = await engine.execute(buy(5))
+    order = tracker.get(report.client_order_id)
+    assert order is not None and order.status is OrderStatus.UNKNOWN  # in flight until reconciled
+    assert engine.gateway.counters["query_failures"] == 1
+    assert report.status is OrderStatus.UNKNOWN
+
+
+async def test_risk_rejects_are_never_sent() -> None:
+    engine, venue, _tracker = make_engine(limits=InstrumentLimits(max_order_quantity="0.002"))
+    report = await engine.execute(buy(5))
+    assert not report.sent and report.reason.startswith("risk: order_size")
+    engine.gateway.risk.trip(detail="test")
+    report = await engine.execute(buy(1))
+    assert not report.sent and "kill_switch" in report.reason
+    assert not venue.requests and engine.counters["risk_rejects"] == 2
+
+
+async def test_gtc_limit_orders_are_refused_by_the_execution_engine() -> None:
+    engine, _, _ = make_engine()
+    with pytest.raises(ValueError, match="taker"):
+        await engine.execute(buy(1, time_in_force=TimeInForce.GTC))
+    engine.gateway.risk.update_mid("fake", SYMBOL, 4_999_990, 5_000_000)  # market orders need a mid
+    report = await engine.execute(buy(1, order_type=OrderType.MARKET, price=0, time_in_force=TimeInForce.GTC))
+    assert report.filled == 1
+
+
+@given(quantity=st.integers(0, 10**9), slices=st.integers(1, 500))
+def test_twap_schedule_sums_to_the_parent_and_is_even(quantity: int, slices: int) -> None:
+    schedule = twap_schedule(quantity, slices)
+    assert len(schedule) == slices and sum(schedule) == quantity
+    assert max(schedule) - min(schedule) <= 1
+
+
+async def test_twap_slices_fill_the_parent_with_child_iocs() -> None:
+    engine, _venue, tracker = make_engine()
+    report = await engine.twap(
+        TwapOrder(
+            venue="fake",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=40,
+            slices=4,
+            interval_s=0.001,
+            limit_price=5_000_100,
+        )
+    )
+    assert report.complete and report.filled == 40 and report.planned == [10, 10, 10, 10]
+    assert sum(child.filled for child in report.children) == 40
+    assert all(child.requested <= 40 for child in report.children)
+    assert tracker.position("fake", SYMBOL).quantity == 40
+
+
+async def test_twap_never_pays_through_its_limit_and_catches_up_later() -> None:
+    engine, venue, _ = make_engine()
+    report = await engine.twap(
+        TwapOrder(
+            venue="fake",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=30,
+            slices=3,
+            interval_s=0.0,
+            limit_price=5_000_010,
+        )
+    )
+    assert report.filled == 20 and not report.complete  # only 20 lots at or under the limit
+    assert all(fill.price <= 5_000_010 for fill in venue.fills)
+    assert [child.requested for child in report.children] == [10, 10, 10]  # the 3rd catches up nothing
+
+
+async def test_twap_stops_on_the_kill_switch() -> None:
+    engine, venue, _ = make_engine()
+    engine.gateway.risk.trip(detail="test")
+    report = await engine.twap(
+        TwapOrder(
+            venue="fake",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=30,
+            slices=3,
+            interval_s=0.0,
+            limit_price=5_000_100,
+        )
+    )
+    assert report.stopped == "kill switch" and report.filled == 0 and not venue.requests
+
+
+# the FakeVenue these tests stand on ----------------------------------------------------------
+async def test_fake_venue_rejects_crossing_post_only_and_fills_fok_only_in_full() -> None:
+    _, venue, _ = make_engine()
+    with pytest.raises(OrderRejectedError, match="post-only"):
+        await venue.place_order(
+            OrderRequest(
+                client_order_id="pm",
+                symbol=SYMBOL,
+                side=Side.BUY,
+                quantity=1,
+                price=5_000_000,
+                order_type=OrderType.LIMIT_MAKER,
+            )
+        )
+    too_big = await venue.place_order(
+        OrderRequest(
+            client_order_id="fok1",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=25,
+            price=5_000_010,
+            time_in_force=TimeInForce.FOK,
+        )
+    )
+    assert too_big.filled == 0 and too_big.status is OrderStatus.EXPIRED
+    fits = await venue.place_order(
+        OrderRequest(
+            client_order_id="fok2",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=20,
+            price=5_000_010,
+            time_in_force=TimeInForce.FOK,
+        )
+    )
+    assert fits.filled == 20 and fits.status is OrderStatus.FILLED
+    assert venue.books[SYMBOL].best_ask() == (5_000_100, 100)  # the liquidity taken is gone
+    assert venue.balances_by_asset["BTC"] == Decimal("0.020")
+
+
+async def test_fake_venue_rests_amends_fills_on_cross_and_answers_queries() -> None:
+    _, venue, _ = make_engine()
+    resting = await venue.place_order(
+        OrderRequest(client_order_id="r1", symbol=SYMBOL, side=Side.BUY, quantity=5, price=4_999_000)
+    )
+    assert resting.status is OrderStatus.NEW and venue.open_order_ids == ["r1"]
+    amended = await venue.amend_order(
+        AmendRequest(client_order_id="r1", symbol=SYMBOL, price=4_999_500, quantity=7)
+    )
+    assert (amended.price, amended.quantity) == (4_999_500, 7)
+    venue.set_book(SYMBOL, [(4_999_000, 10)], [(4_999_400, 10)])  # the market trades through our bid
+    assert venue.open_order_ids == [] and venue.fills[-1].quantity == 7 and venue.fills[-1].is_maker
+    queried = await venue.query_order(SYMBOL, "r1")
+    assert queried is not None and queried.status is OrderStatus.FILLED
+    assert await venue.query_order(SYMBOL, "never") is None
+    assert (await venue.positions())[0].quantity == 7
