@@ -132,3 +132,14 @@ def test_conversion_cache_memoizes_and_stays_bounded():
     for index in range(10):
         cache(f"{index}.01")
     assert len(cache) <= 4
+
+
+def test_conversion_cache_lookup_is_the_uncounted_hit_path():
+    cache = ConversionCache(DecimalGrid("0.01"), capacity=2)
+    assert cache.lookup("1.00") is None
+    cache("1.00")
+    assert cache.lookup("1.00") == 100
+    cache("2.00")
+    cache("3.00")  # full: cleared, then refilled
+    assert cache.lookup("1.00") is None
+    assert cache.lookup("3.00") == 300

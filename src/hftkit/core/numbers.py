@@ -176,7 +176,7 @@ class ConversionCache:
     working set refills in a few messages and the hit path stays a single dict lookup.
     """
 
-    __slots__ = ("_capacity", "_grid", "_values", "hits", "misses")
+    __slots__ = ("_capacity", "_grid", "_values", "hits", "lookup", "misses")
 
     def __init__(self, grid: DecimalGrid, capacity: int = 65_536) -> None:
         self._grid = grid
@@ -184,6 +184,10 @@ class ConversionCache:
         self._values: dict[str, int] = {}
         self.hits = 0
         self.misses = 0
+        # The hit path as a bare C-level dict.get: ``lookup(text)`` returns the steps or None
+        # (then call the cache). Hot loops use it to skip a Python call per value; such hits
+        # are not counted in ``hits``. The cache clears this same dict when full.
+        self.lookup = self._values.get
 
     def __call__(self, text: str) -> int:
         value = self._values.get(text)

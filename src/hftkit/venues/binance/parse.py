@@ -67,21 +67,6 @@ class _BoundedGrid(DecimalGrid):
         return steps
 
 
-class _InlineCache(ConversionCache):
-    """A ConversionCache whose hit path is exposed as a bare ``dict.get`` (``lookup``).
-
-    Calling the cache costs a Python-level call per value; ``lookup`` is a C method, so a
-    hit costs a dict probe. Hits through ``lookup`` are not counted in ``hits``; misses go
-    through the cache as usual (bounded, counted).
-    """
-
-    __slots__ = ("lookup",)
-
-    def __init__(self, grid: DecimalGrid, capacity: int) -> None:
-        super().__init__(grid, capacity)
-        self.lookup = self._values.get  # the cache clears this same dict when full
-
-
 class BinanceParser:
     """Per-instrument converter of Binance payloads to ticks/lots and core events."""
 
@@ -90,8 +75,8 @@ class BinanceParser:
     def __init__(self, instrument: Instrument, cache_capacity: int = 65_536) -> None:
         self.instrument = instrument
         self.venue = instrument.venue
-        self.price = _InlineCache(_BoundedGrid(instrument.ticks.step_text, 1, "price"), cache_capacity)
-        self.size = _InlineCache(_BoundedGrid(instrument.lots.step_text, 0, "size"), cache_capacity)
+        self.price = ConversionCache(_BoundedGrid(instrument.ticks.step_text, 1, "price"), cache_capacity)
+        self.size = ConversionCache(_BoundedGrid(instrument.lots.step_text, 0, "size"), cache_capacity)
 
     def levels(self, raw: Iterable[PriceLevel]) -> list[Level]:
         """``[["61837.63", "1.5"], ...]`` -> ``[(6183763, 150000), ...]``."""
