@@ -26,6 +26,17 @@ def _root() -> None:
 
 
 @app.command()
+def run(
+    seconds: float = typer.Option(20.0, "--seconds", min=0.5, help="how long to run"),
+    speed: float = typer.Option(20.0, "--speed", min=0.0, help="replay speed (0 = flat out)"),
+) -> None:
+    """Replay the recorded BTCUSDT/ETHUSDT streams through decode, book sync and metrics, live."""
+    from hftkit.app.run import run_market_data
+
+    raise typer.Exit(run_market_data(seconds, speed or None))
+
+
+@app.command()
 def bench(
     suite: str = typer.Argument(..., help=f"suite to run: {', '.join(BENCH_SUITES)} or all"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),

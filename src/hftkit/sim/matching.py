@@ -1,0 +1,1443 @@
+"""The simulator's matching engine: price-time priority over integer ticks and lots, sans-I/O.
+
+One ``MatchingEngine`` holds a book per instrument. Every operation returns a result value
+carrying the order's state, the executions it caused (``Execution`` per order per trade,
+``TradePrint`` per public trade), side-effect order updates (self-trade expiries) and the
+book levels it changed (``BookUpdate``), so a server turns one result into its venue's
+responses and stream messages without reading engine internals.
+
+Background liquidity and queue position
+---------------------------------------
+A book level holds *background* volume (the replayed real market, owned by no account) and
+our resting orders. The level's queue is, front to back::
+
+    [gap of order 1] order 1 [gap of order 2] order 2 ... [tail]
+
+where each order's ``gap`` is the background volume queued between it and the order before
+it, and ``tail`` is the background that arrived after the last order. So an order's
+``volume_ahead`` is the sum of the gaps up to and including its own, and the level's
+background is the sum of all gaps plus the tail. The rules, exact in integer lots:
+
+* An order joining a level queues behind everything there: its gap is the current tail.
+* Background growing at a level (a depth diff) joins the tail, behind our orders.
+* Background shrinking at a level is taken from the back first (tail, then the gaps of the
+  last orders): cancellations are assumed to come from behind us (risk averse), which is
+  the same as clamping every order's volume ahead to the level's new background size.
+* A taker (ours, or a replayed trade) consumes a level strictly front to back: a gap, then
+  the order behind it, and so on, then the tail.
+* A replayed trade of ``q`` lots at price ``p``: our resting orders at prices strictly better
+  than ``p`` for the aggressor (asks below ``p`` for a buy) are filled in full and those levels'
+  background is cleared (the real sweep emptied them); the level at ``p`` is consumed front to
+  back with a budget of ``q``, so our fills there never exceed the real trade's size.
+* A depth diff that crosses the book (a new ask at or below a level holding our bids, or the
+  reverse) removes the crossed levels' stale background and fills our crossed orders as makers
+  at their own price, up to the new level's size, which shrinks by what it traded.
+
+What we take from background is restored only by the next depth diff for that level: the
+replay does not model the market's reaction to us.
+
+Other rules: post-only (``LIMIT_MAKER``) rejects when it would take, or with
+``reprice_post_only`` (Thalex ``post_only`` without ``reject_post_only``) moves one tick away
+from the opposite best. FOK checks the whole quantity is available before any fill. MARKET
+orders behave as IOC (FOK when asked); ``place_market_by_quote`` sizes one by quote amount
+(Binance ``quoteOrderQty``). Self-trade prevention defaults to Binance's ``EXPIRE_MAKER``: our
+own resting order met by our own taker is expired and matching goes on (``EXPIRE_TAKER`` and
+``NONE`` are the alternatives, per engine). Amend keeps queue priority only for a size
+reduction at the same price. Spot orders lock what they can spend (a buy: its limit price
+times its quantity; a market buy: the exact cost of the sweep), released on fill, expiry or
+cancel. ``audit()`` re-checks every internal invariant (for tests and debugging).
+
+Validation order of ``place`` (the first failure is the reason): unknown symbol, time in
+force, price, quantity (LOT_SIZE), notional, duplicate client id, post-only, balance.
+"""
+
+from __future__ import annotations
+
+import enum
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Iterable
+from fractions import Fraction
+
+import msgspec
+
+from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.types import Instrument, OrderStatus, OrderType, Side, TimeInForce
+from hftkit.sim.accounts import Account, Accounts, InstrumentTerms
+from hftkit.sim.errors import CloseReason, RejectReason, SimulatorInputError
+
+_BUY = Side.BUY
+_SELL = Side.SELL
+_MARKET = OrderType.MARKET
+_LIMIT_MAKER = OrderType.LIMIT_MAKER
+_GTC = TimeInForce.GTC
+_FOK = TimeInForce.FOK
+_NEW = OrderStatus.NEW
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_FILLED = OrderStatus.FILLED
+_CANCELED = OrderStatus.CANCELED
+_EXPIRED = OrderStatus.EXPIRED
+_REJECTED = OrderStatus.REJECTED
+NO_ORDER_ID = -1  # the order id of the market's side of a trade
+
+
+class SelfTradePrevention(enum.Enum):
+    EXPIRE_MAKER = "expire_maker"  # expire our resting order, keep matching (Binance default)
+    EXPIRE_TAKER = "expire_taker"  # stop matching, expire the incoming order's remainder
+    NONE = "none"  # let the account trade with itself
+
+
+class SimOrder:
+    """One order in the engine. Live: the engine mutates it; copy fields out to keep a state."""
+
+    __slots__ = (
+        "account",
+        "client_order_id",
+        "close_reason",
+        "created_ns",
+        "filled",
+        "gap",
+        "holder",
+        "is_buy",
+        "level",
+        "order_id",
+        "order_type",
+        "price",
+        "quantity",
+        "quote_filled",
+        "reprice_post_only",
+        "reserve_asset",
+        "reserved",
+        "side",
+        "status",
+        "symbol",
+        "time_in_force",
+        "updated_ns",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        client_order_id: str,
+        holder: Account,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        price: int,
+        quantity: int,
+        time_ns: int,
+    ) -> None:
+        self.order_id = order_id
+        self.client_order_id = client_order_id
+        self.holder = holder
+        self.account = holder.name
+        self.symbol = symbol
+        self.side = side
+        self.is_buy = side is _BUY
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.price = price  # ticks; 0 for market orders
+        self.quantity = quantity  # lots
+        self.filled = 0  # lots
+        self.quote_filled = 0  # sum of price * quantity over fills, in notional units (tick * lot)
+        self.status = _NEW
+        self.close_reason: CloseReason | None = None
+        self.created_ns = time_ns
+        self.updated_ns = time_ns
+        self.gap = 0  # background lots queued between the previous order of the level and this one
+        self.level: _Level | None = None
+        self.reserved = 0  # asset units still locked for this order
+        self.reserve_asset = ""
+        self.reprice_post_only = False
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is _NEW or self.status is _PARTIALLY_FILLED
+
+    @property
+    def average_price(self) -> Fraction | None:
+        """Volume-weighted fill price in ticks, exact; None before the first fill."""
+        return Fraction(self.quote_filled, self.filled) if self.filled else None
+
+    def __repr__(self) -> str:
+        return (
+            f"SimOrder(#{self.order_id} {self.client_order_id!r} {self.account} {self.symbol} "
+            f"{self.side.value} {self.order_type.value} {self.price}x{self.quantity} "
+            f"filled={self.filled} {self.status.value})"
+        )
+
+
+class _Level:
+    __slots__ = ("background", "own", "price", "queue", "tail")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.background = 0  # lots of background liquidity at this price (sum of gaps + tail)
+        self.tail = 0  # background behind our last order
+        self.own = 0  # lots of our resting orders' remaining quantity
+        self.queue: deque[SimOrder] = deque()
+
+
+class _BookSide:
+    """Levels by price plus the sorted list of their keys, best last (key = price or -price)."""
+
+    __slots__ = ("is_bid", "keys", "levels")
+
+    def __init__(self, is_bid: bool) -> None:
+        self.is_bid = is_bid
+        self.levels: dict[int, _Level] = {}
+        self.keys: list[int] = []
+
+    def best(self) -> int | None:
+        keys = self.keys
+        if not keys:
+            return None
+        return keys[-1] if self.is_bid else -keys[-1]
+
+    def add(self, price: int) -> _Level:
+        level = self.levels[price] = _Level(price)
+        insort(self.keys, price if self.is_bid else -price)
+        return level
+
+    def remove(self, price: int) -> None:
+        del self.levels[price]
+        keys = self.keys
+        key = price if self.is_bid else -price
+        if keys[-1] == key:
+            keys.pop()
+        else:
+            del keys[bisect_left(keys, key)]
+
+    def prices_best_first(self) -> list[int]:
+        if self.is_bid:
+            return self.keys[::-1]
+        return [-key for key in reversed(self.keys)]
+
+
+class _Book:
+    __slots__ = (
+        "asks",
+        "bids",
+        "changed_asks",
+        "changed_bids",
+        "instrument",
+        "next_trade_id",
+        "symbol",
+        "terms",
+        "update_id",
+    )
+
+    def __init__(self, instrument: Instrument, terms: InstrumentTerms) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.terms = terms
+        self.bids = _BookSide(True)
+        self.asks = _BookSide(False)
+        self.update_id = 0
+        self.next_trade_id = 1
+        self.changed_bids: set[int] = set()
+        self.changed_asks: set[int] = set()
+
+
+class _AccountOrders:
+    __slots__ = ("by_client_id", "open")
+
+    def __init__(self) -> None:
+        self.open: dict[int, SimOrder] = {}
+        self.by_client_id: dict[str, SimOrder] = {}
+
+
+# results ---------------------------------------------------------------------------------
+
+
+class Execution(msgspec.Struct, frozen=True, kw_only=True):
+    """One of our orders' part in one trade, with the order's state right after it."""
+
+    order: SimOrder
+    trade_id: int
+    price: int  # ticks
+    quantity: int  # lots
+    is_maker: bool
+    fee: int  # asset units of fee_asset (negative = rebate)
+    fee_asset: str
+    filled: int  # cumulative lots after this execution
+    quote_filled: int  # cumulative notional units after this execution
+    status: OrderStatus
+    time_ns: int
+
+
+class TradePrint(msgspec.Struct, frozen=True, kw_only=True):
+    """A public trade (for trade streams); order ids are NO_ORDER_ID for the market's side."""
+
+    symbol: str
+    trade_id: int
+    price: int
+    quantity: int
+    aggressor: Side
+    buy_order_id: int
+    sell_order_id: int
+    time_ns: int
+
+    @property
+    def buyer_is_maker(self) -> bool:
+        return self.aggressor is _SELL
+
+
+class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """A change to an order other than the one operated on (a self-trade-prevention expiry)."""
+
+    order: SimOrder
+    status: OrderStatus
+    close_reason: CloseReason | None
+    time_ns: int
+
+
+class BookUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One batch of level changes: new total size per changed price (0 = level gone).
+
+    ``update_id`` grows by exactly one per batch, so a server publishes depth diffs with
+    consecutive ids (``U == u == update_id``).
+    """
+
+    symbol: str
+    update_id: int
+    bids: list[tuple[int, int]]  # best first
+    asks: list[tuple[int, int]]  # best first
+    time_ns: int
+
+
+class OrderResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of place / cancel / amend: a reject reason, or the order and its events."""
+
+    accepted: bool
+    reason: RejectReason | None = None
+    order: SimOrder | None = None
+    status: OrderStatus = _REJECTED
+    filled: int = 0
+    quote_filled: int = 0
+    repriced: bool = False  # post-only order moved one tick away from the opposite best
+    executions: list[Execution] = []
+    trades: list[TradePrint] = []
+    updates: list[OrderUpdate] = []
+    book_update: BookUpdate | None = None
+
+
+class MarketResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of replayed market data: our executions, trades and the book batch."""
+
+    executions: list[Execution] = []
+    trades: list[TradePrint] = []
+    book_update: BookUpdate | None = None
+
+
+class CancelAllResult(msgspec.Struct, frozen=True, kw_only=True):
+    orders: list[SimOrder]
+    book_updates: list[BookUpdate]
+
+
+class DepthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    update_id: int  # the update id of the last batch included
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+def _reject(reason: RejectReason) -> OrderResult:
+    return OrderResult(accepted=False, reason=reason)
+
+
+class MatchingEngine:
+    """Books, orders and matching for any number of instruments, settling into ``Accounts``."""
+
+    def __init__(
+        self,
+        accounts: Accounts | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        self_trade_prevention: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER,
+        order_history_limit: int = 100_000,
+    ) -> None:
+        self.accounts = accounts if accounts is not None else Accounts()
+        self.clock = clock
+        self.self_trade_prevention = self_trade_prevention
+        self.order_history_limit = order_history_limit
+        self._books: dict[str, _Book] = {}
+        self._orders: dict[int, SimOrder] = {}
+        self._by_account: dict[str, _AccountOrders] = {}
+        self._closed: deque[SimOrder] = deque()
+        self._closed_by_client_id: dict[tuple[str, str], SimOrder] = {}
+        self._next_order_id = 1
+
+    # set-up and queries ------------------------------------------------------------------
+    def add_instrument(self, instrument: Instrument) -> None:
+        if instrument.symbol in self._books:
+            raise SimulatorInputError(f"instrument {instrument.symbol} is already listed")
+        self._books[instrument.symbol] = _Book(instrument, self.accounts.register(instrument))
+
+    @property
+    def instruments(self) -> dict[str, Instrument]:
+        return {symbol: book.instrument for symbol, book in self._books.items()}
+
+    def update_id(self, symbol: str) -> int:
+        return self._book(symbol).update_id
+
+    def best_bid(self, symbol: str) -> tuple[int, int] | None:
+        """(price, total size) of the best bid, background included."""
+        side = self._book(symbol).bids
+        price = side.best()
+        if price is None:
+            return None
+        level = side.levels[price]
+        return price, level.background + level.own
+
+    def best_ask(self, symbol: str) -> tuple[int, int] | None:
+        side = self._book(symbol).asks
+        price = side.best()
+        if price is None:
+            return None
+        level = side.levels[price]
+        return price, level.background + level.own
+
+    def depth(self, symbol: str, limit: int | None = None) -> DepthSnapshot:
+        """Aggregated levels, best first, consistent with ``update_id`` (a REST snapshot)."""
+        book = self._book(symbol)
+        return DepthSnapshot(
+            symbol=symbol,
+            update_id=book.update_id,
+            bids=self._side_depth(book.bids, limit),
+            asks=self._side_depth(book.asks, limit),
+        )
+
+    @staticmethod
+    def _side_depth(side: _BookSide, limit: int | None) -> list[tuple[int, int]]:
+        prices = side.prices_best_first()
+        if limit is not None:
+            prices = prices[:limit]
+        levels = side.levels
+        return [(price, levels[price].background + levels[price].own) for price in prices]
+
+    def background_size(self, symbol: str, side: Side, price: int) -> int:
+        book = self._book(symbol)
+        level = (book.bids if side is _BUY else book.asks).levels.get(price)
+        return 0 if level is None else level.background
+
+    def volume_ahead(self, order: SimOrder) -> int:
+        """Background lots queued ahead of a resting order (0 when not resting)."""
+        level = order.level
+        if level is None:
+            return 0
+        ahead = 0
+        for queued in level.queue:
+            ahead += queued.gap
+            if queued is order:
+                return ahead
+        return 0
+
+    def orders_ahead(self, order: SimOrder) -> int:
+        """Lots of our other resting orders queued ahead of ``order`` at its level."""
+        level = order.level
+        if level is None:
+            return 0
+        ahead = 0
+        for queued in level.queue:
+            if queued is order:
+                return ahead
+            ahead += queued.quantity - queued.filled
+        return 0
+
+    def get_order(
+        self, account: str, *, order_id: int | None = None, client_order_id: str | None = None
+    ) -> SimOrder | None:
+        """An open or recently closed order of ``account`` by exchange id or client id."""
+        if order_id is not None:
+            order = self._orders.get(order_id)
+            if order is None or order.account != account:
+                return None
+            if client_order_id is not None and order.client_order_id != client_order_id:
+                return None
+            return order
+        if client_order_id is None:
+            return None
+        orders = self._by_account.get(account)
+        if orders is not None:
+            order = orders.by_client_id.get(client_order_id)
+            if order is not None:
+                return order
+        return self._closed_by_client_id.get((account, client_order_id))
+
+    def open_orders(self, account: str, symbol: str | None = None) -> list[SimOrder]:
+        orders = self._by_account.get(account)
+        if orders is None:
+            return []
+        return [order for order in orders.open.values() if symbol is None or order.symbol == symbol]
+
+    def audit(self) -> list[str]:
+        """Check the engine's internal invariants; return one line per violation (empty = sound).
+
+        Slow (walks everything): for tests and for a server's debug endpoint, never the hot path.
+        """
+        problems: list[str] = []
+        reserved: dict[tuple[str, str], int] = {}
+        for symbol, book in self._books.items():
+            best_bid, best_ask = book.bids.best(), book.asks.best()
+            if best_bid is not None and best_ask is not None and best_bid >= best_ask:
+                problems.append(f"{symbol}: crossed book {best_bid} >= {best_ask}")
+            for side in (book.bids, book.asks):
+                expected = sorted(price if side.is_bid else -price for price in side.levels)
+                if side.keys != expected:
+                    problems.append(f"{symbol}: level keys out of step with levels")
+                for price, level in side.levels.items():
+                    gaps = sum(order.gap for order in level.queue)
+                    own = sum(order.quantity - order.filled for order in level.queue)
+                    if level.background != gaps + level.tail or level.tail < 0:
+                        problems.append(f"{symbol}@{price}: background {level.background} != gaps + tail")
+                    if level.own != own:
+                        problems.append(f"{symbol}@{price}: own {level.own} != {own}")
+                    if not level.queue and not level.background:
+                        problems.append(f"{symbol}@{price}: empty level kept")
+                    for order in level.queue:
+                        if order.gap < 0 or not order.is_open or order.level is not level:
+                            problems.append(f"{symbol}@{price}: bad resting order {order!r}")
+                        if order.is_buy != side.is_bid or order.price != price:
+                            problems.append(f"{symbol}@{price}: order on the wrong level {order!r}")
+        for account, orders in self._by_account.items():
+            for order in orders.open.values():
+                if not order.is_open or order.level is None or order.account != account:
+                    problems.append(f"open index holds {order!r}")
+                if order.reserved:
+                    key = (account, order.reserve_asset)
+                    reserved[key] = reserved.get(key, 0) + order.reserved
+            if len(orders.by_client_id) != len(orders.open):
+                problems.append(f"{account}: client id index out of step with open orders")
+        for account in self.accounts:
+            for asset, balance in account.balances.items():
+                if balance.locked != reserved.get((account.name, asset), 0):
+                    problems.append(
+                        f"{account.name}/{asset}: locked {balance.locked} != reserved "
+                        f"{reserved.get((account.name, asset), 0)}"
+                    )
+        return problems
+
+    def _book(self, symbol: str) -> _Book:
+        book = self._books.get(symbol)
+        if book is None:
+            raise SimulatorInputError(f"unknown symbol {symbol!r}")
+        return book
+
+    # orders ------------------------------------------------------------------------------
+    def place(
+        self,
+        account: str,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: int,
+        price: int = 0,
+        time_in_force: TimeInForce = _GTC,
+        client_order_id: str | None = None,
+        reprice_post_only: bool = False,
+    ) -> OrderResult:
+        """Place an order; the result says whether it was accepted and what it did."""
+        book = self._books.get(symbol)
+        if book is None:
+            return _reject(RejectReason.UNKNOWN_SYMBOL)
+        instrument = book.instrument
+        terms = book.terms
+        is_market = order_type is _MARKET
+        if order_type is _LIMIT_MAKER and time_in_force is not _GTC:
+            return _reject(RejectReason.INVALID_TIME_IN_FORCE)
+        if is_market:
+            price = 0
+        elif price <= 0:
+            return _reject(RejectReason.PRICE_OUT_OF_RANGE)
+        if quantity <= 0 or quantity < instrument.min_quantity:
+            return _reject(RejectReason.QUANTITY_OUT_OF_RANGE)
+        maximum = instrument.max_quantity
+        if maximum is not None and quantity > maximum:
+            return _reject(RejectReason.QUANTITY_OUT_OF_RANGE)
+        is_buy = side is _BUY
+        opposite = book.asks if is_buy else book.bids
+        if is_market:
+            reference = opposite.best()
+            if reference is not None and reference * quantity < terms.min_notional:
+                return _reject(RejectReason.MIN_NOTIONAL)
+        elif price * quantity < terms.min_notional:
+            return _reject(RejectReason.MIN_NOTIONAL)
+        orders = self._by_account.get(account)
+        if orders is None:
+            orders = self._by_account[account] = _AccountOrders()
+        elif client_order_id is not None and client_order_id in orders.by_client_id:
+            return _reject(RejectReason.DUPLICATE_CLIENT_ORDER_ID)
+        holder = self.accounts.get(account)
+        repriced = False
+        if order_type is _LIMIT_MAKER:
+            best = opposite.best()
+            if best is not None and (price >= best if is_buy else price <= best):
+                if not reprice_post_only:
+                    return _reject(RejectReason.WOULD_TAKE)
+                price = best - 1 if is_buy else best + 1
+                if price <= 0:
+                    return _reject(RejectReason.WOULD_TAKE)
+                repriced = True
+        limit = None if is_market else price
+        is_fok = time_in_force is _FOK
+        available = quantity
+        cost = 0
+        if is_fok or (is_market and is_buy and terms.is_spot):
+            available, cost = self._available(opposite, is_buy, limit, quantity, holder)
+        reserved = 0
+        asset = ""
+        if terms.is_spot:
+            if is_buy:
+                asset = terms.quote
+                reserved = (cost if is_market else price * quantity) * terms.quote_units_per_notional
+            else:
+                asset = terms.base
+                reserved = quantity * terms.base_units_per_lot
+            if not Accounts.reserve(holder, asset, reserved):
+                return _reject(RejectReason.INSUFFICIENT_BALANCE)
+        now = self.clock.time_ns()
+        order_id = self._next_order_id
+        self._next_order_id = order_id + 1
+        if client_order_id is None:
+            client_order_id = f"sim-{order_id}"
+            while client_order_id in orders.by_client_id:  # a caller chose an id of this shape
+                client_order_id += "+"
+        order = SimOrder(
+            order_id,
+            client_order_id,
+            holder,
+            symbol,
+            side,
+            order_type,
+            time_in_force,
+            price,
+            quantity,
+            now,
+        )
+        order.reserved = reserved
+        order.reserve_asset = asset
+        order.reprice_post_only = reprice_post_only
+        self._orders[order_id] = order
+        orders.open[order_id] = order
+        orders.by_client_id[order.client_order_id] = order
+        executions: list[Execution] = []
+        trades: list[TradePrint] = []
+        updates: list[OrderUpdate] = []
+        if is_fok and available < quantity:
+            self._finish(order, _EXPIRED, CloseReason.EXPIRED, now)
+        else:
+            best = opposite.best()
+            stopped = False
+            if best is not None and (is_market or (price >= best if is_buy else price <= best)):
+                stopped = self._take(book, order, limit, now, executions, trades, updates)
+            if order.filled == quantity:
+                self._finish(order, _FILLED, CloseReason.FILLED, now)
+            elif stopped:
+                self._finish(order, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
+            elif is_market or time_in_force is not _GTC:
+                self._finish(order, _EXPIRED, CloseReason.EXPIRED, now)
+            else:
+                self._rest(book, order)
+        return OrderResult(
+            accepted=True,
+            order=order,
+            status=order.status,
+            filled=order.filled,
+            quote_filled=order.quote_filled,
+            repriced=repriced,
+            executions=executions,
+            trades=trades,
+            updates=updates,
+            book_update=self._flush(book, now),
+        )
+
+    def place_market_by_quote(
+        self,
+        account: str,
+        symbol: str,
+        side: Side,
+        quote_quantity: int,
+        client_order_id: str | None = None,
+    ) -> OrderResult:
+        """A MARKET order sized by quote amount (Binance ``quoteOrderQty``), in notional units.
+
+        Walks the book as matching would (self-trade prevention included) and takes the most
+        whole lots whose cost (buy) or proceeds (sell) stay within ``quote_quantity``; that
+        quantity then goes through ``place`` like any market order.
+        """
+        book = self._books.get(symbol)
+        if book is None:
+            return _reject(RejectReason.UNKNOWN_SYMBOL)
+        if quote_quantity <= 0 or quote_quantity < book.terms.min_notional:
+            return _reject(RejectReason.MIN_NOTIONAL)
+        is_buy = side is _BUY
+        holder = self.accounts.get(account)
+        budget = quote_quantity
+        quantity = 0
+        stp = self.self_trade_prevention
+        opposite = book.asks if is_buy else book.bids
+        for key in reversed(opposite.keys):
+            price = -key if is_buy else key
+            level = opposite.levels[price]
+            chunks: list[int] = []
+            stopped = False
+            for order in level.queue:
+                chunks.append(order.gap)
+                if order.holder is holder and stp is not SelfTradePrevention.NONE:
+                    if stp is SelfTradePrevention.EXPIRE_TAKER:
+                        stopped = True
+                        break
+                    continue
+                chunks.append(order.quantity - order.filled)
+            if not stopped:
+                chunks.append(level.tail)
+            for size in chunks:
+                affordable = budget // price
+                if affordable < size:
+                    quantity += affordable
+                    return self.place(account, symbol, side, _MARKET, quantity, 0, _GTC, client_order_id)
+                quantity += size
+                budget -= size * price
+            if stopped:
+                break
+        return self.place(account, symbol, side, _MARKET, quantity, 0, _GTC, client_order_id)
+
+    def cancel(
+        self,
+        account: str,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+    ) -> OrderResult:
+        """Cancel an open order by exchange id or client id (both given: both must match)."""
+        book = self._books.get(symbol)
+        if book is None:
+            return _reject(RejectReason.UNKNOWN_SYMBOL)
+        order = self._open_order(account, symbol, order_id, client_order_id)
+        if order is None:
+            return _reject(RejectReason.UNKNOWN_ORDER)
+        now = self.clock.time_ns()
+        self._unlink(book, order)
+        self._finish(order, _CANCELED, CloseReason.CANCELED, now)
+        return OrderResult(
+            accepted=True,
+            order=order,
+            status=_CANCELED,
+            filled=order.filled,
+            quote_filled=order.quote_filled,
+            book_update=self._flush(book, now),
+        )
+
+    def cancel_all(self, account: str, symbol: str | None = None) -> CancelAllResult:
+        """Cancel every open order of ``account`` (of one symbol when given): one batch per book."""
+        orders = self._by_account.get(account)
+        if orders is None or (symbol is not None and symbol not in self._books):
+            return CancelAllResult(orders=[], book_updates=[])
+        now = self.clock.time_ns()
+        canceled = [order for order in orders.open.values() if symbol is None or order.symbol == symbol]
+        touched: dict[str, _Book] = {}
+        for order in canceled:
+            book = self._books[order.symbol]
+            touched[order.symbol] = book
+            self._unlink(book, order)
+            self._finish(order, _CANCELED, CloseReason.BULK_CANCELED, now)
+        updates = []
+        for book in touched.values():
+            update = self._flush(book, now)
+            if update is not None:
+                updates.append(update)
+        return CancelAllResult(orders=canceled, book_updates=updates)
+
+    def amend(
+        self,
+        account: str,
+        symbol: str,
+        *,
+        price: int,
+        quantity: int,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+    ) -> OrderResult:
+        """Change an open order's price and total quantity (Thalex ``amend`` semantics).
+
+        A smaller total at the same price keeps queue priority; a new price or a larger total
+        re-queues the order at the back (and may trade, like a new order). A total at or below
+        the filled quantity closes the order. A post-only order that would take is refused
+        (``WOULD_TAKE``, order unchanged) unless it reprices.
+        """
+        book = self._books.get(symbol)
+        if book is None:
+            return _reject(RejectReason.UNKNOWN_SYMBOL)
+        order = self._open_order(account, symbol, order_id, client_order_id)
+        if order is None:
+            return _reject(RejectReason.UNKNOWN_ORDER)
+        if price <= 0:
+            return _reject(RejectReason.PRICE_OUT_OF_RANGE)
+        now = self.clock.time_ns()
+        if quantity <= order.filled:
+            self._unlink(book, order)
+            order.quantity = order.filled
+            self._finish(order, _CANCELED, CloseReason.AMENDED_TO_FILLED, now)
+            return self._order_result(book, order, now)
+        instrument = book.instrument
+        terms = book.terms
+        maximum = instrument.max_quantity
+        if quantity < instrument.min_quantity or (maximum is not None and quantity > maximum):
+            return _reject(RejectReason.QUANTITY_OUT_OF_RANGE)
+        if price * quantity < terms.min_notional:
+            return _reject(RejectReason.MIN_NOTIONAL)
+        if price == order.price and quantity <= order.quantity:
+            if quantity < order.quantity:
+                reduction = order.quantity - quantity
+                order.quantity = quantity
+                order.updated_ns = now
+                level = order.level
+                assert level is not None
+                level.own -= reduction
+                (book.changed_bids if order.is_buy else book.changed_asks).add(price)
+                self._adjust_reserve(order, terms, price, quantity)
+            return self._order_result(book, order, now)
+        is_buy = order.is_buy
+        opposite = book.asks if is_buy else book.bids
+        repriced = False
+        best = opposite.best()
+        crosses = best is not None and (price >= best if is_buy else price <= best)
+        if crosses and order.order_type is _LIMIT_MAKER:
+            assert best is not None
+            if not order.reprice_post_only:
+                return _reject(RejectReason.WOULD_TAKE)
+            price = best - 1 if is_buy else best + 1
+            if price <= 0:
+                return _reject(RejectReason.WOULD_TAKE)
+            crosses = False
+            repriced = True
+        if not self._adjust_reserve(order, terms, price, quantity):
+            return _reject(RejectReason.INSUFFICIENT_BALANCE)
+        self._unlink(book, order)
+        order.price = price
+        order.quantity = quantity
+        order.updated_ns = now
+        executions: list[Execution] = []
+        trades: list[TradePrint] = []
+        updates: list[OrderUpdate] = []
+        stopped = False
+        if crosses:
+            stopped = self._take(book, order, price, now, executions, trades, updates)
+        if order.filled == order.quantity:
+            self._finish(order, _FILLED, CloseReason.FILLED, now)
+        elif stopped:
+            self._finish(order, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
+        else:
+            self._rest(book, order)
+        return OrderResult(
+            accepted=True,
+            order=order,
+            status=order.status,
+            filled=order.filled,
+            quote_filled=order.quote_filled,
+            repriced=repriced,
+            executions=executions,
+            trades=trades,
+            updates=updates,
+            book_update=self._flush(book, now),
+        )
+
+    def _order_result(self, book: _Book, order: SimOrder, now: int) -> OrderResult:
+        return OrderResult(
+            accepted=True,
+            order=order,
+            status=order.status,
+            filled=order.filled,
+            quote_filled=order.quote_filled,
+            book_update=self._flush(book, now),
+        )
+
+    def _adjust_reserve(self, order: SimOrder, terms: InstrumentTerms, price: int, quantity: int) -> bool:
+        """Re-size an open order's lock for a new price/quantity; False when funds are short."""
+        if not terms.is_spot:
+            return True
+        remaining = quantity - order.filled
+        if order.is_buy:
+            needed = price * remaining * terms.quote_units_per_notional
+        else:
+            needed = remaining * terms.base_units_per_lot
+        delta = needed - order.reserved
+        if delta > 0:
+            if not Accounts.reserve(order.holder, order.reserve_asset, delta):
+                return False
+        elif delta < 0:
+            Accounts.release(order.holder, order.reserve_asset, -delta)
+        order.reserved = needed
+        return True
+
+    def _open_order(
+        self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> SimOrder | None:
+        orders = self._by_account.get(account)
+        if orders is None:
+            return None
+        if order_id is not None:
+            order = orders.open.get(order_id)
+            if order is not None and client_order_id is not None and order.client_order_id != client_order_id:
+                return None
+        elif client_order_id is not None:
+            order = orders.by_client_id.get(client_order_id)
+        else:
+            return None
+        if order is None or order.symbol != symbol:
+            return None
+        return order
+
+    # background liquidity (replayed market) ----------------------------------------------
+    def set_background(self, symbol: str, side: Side, price: int, size: int) -> MarketResult:
+        """Set the background size at one level (absolute; 0 removes it): one batch."""
+        level = [(price, size)]
+        return self.apply_depth(symbol, level if side is _BUY else (), level if side is _SELL else ())
+
+    def apply_depth(
+        self, symbol: str, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]
+    ) -> MarketResult:
+        """Apply one depth diff (absolute background sizes, 0 deletes) as one batch."""
+        book = self._book(symbol)
+        now = self.clock.time_ns()
+        executions: list[Execution] = []
+        trades: list[TradePrint] = []
+        for price, size in bids:
+            self._set_background(book, True, price, size, now, executions, trades)
+        for price, size in asks:
+            self._set_background(book, False, price, size, now, executions, trades)
+        return MarketResult(executions=executions, trades=trades, book_update=self._flush(book, now))
+
+    def replace_background(
+        self, symbol: str, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]]
+    ) -> MarketResult:
+        """Replace all background with a snapshot (levels absent from it drop to 0): one batch."""
+        book = self._book(symbol)
+        bid_levels = dict(bids)
+        ask_levels = dict(asks)
+        for price, level in book.bids.levels.items():
+            if level.background and price not in bid_levels:
+                bid_levels[price] = 0
+        for price, level in book.asks.levels.items():
+            if level.background and price not in ask_levels:
+                ask_levels[price] = 0
+        # apply removals first so a moved market does not look crossed against stale levels
+        return self.apply_depth(
+            symbol,
+            sorted(bid_levels.items(), key=lambda item: item[1] != 0),
+            sorted(ask_levels.items(), key=lambda item: item[1] != 0),
+        )
+
+    def apply_market_trade(self, symbol: str, price: int, quantity: int, aggressor: Side) -> MarketResult:
+        """Replay a real trade: it consumes the queue at ``price`` and fills us (see module doc)."""
+        book = self._book(symbol)
+        if price <= 0 or quantity <= 0:
+            raise SimulatorInputError(f"{symbol}: trade of {quantity} lots at {price} ticks")
+        now = self.clock.time_ns()
+        executions: list[Execution] = []
+        trades: list[TradePrint] = []
+        taker_is_buy = aggressor is _BUY
+        makers = book.asks if taker_is_buy else book.bids
+        changed = book.changed_asks if taker_is_buy else book.changed_bids
+        for level_price in makers.prices_best_first():
+            if (level_price >= price) if taker_is_buy else (level_price <= price):
+                break
+            level = makers.levels[level_price]
+            if level.background:
+                self._shrink(level, level.background)
+                level.background = 0
+            if level.own:
+                self._market_hits(book, level, level_price, level.own, taker_is_buy, now, executions, trades)
+            makers.remove(level_price)
+            changed.add(level_price)
+        ours = 0
+        level = makers.levels.get(price)
+        if level is not None:
+            ours = self._market_hits(book, level, price, quantity, taker_is_buy, now, executions, trades)
+            changed.add(price)
+            if not level.queue and not level.background:
+                makers.remove(price)
+        if quantity > ours:
+            trade_id = book.next_trade_id
+            book.next_trade_id = trade_id + 1
+            trades.append(
+                TradePrint(
+                    symbol=book.symbol,
+                    trade_id=trade_id,
+                    price=price,
+                    quantity=quantity - ours,
+                    aggressor=aggressor,
+                    buy_order_id=NO_ORDER_ID,
+                    sell_order_id=NO_ORDER_ID,
+                    time_ns=now,
+                )
+            )
+        return MarketResult(executions=executions, trades=trades, book_update=self._flush(book, now))
+
+    def _set_background(
+        self,
+        book: _Book,
+        is_bid: bool,
+        price: int,
+        size: int,
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+    ) -> None:
+        if price <= 0 or size < 0:
+            raise SimulatorInputError(f"{book.symbol}: background level {size} lots at {price} ticks")
+        side = book.bids if is_bid else book.asks
+        level = side.levels.get(price)
+        if level is None:
+            if not size:
+                return
+            level = side.add(price)
+            level.background = level.tail = size
+        else:
+            old = level.background
+            if size == old:
+                return
+            if size > old:
+                level.tail += size - old
+            else:
+                self._shrink(level, old - size)
+            level.background = size
+            if not size and not level.queue:
+                side.remove(price)
+        (book.changed_bids if is_bid else book.changed_asks).add(price)
+        if size:
+            self._resolve_cross(book, is_bid, price, now, executions, trades)
+
+    @staticmethod
+    def _shrink(level: _Level, amount: int) -> None:
+        """Remove background from the back of the queue (tail first); caller fixes ``background``."""
+        tail = level.tail
+        if tail >= amount:
+            level.tail = tail - amount
+            return
+        amount -= tail
+        level.tail = 0
+        for order in reversed(level.queue):
+            gap = order.gap
+            if gap >= amount:
+                order.gap = gap - amount
+                return
+            order.gap = 0
+            amount -= gap
+
+    def _resolve_cross(
+        self,
+        book: _Book,
+        is_bid: bool,
+        price: int,
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+    ) -> None:
+        """New background at ``price`` crossing the other side: drop stale background, fill us."""
+        opposite = book.asks if is_bid else book.bids
+        best = opposite.best()
+        if best is None or ((best > price) if is_bid else (best < price)):
+            return
+        side = book.bids if is_bid else book.asks
+        incoming = side.levels[price]
+        changed = book.changed_asks if is_bid else book.changed_bids
+        for level_price in opposite.prices_best_first():
+            if (level_price > price) if is_bid else (level_price < price):
+                break
+            level = opposite.levels[level_price]
+            changed.add(level_price)
+            if level.background:
+                self._shrink(level, level.background)
+                level.background = 0
+            budget = incoming.background
+            if level.own and budget:
+                traded = self._market_hits(book, level, level_price, budget, is_bid, now, executions, trades)
+                incoming.background -= traded
+                incoming.tail -= traded
+            if not level.queue:
+                opposite.remove(level_price)
+        if not incoming.background and not incoming.queue:
+            side.remove(price)
+
+    def _market_hits(
+        self,
+        book: _Book,
+        level: _Level,
+        price: int,
+        budget: int,
+        taker_is_buy: bool,
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+    ) -> int:
+        """The replayed market takes up to ``budget`` lots from ``level`` front to back.
+
+        Background it meets is removed; our orders it meets are filled as makers. Returns the
+        lots filled on our orders.
+        """
+        queue = level.queue
+        ours = 0
+        while budget and queue:
+            head = queue[0]
+            gap = head.gap
+            if gap:
+                if gap >= budget:
+                    head.gap = gap - budget
+                    level.background -= budget
+                    return ours
+                head.gap = 0
+                level.background -= gap
+                budget -= gap
+            size = head.quantity - head.filled
+            if size > budget:
+                size = budget
+            if taker_is_buy:
+                self._execute(book, price, size, None, head, True, now, executions, trades)
+            else:
+                self._execute(book, price, size, head, None, False, now, executions, trades)
+            level.own -= size
+            ours += size
+            budget -= size
+            if head.filled == head.quantity:
+                queue.popleft()
+                head.level = None
+                self._finish(head, _FILLED, CloseReason.FILLED, now)
+        if budget and level.tail:
+            taken = budget if budget < level.tail else level.tail
+            level.tail -= taken
+            level.background -= taken
+        return ours
+
+    # matching core -----------------------------------------------------------------------
+    def _available(
+        self, opposite: _BookSide, is_buy: bool, limit: int | None, needed: int, holder: Account
+    ) -> tuple[int, int]:
+        """Lots (up to ``needed``) and their cost in notional units that a taker would get.
+
+        Mirrors ``_take`` exactly, self-trade prevention included, so FOK and the market-buy
+        lock agree with what matching then does.
+        """
+        got = 0
+        cost = 0
+        stp = self.self_trade_prevention
+        levels = opposite.levels
+        for key in reversed(opposite.keys):
+            price = -key if is_buy else key
+            if limit is not None and (price > limit if is_buy else price < limit):
+                break
+            level = levels[price]
+            for order in level.queue:
+                gap = order.gap
+                if gap:
+                    if got + gap >= needed:
+                        return needed, cost + (needed - got) * price
+                    got += gap
+                    cost += gap * price
+                if order.holder is holder:
+                    if stp is SelfTradePrevention.EXPIRE_MAKER:
+                        continue
+                    if stp is SelfTradePrevention.EXPIRE_TAKER:
+                        return got, cost
+                size = order.quantity - order.filled
+                if got + size >= needed:
+                    return needed, cost + (needed - got) * price
+                got += size
+                cost += size * price
+            tail = level.tail
+            if got + tail >= needed:
+                return needed, cost + (needed - got) * price
+            got += tail
+            cost += tail * price
+        return got, cost
+
+    def _take(
+        self,
+        book: _Book,
+        order: SimOrder,
+        limit: int | None,
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+        updates: list[OrderUpdate],
+    ) -> bool:
+        """Match ``order`` as taker against the opposite side; True when self-trade stopped it."""
+        is_buy = order.is_buy
+        opposite = book.asks if is_buy else book.bids
+        keys = opposite.keys
+        levels = opposite.levels
+        changed = book.changed_asks if is_buy else book.changed_bids
+        stp = self.self_trade_prevention
+        holder = order.holder
+        execute = self._execute
+        remaining = order.quantity - order.filled
+        while remaining and keys:
+            price = -keys[-1] if is_buy else keys[-1]
+            if limit is not None and (price > limit if is_buy else price < limit):
+                break
+            level = levels[price]
+            changed.add(price)
+            queue = level.queue
+            while remaining and queue:
+                head = queue[0]
+                gap = head.gap
+                if gap:
+                    taken = gap if gap < remaining else remaining
+                    head.gap = gap - taken
+                    level.background -= taken
+                    remaining -= taken
+                    if is_buy:
+                        execute(book, price, taken, order, None, True, now, executions, trades)
+                    else:
+                        execute(book, price, taken, None, order, False, now, executions, trades)
+                    if not remaining:
+                        break
+                if head.holder is holder and stp is not SelfTradePrevention.NONE:
+                    if stp is SelfTradePrevention.EXPIRE_TAKER:
+                        return True
+                    queue.popleft()
+                    if queue:
+                        queue[0].gap += head.gap
+                    else:
+                        level.tail += head.gap
+                    level.own -= head.quantity - head.filled
+                    head.level = None
+                    self._finish(head, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
+                    updates.append(
+                        OrderUpdate(
+                            order=head,
+                            status=_EXPIRED,
+                            close_reason=CloseReason.SELF_TRADE_PREVENTION,
+                            time_ns=now,
+                        )
+                    )
+                    continue
+                size = head.quantity - head.filled
+                taken = size if size < remaining else remaining
+                if is_buy:
+                    execute(book, price, taken, order, head, True, now, executions, trades)
+                else:
+                    execute(book, price, taken, head, order, False, now, executions, trades)
+                level.own -= taken
+                remaining -= taken
+                if taken == size:
+                    queue.popleft()
+                    head.level = None
+                    self._finish(head, _FILLED, CloseReason.FILLED, now)
+            if remaining and level.tail:
+                tail = level.tail
+                taken = tail if tail < remaining else remaining
+                level.tail = tail - taken
+                level.background -= taken
+                remaining -= taken
+                if is_buy:
+                    execute(book, price, taken, order, None, True, now, executions, trades)
+                else:
+                    execute(book, price, taken, None, order, False, now, executions, trades)
+            if not queue and not level.background:
+                keys.pop()
+                del levels[price]
+        return False
+
+    def _execute(
+        self,
+        book: _Book,
+        price: int,
+        quantity: int,
+        buy_order: SimOrder | None,
+        sell_order: SimOrder | None,
+        taker_is_buy: bool,
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+    ) -> None:
+        """One trade between two parties (None = the market): settle, update orders, record."""
+        trade_id = book.next_trade_id
+        book.next_trade_id = trade_id + 1
+        terms = book.terms
+        accounts = self.accounts
+        buyer_release = seller_release = 0
+        if buy_order is not None:
+            buyer = buy_order.holder
+            if terms.is_spot:
+                paid = buy_order.price if buy_order.order_type is not _MARKET else price
+                buyer_release = paid * quantity * terms.quote_units_per_notional
+                buy_order.reserved -= buyer_release
+            buy_id = buy_order.order_id
+        else:
+            buyer = accounts.market
+            buy_id = NO_ORDER_ID
+        if sell_order is not None:
+            seller = sell_order.holder
+            if terms.is_spot:
+                seller_release = quantity * terms.base_units_per_lot
+                sell_order.reserved -= seller_release
+            sell_id = sell_order.order_id
+        else:
+            seller = accounts.market
+            sell_id = NO_ORDER_ID
+        buyer_fee, seller_fee, buyer_asset, seller_asset = accounts.settle(
+            terms,
+            trade_id,
+            now,
+            price,
+            quantity,
+            buyer,
+            seller,
+            not taker_is_buy,
+            buyer_release,
+            seller_release,
+            buy_id,
+            sell_id,
+        )
+        notional = price * quantity
+        if buy_order is not None:
+            buy_order.filled += quantity
+            buy_order.quote_filled += notional
+            buy_order.status = _FILLED if buy_order.filled == buy_order.quantity else _PARTIALLY_FILLED
+            buy_order.updated_ns = now
+            executions.append(
+                Execution(
+                    order=buy_order,
+                    trade_id=trade_id,
+                    price=price,
+                    quantity=quantity,
+                    is_maker=not taker_is_buy,
+                    fee=buyer_fee,
+                    fee_asset=buyer_asset,
+                    filled=buy_order.filled,
+                    quote_filled=buy_order.quote_filled,
+                    status=buy_order.status,
+                    time_ns=now,
+                )
+            )
+        if sell_order is not None:
+            sell_order.filled += quantity
+            sell_order.quote_filled += notional
+            sell_order.status = _FILLED if sell_order.filled == sell_order.quantity else _PARTIALLY_FILLED
+            sell_order.updated_ns = now
+            executions.append(
+                Execution(
+                    order=sell_order,
+                    trade_id=trade_id,
+                    price=price,
+                    quantity=quantity,
+                    is_maker=taker_is_buy,
+                    fee=seller_fee,
+                    fee_asset=seller_asset,
+                    filled=sell_order.filled,
+                    quote_filled=sell_order.quote_filled,
+                    status=sell_order.status,
+                    time_ns=now,
+                )
+            )
+        trades.append(
+            TradePrint(
+                symbol=book.symbol,
+                trade_id=trade_id,
+                price=price,
+                quantity=quantity,
+                aggressor=_BUY if taker_is_buy else _SELL,
+                buy_order_id=buy_id,
+                sell_order_id=sell_id,
+                time_ns=now,
+            )
+        )
+
+    def _rest(self, book: _Book, order: SimOrder) -> None:
+        price = order.price
+        if order.is_buy:
+            side = book.bids
+            book.changed_bids.add(price)
+        else:
+            side = book.asks
+            book.changed_asks.add(price)
+        level = side.levels.get(price)
+        if level is None:
+            level = side.add(price)
+        order.gap = level.tail
+        level.tail = 0
+        level.queue.append(order)
+        level.own += order.quantity - order.filled
+        order.level = level
+
+    def _unlink(self, book: _Book, order: SimOrder) -> None:
+        """Take a resting order out of its level; its gap merges into the order behind it."""
+        level = order.level
+        if level is None:
+            return
+        queue = level.queue
+        gap = order.gap
+        if queue[-1] is order:
+            queue.pop()
+            level.tail += gap
+        elif queue[0] is order:
+            queue.popleft()
+            queue[0].gap += gap
+        else:
+            index = queue.index(order)
+            del queue[index]
+            queue[index].gap += gap
+        level.own -= order.quantity - order.filled
+        order.level = None
+        order.gap = 0
+        price = level.price
+        if order.is_buy:
+            book.changed_bids.add(price)
+            if not queue and not level.background:
+                book.bids.remove(price)
+        else:
+            book.changed_asks.add(price)
+            if not queue and not level.background:
+                book.asks.remove(price)
+
+    def _finish(self, order: SimOrder, status: OrderStatus, reason: CloseReason, now: int) -> None:
+        """Close an order: release what it still locks, drop it from the open indexes, archive it."""
+        order.status = status
+        order.close_reason = reason
+        order.updated_ns = now
+        if order.reserved:
+            Accounts.release(order.holder, order.reserve_asset, order.reserved)
+            order.reserved = 0
+        orders = self._by_account[order.account]
+        del orders.open[order.order_id]
+        client_order_id = order.client_order_id
+        if orders.by_client_id.get(client_order_id) is order:
+            del orders.by_client_id[client_order_id]
+        self._closed_by_client_id[(order.account, client_order_id)] = order
+        closed = self._closed
+        closed.append(order)
+        if len(closed) > self.order_history_limit:
+            old = closed.popleft()
+            self._orders.pop(old.order_id, None)
+            key = (old.account, old.client_order_id)
+            if self._closed_by_client_id.get(key) is old:
+                del self._closed_by_client_id[key]
+
+    def _flush(self, book: _Book, now: int) -> BookUpdate | None:
+        """Close the current change batch: one update id and the new size of each changed level."""
+        changed_bids = book.changed_bids
+        changed_asks = book.changed_asks
+        if not changed_bids and not changed_asks:
+            return None
+        book.update_id += 1
+        levels = book.bids.levels
+        bids = []
+        for price in sorted(changed_bids, reverse=True):
+            level = levels.get(price)
+            bids.append((price, 0 if level is None else level.background + level.own))
+        levels = book.asks.levels
+        asks = []
+        for price in sorted(changed_asks):
+            level = levels.get(price)
+            asks.append((price, 0 if level is None else level.background + level.own))
+        changed_bids.clear()
+        changed_asks.clear()
+        return BookUpdate(symbol=book.symbol, update_id=book.update_id, bids=bids, asks=asks, time_ns=now)
