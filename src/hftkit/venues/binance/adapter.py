@@ -1,0 +1,679 @@
+"""The Binance venue adapter (spot or USD-M futures): one class, parameterized by ``Market``.
+
+It wires the governed REST client, the market-stream session and the user-data stream
+behind the ``VenueAdapter`` protocol, and owns the two pieces of state that keep trading
+honest:
+
+- **Reconciliation.** After the user stream (re)connects, or the REST side recovers from
+  transport failures, events may have been missed. The adapter then fetches open orders,
+  balances and (USD-M) positions, settles every order it thought open or whose outcome was
+  unknown, emits the results as events, and only then emits ``ConnectionEvent(stream="account",
+  state="synced")``. Until that point ``place_order`` **waits** (up to ``ready_timeout_s``)
+  and then **refuses** with ``VenueUnavailableError`` without sending anything; cancels are
+  never held back, because removing risk is always allowed.
+- **Unknown outcomes.** A new order that timed out, lost its connection or met a 5xx raises
+  ``OrderOutcomeUnknownError`` and is never re-sent. The adapter settles it by client order
+  id: a user-data event, a ``GET /order`` query, or, once the request's recvWindow has passed
+  at the venue without the order appearing, a REJECTED update (Binance refuses any request
+  older than its recvWindow, so it can no longer be created).
+
+``mass_quote`` is emulated: cancels of the instrument-side's previous quotes first (high
+priority in the limiter), then post-only placements that run only if the rate budget admits
+them now; every item that fails is reported in ``MassQuoteReport.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from hftkit.book import OrderBook
+from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.types import (
+    BalanceUpdate,
+    ConnectionEvent,
+    Instrument,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
+    Side,
+)
+from hftkit.transport.http import TransportError
+from hftkit.venues.base import (
+    AmendRequest,
+    EventListener,
+    MassQuote,
+    MassQuoteReport,
+    OrderNotFoundError,
+    OrderOutcomeUnknownError,
+    OrderRejectedError,
+    OrderRequest,
+    VenueCapabilities,
+    VenueError,
+    VenueEvent,
+)
+from hftkit.venues.binance import codec
+from hftkit.venues.binance.auth import BinanceCredentials
+from hftkit.venues.binance.endpoints import Market
+from hftkit.venues.binance.rest import BinanceRestClient, RestConfig, VenueUnavailableError
+from hftkit.venues.binance.streams import MarketStreamSession, StreamConfig
+from hftkit.venues.binance.user_data import SIDES, STATUSES, UserDataParser, instruments_from_exchange_info
+from hftkit.venues.binance.user_stream import FuturesUserStream, SpotUserStream, UserStreamConfig
+
+log = logging.getLogger(__name__)
+
+_OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_NEW})
+_TERMINAL_MEMORY = 4096
+
+
+class UnsupportedOperationError(VenueError):
+    """The venue has no such operation (see ``capabilities``)."""
+
+
+@dataclass(frozen=True)
+class BinanceConfig:
+    market: Market = Market.SPOT
+    name: str = ""  # empty: "binance" (spot) or "binance_usdm"
+    rest: RestConfig = field(default_factory=RestConfig)
+    streams: StreamConfig = field(default_factory=StreamConfig)
+    user_stream: UserStreamConfig = field(default_factory=UserStreamConfig)
+    user_data: bool = True  # with credentials: run the user stream and reconcile
+    ready_timeout_s: float = 5.0  # how long place_order waits for reconciliation before refusing
+    start_timeout_s: float = 10.0  # how long __aenter__ waits for the first reconciliation
+    resolve_interval_s: float = 0.25  # between queries that settle an unknown outcome
+    resolve_margin_ms: int = 1000  # beyond recvWindow before an absent order counts as never created
+    reconcile_retry_max_s: float = 2.0
+    client_order_prefix: str = "hk"
+
+    @property
+    def venue(self) -> str:
+        return self.name or ("binance" if self.market is Market.SPOT else "binance_usdm")
+
+
+@dataclass
+class _Unresolved:
+    request: OrderRequest
+    instrument: Instrument
+    deadline_ms: int  # venue time after which the order can no longer be created
+
+
+@dataclass
+class AdapterStats:
+    listener_errors: int = 0
+    reconciliations: int = 0
+    reconcile_failures: int = 0
+    resolved_by_event: int = 0
+    resolved_by_query: int = 0
+    resolved_as_absent: int = 0
+    refused_unsynced: int = 0
+    local_rejects: int = 0
+
+
+class BinanceAdapter:
+    """``async with BinanceAdapter(credentials, BinanceConfig(market=Market.USDM)) as venue``."""
+
+    def __init__(
+        self,
+        credentials: BinanceCredentials | None,
+        config: BinanceConfig | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
+        self.config = config = config or BinanceConfig()
+        self.market = config.market
+        self.name = config.venue
+        self.capabilities = VenueCapabilities(
+            amend=False,
+            amend_keeps_priority_on_size_down=False,
+            native_mass_quote=False,
+            cancel_on_disconnect=False,
+            post_only_reprices=False,
+            positions=config.market is Market.USDM,
+        )
+        self.stats = AdapterStats()
+        self._credentials = credentials
+        self.rest = BinanceRestClient(config.market, credentials, config.rest, venue=self.name, clock=clock)
+        self.rest.on_recovered = lambda: self._schedule_reconcile("rest recovered")
+        self._instruments: dict[str, Instrument] = {}
+        self._listeners: list[EventListener] = []
+        self.streams: MarketStreamSession | None = None
+        self.user_stream: SpotUserStream | FuturesUserStream | None = None
+        self._ready = asyncio.Event()
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._reconcile_again = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._open: dict[str, tuple[str, Side]] = {}  # client id -> (symbol, side) believed open
+        self._unresolved: dict[str, _Unresolved] = {}
+        self._terminal: dict[str, None] = {}  # recently closed client ids, oldest first (bounded)
+        self._quotes: dict[tuple[str, Side], list[str]] = {}
+        self._ids = itertools.count(1)
+        self._session_tag = _base36(time.time_ns() // 1_000_000)[-7:]
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BinanceAdapter:
+        await self.rest.__aenter__()
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _start(self) -> None:
+        config = self.config
+        if self._credentials is not None:
+            await self.rest.sync_time()
+        info = await self.rest.exchange_info()
+        self._instruments = instruments_from_exchange_info(self.name, info)
+        self.streams = MarketStreamSession(
+            self.market, self.rest, self._instruments, self._emit, config.streams, venue=self.name
+        )
+        if self._credentials is None or not config.user_data:
+            return
+        parser = UserDataParser(self.name, self._instruments)
+        if self.market is Market.SPOT:
+            self.user_stream = SpotUserStream(
+                self._credentials,
+                self.rest,
+                parser,
+                self._on_user_events,
+                self._on_user_ready,
+                self._on_user_lost,
+                config.user_stream,
+            )
+        else:
+            self.user_stream = FuturesUserStream(
+                self.rest,
+                parser,
+                self._on_user_events,
+                self._on_user_ready,
+                self._on_user_lost,
+                config.user_stream,
+            )
+        await self.user_stream.start()
+        try:
+            await asyncio.wait_for(self._ready.wait(), config.start_timeout_s)
+        except TimeoutError:
+            raise VenueUnavailableError(
+                f"user stream and reconciliation not ready within {config.start_timeout_s} s", venue=self.name
+            ) from None
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ready.clear()
+        tasks = [*self._tasks]
+        if self._reconcile_task is not None:
+            tasks.append(self._reconcile_task)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.user_stream is not None:
+            await self.user_stream.close()
+        if self.streams is not None:
+            await self.streams.close()
+        await self.rest.close()
+
+    # -- events ------------------------------------------------------------------------------
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument]:
+        return self._instruments
+
+    @property
+    def is_ready(self) -> bool:
+        """True when the account is reconciled and orders may go out."""
+        return self._ready.is_set()
+
+    def add_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def _emit(self, event: VenueEvent) -> None:
+        if type(event) is OrderUpdate:
+            self._track(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                self.stats.listener_errors += 1
+                log.exception("%s: listener failed on %r", self.name, type(event).__name__)
+
+    def _track(self, update: OrderUpdate) -> None:
+        client_order_id = update.client_order_id
+        if client_order_id in self._unresolved and update.status is not OrderStatus.UNKNOWN:
+            del self._unresolved[client_order_id]
+            self.stats.resolved_by_event += 1
+        if update.status in _OPEN_STATUSES:
+            # A REST answer can arrive after the user-data event that already closed the order.
+            if client_order_id not in self._terminal:
+                self._open[client_order_id] = (update.symbol, update.side)
+        elif update.status is not OrderStatus.UNKNOWN:
+            self._open.pop(client_order_id, None)
+            terminal = self._terminal
+            terminal[client_order_id] = None
+            if len(terminal) > _TERMINAL_MEMORY:
+                del terminal[next(iter(terminal))]
+
+    def _on_user_events(self, events: list) -> None:
+        for event in events:
+            self._emit(event)
+
+    def _on_user_ready(self) -> None:
+        self._emit(ConnectionEvent(venue=self.name, stream="user", state="connected"))
+        self._schedule_reconcile("user stream connected")
+
+    def _on_user_lost(self, reason: str) -> None:
+        self._ready.clear()
+        self._emit(ConnectionEvent(venue=self.name, stream="user", state="disconnected", reason=reason))
+
+    # -- market data -------------------------------------------------------------------------
+
+    async def subscribe(self, symbols: Sequence[str], *, books: bool = True, trades: bool = True) -> None:
+        if self.streams is None:
+            raise VenueError("adapter not started: use 'async with'", venue=self.name)
+        await self.streams.subscribe(symbols, books=books, trades=trades)
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The synchronized book of a subscribed symbol (trust it only while synced)."""
+        return self.streams.book(symbol) if self.streams is not None else None
+
+    # -- orders ------------------------------------------------------------------------------
+
+    def _instrument(self, symbol: str) -> Instrument:
+        instrument = self._instruments.get(symbol)
+        if instrument is None:
+            raise OrderRejectedError(f"unknown symbol {symbol!r}", venue=self.name)
+        return instrument
+
+    async def _wait_ready(self) -> None:
+        if self._ready.is_set():
+            return
+        if self._credentials is None or not self.config.user_data:
+            return  # no user stream: nothing to reconcile against
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.config.ready_timeout_s)
+        except TimeoutError:
+            self.stats.refused_unsynced += 1
+            raise VenueUnavailableError(
+                "account not reconciled since the last reconnect; order not sent", venue=self.name
+            ) from None
+
+    def new_client_order_id(self) -> str:
+        """A client order id unique to this session (Binance allows 36 chars of [A-Za-z0-9_.:/-])."""
+        return f"{self.config.client_order_prefix}{self._session_tag}{next(self._ids)}"
+
+    def _check(self, instrument: Instrument, request: OrderRequest) -> None:
+        """Refuse locally what Binance would reject by filter: it saves rate budget and a round trip."""
+        problem = ""
+        if request.quantity <= 0:
+            problem = "quantity must be positive"
+        elif request.order_type is not OrderType.MARKET:
+            if request.price <= 0:
+                problem = "price must be positive"
+            elif not instrument.meets_minimums(request.price, request.quantity):
+                problem = "below the minimum quantity or notional (or above the maximum quantity)"
+        if problem:
+            self.stats.local_rejects += 1
+            raise OrderRejectedError(f"{request.client_order_id}: {problem}; not sent", venue=self.name)
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        instrument = self._instrument(request.symbol)
+        self._check(instrument, request)
+        await self._wait_ready()
+        try:
+            response = await self.rest.new_order(instrument, request)
+        except OrderOutcomeUnknownError:
+            self._register_unknown(instrument, request)
+            raise
+        update = self._order_update(instrument, response, request.side)
+        self._track(update)
+        return update
+
+    def _register_unknown(self, instrument: Instrument, request: OrderRequest) -> None:
+        deadline = (
+            self.rest.clock_offset.now_ms() + self.config.rest.recv_window_ms + self.config.resolve_margin_ms
+        )
+        self._unresolved[request.client_order_id] = _Unresolved(request, instrument, deadline)
+        self._spawn(self._resolve(request.client_order_id), f"resolve:{request.client_order_id}")
+
+    async def _resolve(self, client_order_id: str) -> None:
+        """Settle an order whose placement outcome is unknown, by query, without re-sending it."""
+        while not self._closed:
+            await asyncio.sleep(self.config.resolve_interval_s)
+            entry = self._unresolved.get(client_order_id)
+            if entry is None:
+                return  # an event or a reconciliation settled it
+            if await self._settle(client_order_id, entry):
+                return
+
+    async def _settle(self, client_order_id: str, entry: _Unresolved) -> bool:
+        try:
+            response = await self.rest.query_order(entry.instrument, client_order_id)
+        except (VenueError, TransportError) as error:
+            log.info("%s: query of %s failed (%s); will retry", self.name, client_order_id, error)
+            return False
+        if client_order_id not in self._unresolved:
+            return True
+        if response is not None:
+            del self._unresolved[client_order_id]
+            self.stats.resolved_by_query += 1
+            self._emit(self._order_update(entry.instrument, response, entry.request.side))
+            return True
+        if self.rest.clock_offset.now_ms() < entry.deadline_ms:
+            return False  # it may still be on its way to the matching engine
+        del self._unresolved[client_order_id]
+        self.stats.resolved_as_absent += 1
+        request = entry.request
+        self._emit(
+            OrderUpdate(
+                venue=self.name,
+                symbol=request.symbol,
+                client_order_id=client_order_id,
+                venue_order_id=None,
+                status=OrderStatus.REJECTED,
+                side=request.side,
+                price=request.price,
+                quantity=request.quantity,
+                filled=0,
+                reason="absent at the venue after its recvWindow: never created",
+            )
+        )
+        return True
+
+    def unresolved(self) -> list[str]:
+        """Client ids of orders whose outcome is still unknown."""
+        return list(self._unresolved)
+
+    async def amend_order(self, request: AmendRequest) -> OrderUpdate:
+        raise UnsupportedOperationError(
+            "Binance adapter does not amend (capabilities.amend is False): cancel and place", venue=self.name
+        )
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
+        instrument = self._instrument(symbol)
+        response = await self.rest.cancel_order(instrument, client_order_id)
+        update = self._order_update(instrument, response, SIDES.get(response.side, Side.BUY))
+        self._track(update)
+        return update
+
+    async def cancel_all(self, symbol: str | None = None) -> int:
+        """Cancel every open order (of ``symbol``); returns how many were open."""
+        if symbol is not None:
+            symbols = [symbol]
+            self._instrument(symbol)
+        else:
+            symbols = sorted({order.symbol for order in await self.rest.open_orders()})
+        count = 0
+        for name in symbols:
+            if self.market is Market.SPOT:
+                cancelled = await self.rest.cancel_all(name)
+            else:
+                cancelled = await self.rest.open_orders(name)
+                await self.rest.cancel_all(name)
+            count += len(cancelled)
+            for client_order_id, (open_symbol, _) in list(self._open.items()):
+                if open_symbol == name:
+                    del self._open[client_order_id]
+            for key in [key for key in self._quotes if key[0] == name]:
+                del self._quotes[key]
+        return count
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
+        updates = []
+        for response in await self.rest.open_orders(symbol):
+            instrument = self._instruments.get(response.symbol)
+            if instrument is not None:
+                updates.append(self._order_update(instrument, response, SIDES.get(response.side, Side.BUY)))
+        return updates
+
+    async def query_order(self, symbol: str, client_order_id: str) -> OrderUpdate | None:
+        instrument = self._instrument(symbol)
+        response = await self.rest.query_order(instrument, client_order_id)
+        if response is None:
+            return None
+        return self._order_update(instrument, response, SIDES.get(response.side, Side.BUY))
+
+    async def balances(self) -> list[BalanceUpdate]:
+        if self.market is Market.SPOT:
+            account = await self.rest.spot_account()
+            return [
+                BalanceUpdate(
+                    venue=self.name,
+                    asset=balance.asset,
+                    free=_decimal(balance.free),
+                    locked=_decimal(balance.locked),
+                    event_time_ms=account.update_time,
+                )
+                for balance in account.balances
+            ]
+        return [
+            BalanceUpdate(
+                venue=self.name,
+                asset=entry.asset,
+                free=_decimal(entry.available_balance),
+                locked=_decimal(entry.balance) - _decimal(entry.available_balance),
+            )
+            for entry in await self.rest.futures_balances()
+        ]
+
+    async def positions(self) -> list[PositionUpdate]:
+        if self.market is Market.SPOT:
+            return []
+        updates = []
+        for risk in await self.rest.position_risk():
+            instrument = self._instruments.get(risk.symbol)
+            if instrument is None:
+                continue
+            updates.append(
+                PositionUpdate(
+                    venue=self.name,
+                    symbol=risk.symbol,
+                    quantity=instrument.lots.to_steps(risk.position_amt),
+                    entry_price=_decimal(risk.entry_price),
+                )
+            )
+        return updates
+
+    # -- mass quote (emulated) ---------------------------------------------------------------
+
+    async def mass_quote(self, quotes: Sequence[MassQuote]) -> MassQuoteReport:
+        errors: list[str] = []
+        cancels: list[tuple[Instrument, tuple[str, Side], str]] = []
+        placements: list[tuple[Instrument, OrderRequest]] = []
+        for quote in quotes:
+            instrument = self._instruments.get(quote.symbol)
+            if instrument is None:
+                errors.append(f"{quote.symbol}: unknown symbol")
+                continue
+            for side, levels in ((Side.BUY, quote.bids), (Side.SELL, quote.asks)):
+                if levels is None:
+                    continue
+                key = (quote.symbol, side)
+                # quotes known to be closed (filled, cancelled) need no cancel
+                cancels += [
+                    (instrument, key, cid)
+                    for cid in self._quotes.pop(key, [])
+                    if cid in self._open or cid in self._unresolved
+                ]
+                for level in levels:
+                    if level.size > 0:
+                        request = OrderRequest(
+                            client_order_id=self.new_client_order_id(),
+                            symbol=quote.symbol,
+                            side=side,
+                            quantity=level.size,
+                            price=level.price,
+                            order_type=OrderType.LIMIT_MAKER,
+                        )
+                        placements.append((instrument, request))
+        failed = len(errors)
+        succeeded = 0
+        # Cancels first: they have priority in the limiter and free the book for the new quotes.
+        results = await asyncio.gather(
+            *(self.rest.cancel_order(instrument, cid) for instrument, _, cid in cancels),
+            return_exceptions=True,
+        )
+        for (instrument, key, cid), result in zip(cancels, results, strict=True):
+            if isinstance(result, OrderNotFoundError) or not isinstance(result, BaseException):
+                succeeded += 1
+                self._open.pop(cid, None)
+                if not isinstance(result, BaseException):
+                    self._track(self._order_update(instrument, result, key[1]))
+            else:
+                failed += 1
+                self._quotes.setdefault(key, []).append(cid)  # still ours: the next quote cancels it
+                errors.append(f"cancel {key[0]} {key[1].value} {cid}: {_describe(result)}")
+        if placements:
+            try:
+                await self._wait_ready()
+            except VenueUnavailableError as error:
+                failed += len(placements)
+                errors += [
+                    f"place {request.client_order_id}: {_describe(error)}" for _, request in placements
+                ]
+                return MassQuoteReport(succeeded, failed, errors)
+        results = await asyncio.gather(
+            *(self._place_quote(instrument, request) for instrument, request in placements),
+            return_exceptions=True,
+        )
+        for (instrument, request), result in zip(placements, results, strict=True):
+            key = (request.symbol, request.side)
+            if isinstance(result, BaseException):
+                failed += 1
+                errors.append(
+                    f"place {request.symbol} {request.side.value} {request.quantity}@{request.price}: "
+                    f"{_describe(result)}"
+                )
+                if isinstance(result, OrderOutcomeUnknownError):
+                    self._quotes.setdefault(key, []).append(request.client_order_id)
+                    self._register_unknown(instrument, request)
+                continue
+            succeeded += 1
+            self._quotes.setdefault(key, []).append(request.client_order_id)
+            self._track(self._order_update(instrument, result, request.side))
+        return MassQuoteReport(succeeded, failed, errors)
+
+    async def _place_quote(self, instrument: Instrument, request: OrderRequest) -> codec.OrderResponse:
+        self._check(instrument, request)
+        # only what the budget admits now: a quote that has to wait is stale when it lands
+        return await self.rest.new_order(instrument, request, max_rate_wait_s=0.0)
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def _schedule_reconcile(self, reason: str) -> None:
+        if self._closed or self._credentials is None or not self.config.user_data:
+            return
+        if self.user_stream is None or not self.user_stream.ready:
+            return  # the user stream's next connection triggers it
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            self._reconcile_again = True
+            return
+        self._ready.clear()
+        self._reconcile_task = asyncio.get_running_loop().create_task(
+            self._reconcile_loop(reason), name=f"{self.name}:reconcile"
+        )
+
+    async def _reconcile_loop(self, reason: str) -> None:
+        attempt = 0
+        while not self._closed:
+            self._reconcile_again = False
+            self._emit(ConnectionEvent(venue=self.name, stream="account", state="resyncing", reason=reason))
+            try:
+                await self.reconcile()
+            except (VenueError, TransportError) as error:
+                self.stats.reconcile_failures += 1
+                log.warning("%s: reconciliation failed (%s); retrying", self.name, error)
+                attempt += 1
+                await asyncio.sleep(min(self.config.reconcile_retry_max_s, 0.05 * 2**attempt))
+                continue
+            if self._reconcile_again:
+                continue
+            if self.user_stream is not None and not self.user_stream.ready:
+                return  # lost again meanwhile: the next connection reconciles
+            self._emit(ConnectionEvent(venue=self.name, stream="account", state="synced", reason=reason))
+            self._ready.set()
+            return
+
+    async def reconcile(self) -> None:
+        """Bring local order, balance and position views in line with the venue, as events."""
+        self.stats.reconciliations += 1
+        responses = await self.rest.open_orders()
+        open_now: set[str] = set()
+        for response in responses:
+            instrument = self._instruments.get(response.symbol)
+            if instrument is None:
+                continue
+            open_now.add(response.client_order_id)
+            self._emit(self._order_update(instrument, response, SIDES.get(response.side, Side.BUY)))
+        # orders we believed open that are not: learn how they ended (filled, cancelled, expired)
+        for client_order_id, (symbol, side) in list(self._open.items()):
+            if client_order_id in open_now:
+                continue
+            instrument = self._instruments[symbol]
+            response = await self.rest.query_order(instrument, client_order_id)
+            if response is not None:
+                self._emit(self._order_update(instrument, response, side))
+            else:
+                self._open.pop(client_order_id, None)
+        for client_order_id, entry in list(self._unresolved.items()):
+            await self._settle(client_order_id, entry)
+        for balance in await self.balances():
+            self._emit(balance)
+        for position in await self.positions():
+            self._emit(position)
+
+    # -- conversions -------------------------------------------------------------------------
+
+    def _order_update(self, instrument: Instrument, response: codec.OrderResponse, side: Side) -> OrderUpdate:
+        price = response.price
+        return OrderUpdate(
+            venue=self.name,
+            symbol=response.symbol,
+            client_order_id=response.orig_client_order_id or response.client_order_id,
+            venue_order_id=str(response.order_id),
+            status=STATUSES.get(response.status, OrderStatus.UNKNOWN),
+            side=SIDES.get(response.side, side),
+            price=0 if response.type == "MARKET" or _is_zero(price) else instrument.ticks.to_steps(price),
+            quantity=instrument.lots.to_steps(response.orig_qty),
+            filled=instrument.lots.to_steps(response.executed_qty),
+            event_time_ms=response.update_time or response.transact_time or response.time,
+        )
+
+    def _spawn(self, coroutine: object, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _is_zero(text: str) -> bool:
+    return not text.strip("0.")
+
+
+def _decimal(text: str) -> Decimal:
+    return Decimal(text)  # accounting values only, never on the hot path
+
+
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while value:
+        value, remainder = divmod(value, 36)
+        text = digits[remainder] + text
+    return text or "0"
