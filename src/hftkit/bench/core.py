@@ -5,7 +5,7 @@ from __future__ import annotations
 from hftkit.bench import core_codec, core_metrics, core_resilience
 from hftkit.bench.harness import BenchOptions, BenchResult
 
-PEERS = ("aiolimiter",)
+PEERS = ("aiolimiter", "prometheus_client")
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
