@@ -10,11 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hftkit.app import replay_cli
+from hftkit.app import replay_cli, sim_cli
 from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
 app.add_typer(replay_cli.app, name="replay", help="Rebuild and verify books from recordings.")
+app.add_typer(sim_cli.app, name="sim", help="Run the exchange simulator (Binance- and Thalex-compatible).")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
 BENCH_SUITES = ("core", "book", "sim", "trading")

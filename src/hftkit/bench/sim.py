@@ -218,6 +218,13 @@ def run_naive(operations: list) -> int:
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
+    """Matching engine in process, then order round trips over loopback REST and WebSocket."""
+    from hftkit.bench import sim_roundtrip
+
+    return [*matching_rows(options), *sim_roundtrip.run(options)]
+
+
+def matching_rows(options: BenchOptions) -> list[BenchResult]:
     count = 2_000 if options.quick else 30_000
     operations = make_workload(count)
 

@@ -92,7 +92,7 @@ THALEX_DELETE_REASONS: dict[CloseReason, str] = {
     CloseReason.CANCELED: "client_cancel",
     CloseReason.BULK_CANCELED: "client_bulk_cancel",
     CloseReason.EXPIRED: "immediate_cancel",
-    CloseReason.SELF_TRADE_PREVENTION: "immediate_cancel",
+    CloseReason.SELF_TRADE_PREVENTION: "self_trade_prevention",
     CloseReason.AMENDED_TO_FILLED: "client_cancel",
 }
 
