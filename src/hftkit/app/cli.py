@@ -41,6 +41,7 @@ def run(
 def bench(
     suite: str = typer.Argument(..., help=f"suite to run: {', '.join(BENCH_SUITES)} or all"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
+    as_markdown: bool = typer.Option(False, "--markdown", help="print Markdown tables (for BENCHMARKS.md)"),
     quick: bool = typer.Option(False, "--quick", help="short smoke run (figures not for the record)"),
     repeat: int = typer.Option(7, "--repeat", min=1, help="timed repeats per figure (median is reported)"),
 ) -> None:
@@ -62,13 +63,53 @@ def bench(
                 "versions": versions(peers),
             }
         )
-        if not as_json:
+        if as_markdown:
+            sys.stdout.write(_markdown(name, results, documents[-1]["versions"], repeat, quick))
+        elif not as_json:
             _print_table(name, results)
+    if as_markdown:
+        return
     if as_json:
         json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         Console().print(f"versions: {documents[-1]['versions']}")
+
+
+def _markdown(suite: str, results: list[BenchResult], found: dict[str, str], repeat: int, quick: bool) -> str:
+    command = (
+        f"hftkit bench {suite}"
+        + (f" --repeat {repeat}" if repeat != 7 else "")
+        + (" --quick" if quick else "")
+    )
+    lines = [
+        f"### `{command}`",
+        "",
+        "versions: " + ", ".join(f"{key} {value}" for key, value in found.items()),
+        "",
+        "| figure | hftkit | baseline (same run) | baseline value | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        baseline_value = (
+            "" if result.baseline_value is None else format_value(result.baseline_value, result.unit)
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    result.name.replace("|", "/"),
+                    format_value(result.value, result.unit),
+                    (result.baseline or "").replace("|", "/"),
+                    baseline_value,
+                    "" if result.ratio is None else f"{result.ratio:.2f}x",
+                    (result.target or "").replace("|", "/"),
+                    {True: "yes", False: "**no**", None: ""}[result.met],
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n\n"
 
 
 def _print_table(suite: str, results: list[BenchResult]) -> None:
