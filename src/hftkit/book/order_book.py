@@ -133,12 +133,19 @@ class OrderBook:
         sizes = self._bids
         window = self._bid_window
         edge = self._bid_edge
+        pop = sizes.pop
         for price, size in bids:
-            if size:
-                if price not in sizes and price >= edge:
+            # Most levels lie below the window: test that first, then only dict work.
+            if price < edge:
+                if size:
+                    sizes[price] = size
+                else:
+                    pop(price, None)
+            elif size:
+                if price not in sizes:
                     insort(window, price)
                 sizes[price] = size
-            elif sizes.pop(price, None) is not None and price >= edge:
+            elif pop(price, None) is not None:
                 del window[bisect_left(window, price)]
         if len(window) < WINDOW_MIN:
             if len(sizes) > len(window):
@@ -155,13 +162,20 @@ class OrderBook:
         sizes = self._asks
         window = self._ask_window
         edge = self._ask_edge
+        pop = sizes.pop
         for price, size in asks:
-            if size:
-                if price not in sizes and -price >= edge:
-                    insort(window, -price)
+            negative = -price  # the ask window holds negated prices, so best is last on both sides
+            if negative < edge:
+                if size:
+                    sizes[price] = size
+                else:
+                    pop(price, None)
+            elif size:
+                if price not in sizes:
+                    insort(window, negative)
                 sizes[price] = size
-            elif sizes.pop(price, None) is not None and -price >= edge:
-                del window[bisect_left(window, -price)]
+            elif pop(price, None) is not None:
+                del window[bisect_left(window, negative)]
         if len(window) < WINDOW_MIN:
             if len(sizes) > len(window):
                 window = self._refill_asks()
