@@ -257,6 +257,7 @@ async def test_disconnect_reconnects_relogs_resubscribes_reconciles_then_syncs(s
             "private/portfolio",
             [{"instrument_name": "BTC-PERPETUAL", "position": -0.5, "average_price": 47100.5}],
         )
+        server.respond("private/order_history", {"orders": [], "bookmark": None})
         await server.drop()
         with pytest.raises(OrderOutcomeUnknownError) as caught:
             await pending
@@ -270,6 +271,7 @@ async def test_disconnect_reconnects_relogs_resubscribes_reconciles_then_syncs(s
             "private/subscribe",
             "public/subscribe",
             "private/open_orders",
+            "private/order_history",  # the in-flight order is gone: its final state is asked for
             "private/portfolio",
         ]
         assert recorder.states() == ["connected", "synced", "disconnected", "connected", "synced"]

@@ -280,7 +280,8 @@ class _AccountSummary(msgspec.Struct, frozen=True):
 
 
 class _OrderHistory(msgspec.Struct, frozen=True):
-    orders: list[ThalexOrderStatus] = []
+    # historical orders carry no remaining_amount (they are closed): see _decode_history
+    orders: list[dict[str, Any]] = []
 
 
 class _MmProtectionUpdate(msgspec.Struct, frozen=True):
@@ -569,15 +570,54 @@ class ThalexAdapter:
         """After every (re)connect: the venue's open orders and positions, before quoting again."""
         orders = await self.open_orders()
         open_at_venue = {update.client_order_id for update in orders}
-        for client_order_id in [cid for cid in self._live if cid not in open_at_venue]:
-            del self._live[client_order_id]  # gone while we were away (cancel-on-disconnect, fills)
+        gone = {cid: update for cid, update in self._live.items() if cid not in open_at_venue}
+        for client_order_id in gone:
+            del self._live[client_order_id]  # closed while we were away (cancel-on-disconnect, fills)
         for update in orders:
             self._emit(update)
+        if gone:
+            await self._report_closed(gone)
         positions = await self.positions()
         for position in positions:
             self._emit(position)
         self.reconciled_open_orders = orders
         self.reconciled_positions = positions
+
+    async def _report_closed(self, gone: Mapping[str, OrderUpdate]) -> None:
+        """Orders that closed while we were away: report their final state, never leave them open.
+
+        The final state (and any missed fills) comes from ``private/order_history``, through the
+        same path as a push, so fills already seen are not emitted twice. An order the history
+        does not show belonged to a cancel-on-disconnect session only if the venue deleted it
+        when the connection dropped (Thalex keeps no history of unfilled session orders): it is
+        reported CANCELED; otherwise its final state stays unknown and is logged.
+        """
+        now = self._clock.monotonic_ns()
+        wanted = {update.venue_order_id: update for update in gone.values() if update.venue_order_id}
+        for symbol in sorted({update.symbol for update in gone.values()}):
+            try:
+                raw = await self._call_query(
+                    "private/order_history", {"instrument_names": symbol, "limit": 100}
+                )
+                history = self._decode_history(raw)
+            except ThalexQueryError as error:
+                logger.warning("%s: order history of %s unavailable: %s", self.name, symbol, error)
+                continue
+            for order in history:
+                if order.order_id in wanted:
+                    del wanted[order.order_id]
+                    self._apply_order_status(order, now)
+        if not wanted:
+            return
+        if self.config.cancel_on_disconnect_s is None:
+            logger.warning("%s: final state unknown for closed orders %s", self.name, sorted(wanted))
+            return
+        for update in wanted.values():
+            closed = msgspec.structs.replace(
+                update, status=OrderStatus.CANCELED, reason="cancel_on_disconnect", receive_ns=now
+            )
+            self._track(closed)
+            self._emit(closed)
 
     # -- listeners -----------------------------------------------------------------------
     def add_listener(self, listener: EventListener) -> None:
@@ -1086,6 +1126,17 @@ class ThalexAdapter:
             self._rpc.count_malformed(f"result:{method}")
             raise ThalexQueryError(f"{method}: unreadable answer ({error})", venue=self.name) from error
 
+    def _decode_history(self, raw: msgspec.Raw) -> list[ThalexOrderStatus]:
+        """``private/order_history`` orders as OrderStatus; a closed order has nothing remaining."""
+        orders: list[ThalexOrderStatus] = []
+        for entry in self._decode_query(raw, _OrderHistory, "private/order_history").orders:
+            entry.setdefault("remaining_amount", 0)
+            try:
+                orders.append(msgspec.convert(entry, ThalexOrderStatus))
+            except msgspec.ValidationError:
+                self._rpc.count_malformed("result:private/order_history")
+        return orders
+
     async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
         raw = await self._call_query("private/open_orders", {})
         updates: list[OrderUpdate] = []
@@ -1107,8 +1158,7 @@ class ThalexAdapter:
             raw = await self._call_query("private/order_history", {"instrument_names": symbol, "limit": 100})
         except ThalexQueryError:
             return None
-        history = self._decode_query(raw, _OrderHistory, "private/order_history")
-        for order in history.orders:
+        for order in self._decode_history(raw):
             events = self._codec.order_events(order, 0, self._ids.by_wire)
             if events and isinstance(events[0], OrderUpdate) and events[0].client_order_id == client_order_id:
                 return events[0]
