@@ -14,7 +14,7 @@ from hftkit.app import replay_cli, sim_cli
 from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
-app.add_typer(replay_cli.app, name="replay", help="Rebuild and verify books from recordings.")
+app.add_typer(replay_cli.group, name="replay")
 app.add_typer(sim_cli.app, name="sim", help="Run the exchange simulator (Binance- and Thalex-compatible).")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
@@ -28,13 +28,16 @@ def _root() -> None:
 
 @app.command()
 def run(
-    seconds: float = typer.Option(20.0, "--seconds", min=0.5, help="how long to run"),
-    speed: float = typer.Option(20.0, "--speed", min=0.0, help="replay speed (0 = flat out)"),
+    seconds: float = typer.Option(20.0, "--seconds", min=0.5, help="how long to trade"),
+    speed: float = typer.Option(1.0, "--speed", min=0.01, help="replay speed of the market (1 = recorded)"),
 ) -> None:
-    """Replay the recorded BTCUSDT/ETHUSDT streams through decode, book sync and metrics, live."""
-    from hftkit.app.run import run_market_data
+    """Run the trading node: simulator + Binance and Thalex adapters, books, probe orders, live table.
 
-    raise typer.Exit(run_market_data(seconds, speed or None))
+    Exits 0 when every book matched the venue's and every order was accounted for, 1 otherwise.
+    """
+    from hftkit.app.dashboard import run_node
+
+    raise typer.Exit(run_node(seconds, speed))
 
 
 @app.command()

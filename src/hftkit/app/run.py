@@ -1,4 +1,4 @@
-"""``hftkit run``: replay the recorded BTCUSDT/ETHUSDT streams through the market-data path.
+"""``hftkit replay run``: replay the recorded BTCUSDT/ETHUSDT streams through the market-data path.
 
 The replays run concurrently on one event loop at a speed factor, each frame handled
 synchronously from arrival to the new top of book (no queue hop), while a live table shows
@@ -19,19 +19,10 @@ from rich.live import Live
 from rich.table import Table
 
 from hftkit.app.market_node import MarketPipeline, RecordedMarket, default_markets
+from hftkit.app.node import install_fast_event_loop
 from hftkit.codec import CodecErrorCounters
 from hftkit.metrics import LatencyHistogram, MetricsRegistry
 from hftkit.transport.replay import RecordingReplay
-
-
-def install_fast_event_loop() -> str:
-    """Use uvloop when it is installed (Linux/macOS); say which loop runs."""
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
 
 
 class MarketDataRun:
@@ -163,7 +154,9 @@ def run_market_data(seconds: float, speed: float | None) -> int:
     if not console.is_terminal:
         console = Console(width=160)  # logs and CI: full-width tables, no live refresh
     pace = "full speed" if speed is None else f"x{speed:g}"
-    console.print(f"hftkit run: replaying real Binance recordings at {pace} for {seconds:g}s on {loop_name}")
+    console.print(
+        f"hftkit replay run: replaying real Binance recordings at {pace} for {seconds:g}s on {loop_name}"
+    )
     run = MarketDataRun(default_markets(), speed)
     if console.is_terminal:
         with Live(run.summary(), console=console, refresh_per_second=4, transient=False) as live:

@@ -388,8 +388,11 @@ class BinanceSimServer:
         self._spawn(self._ticker())
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        # Wait for them: a stopped server leaves no task behind.
+        await asyncio.gather(*tasks, return_exceptions=True)
         for socket in list(self._sockets):
             with contextlib.suppress(Exception):
                 await socket.close()
