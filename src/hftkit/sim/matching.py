@@ -644,18 +644,7 @@ class MatchingEngine:
                 self._finish(order, _EXPIRED, CloseReason.EXPIRED, now)
             else:
                 self._rest(book, order)
-        return OrderResult(
-            accepted=True,
-            order=order,
-            status=order.status,
-            filled=order.filled,
-            quote_filled=order.quote_filled,
-            repriced=repriced,
-            executions=executions,
-            trades=trades,
-            updates=updates,
-            book_update=self._flush(book, now),
-        )
+        return self._order_result(book, order, now, repriced, executions, trades, updates)
 
     def place_market_by_quote(
         self,
@@ -726,14 +715,7 @@ class MatchingEngine:
         now = self.clock.time_ns()
         self._unlink(book, order)
         self._finish(order, _CANCELED, CloseReason.CANCELED, now)
-        return OrderResult(
-            accepted=True,
-            order=order,
-            status=_CANCELED,
-            filled=order.filled,
-            quote_filled=order.quote_filled,
-            book_update=self._flush(book, now),
-        )
+        return self._order_result(book, order, now)
 
     def cancel_all(self, account: str, symbol: str | None = None) -> CancelAllResult:
         """Cancel every open order of ``account`` (of one symbol when given): one batch per book."""
@@ -836,6 +818,19 @@ class MatchingEngine:
             self._finish(order, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
         else:
             self._rest(book, order)
+        return self._order_result(book, order, now, repriced, executions, trades, updates)
+
+    def _order_result(
+        self,
+        book: _Book,
+        order: SimOrder,
+        now: int,
+        repriced: bool = False,
+        executions: list[Execution] | None = None,
+        trades: list[TradePrint] | None = None,
+        updates: list[OrderUpdate] | None = None,
+    ) -> OrderResult:
+        """An accepted operation's result, closing the book's change batch."""
         return OrderResult(
             accepted=True,
             order=order,
@@ -843,19 +838,9 @@ class MatchingEngine:
             filled=order.filled,
             quote_filled=order.quote_filled,
             repriced=repriced,
-            executions=executions,
-            trades=trades,
-            updates=updates,
-            book_update=self._flush(book, now),
-        )
-
-    def _order_result(self, book: _Book, order: SimOrder, now: int) -> OrderResult:
-        return OrderResult(
-            accepted=True,
-            order=order,
-            status=order.status,
-            filled=order.filled,
-            quote_filled=order.quote_filled,
+            executions=executions or [],
+            trades=trades or [],
+            updates=updates or [],
             book_update=self._flush(book, now),
         )
 

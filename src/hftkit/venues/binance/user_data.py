@@ -96,48 +96,15 @@ class UserDataParser:
         return instrument
 
     def _execution_report(self, report: codec.ExecutionReport, receive_ns: int) -> list[UserEvent]:
-        instrument = self._instrument(report.symbol)
-        if instrument is None:
-            return []
         # A cancel's report carries the cancel request's id in c and the order's in C.
-        client_order_id = report.original_client_order_id or report.client_order_id
-        ticks, lots = instrument.ticks, instrument.lots
-        side = SIDES[report.side]
-        events: list[UserEvent] = [
-            OrderUpdate(
-                venue=self.venue,
-                symbol=report.symbol,
-                client_order_id=client_order_id,
-                venue_order_id=str(report.order_id),
-                status=STATUSES.get(report.status, OrderStatus.UNKNOWN),
-                side=side,
-                price=ticks.to_steps(report.price) if report.order_type != "MARKET" else 0,
-                quantity=lots.to_steps(report.quantity),
-                filled=lots.to_steps(report.cumulative_quantity),
-                reason="" if report.reject_reason == "NONE" else report.reject_reason,
-                event_time_ms=report.event_time,
-                receive_ns=receive_ns,
-            )
-        ]
-        if report.execution_type == "TRADE":
-            events.append(
-                Fill(
-                    venue=self.venue,
-                    symbol=report.symbol,
-                    client_order_id=client_order_id,
-                    venue_order_id=str(report.order_id),
-                    trade_id=str(report.trade_id),
-                    side=side,
-                    price=ticks.to_steps(report.last_price),
-                    quantity=lots.to_steps(report.last_quantity),
-                    fee=float(report.commission),
-                    fee_asset=report.commission_asset or "",
-                    is_maker=report.is_maker,
-                    event_time_ms=report.transaction_time,
-                    receive_ns=receive_ns,
-                )
-            )
-        return events
+        return self._order_events(
+            report,
+            report.original_client_order_id or report.client_order_id,
+            report.reject_reason,
+            report.event_time,
+            report.transaction_time,
+            receive_ns,
+        )
 
     def _account_position(self, event: codec.OutboundAccountPosition, receive_ns: int) -> list[UserEvent]:
         return [
@@ -153,23 +120,39 @@ class UserDataParser:
 
     def _futures_order(self, event: codec.OrderTradeUpdate, receive_ns: int) -> list[UserEvent]:
         order = event.order
+        return self._order_events(
+            order, order.client_order_id, "NONE", event.event_time, order.trade_time, receive_ns
+        )
+
+    def _order_events(
+        self,
+        order: codec.ExecutionReport | codec.FuturesOrderUpdate,
+        client_order_id: str,
+        reject_reason: str,
+        event_time_ms: int,
+        trade_time_ms: int,
+        receive_ns: int,
+    ) -> list[UserEvent]:
+        """OrderUpdate, plus a Fill when the event is a trade: one shape for spot and USD-M."""
         instrument = self._instrument(order.symbol)
         if instrument is None:
             return []
         ticks, lots = instrument.ticks, instrument.lots
         side = SIDES[order.side]
+        venue_order_id = str(order.order_id)
         events: list[UserEvent] = [
             OrderUpdate(
                 venue=self.venue,
                 symbol=order.symbol,
-                client_order_id=order.client_order_id,
-                venue_order_id=str(order.order_id),
+                client_order_id=client_order_id,
+                venue_order_id=venue_order_id,
                 status=STATUSES.get(order.status, OrderStatus.UNKNOWN),
                 side=side,
                 price=ticks.to_steps(order.price) if order.order_type != "MARKET" else 0,
                 quantity=lots.to_steps(order.quantity),
                 filled=lots.to_steps(order.cumulative_quantity),
-                event_time_ms=event.event_time,
+                reason="" if reject_reason == "NONE" else reject_reason,
+                event_time_ms=event_time_ms,
                 receive_ns=receive_ns,
             )
         ]
@@ -178,8 +161,8 @@ class UserDataParser:
                 Fill(
                     venue=self.venue,
                     symbol=order.symbol,
-                    client_order_id=order.client_order_id,
-                    venue_order_id=str(order.order_id),
+                    client_order_id=client_order_id,
+                    venue_order_id=venue_order_id,
                     trade_id=str(order.trade_id),
                     side=side,
                     price=ticks.to_steps(order.last_price),
@@ -187,7 +170,7 @@ class UserDataParser:
                     fee=float(order.commission),
                     fee_asset=order.commission_asset or "",
                     is_maker=order.is_maker,
-                    event_time_ms=order.trade_time,
+                    event_time_ms=trade_time_ms,
                     receive_ns=receive_ns,
                 )
             )
