@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from hftkit.core.errors import InvalidDecimalError, OffGridError
 
 _DIGITS = frozenset("0123456789")
+_POWERS_OF_TEN = tuple(10**exponent for exponent in range(40))
 
 
 class Rounding(enum.Enum):
@@ -136,6 +137,24 @@ class DecimalGrid:
 
     def to_steps(self, text: str, rounding: Rounding = Rounding.EXACT) -> int:
         """Convert a decimal string to a whole number of steps, exactly or by ``rounding``."""
+        # Fast path for the usual wire form, unsigned ASCII digits with an optional point
+        # ("61837.63000000"): one int() of the digits, then exact integer scaling. Anything
+        # else (signs, exponents, off-grid values) takes the general parser below.
+        whole, _point, fraction = text.partition(".")
+        digits = whole + fraction
+        if digits.isdigit() and digits.isascii():
+            units = int(digits)
+            excess = len(fraction) - self._scale
+            if excess > 0:
+                units, surplus = divmod(units, _POWERS_OF_TEN[excess] if excess < 40 else 10**excess)
+            else:
+                surplus = 0
+                if excess:
+                    units *= _POWERS_OF_TEN[-excess] if excess > -40 else 10**-excess
+            if not surplus:
+                quotient, remainder = divmod(units, self._step_units)
+                if not remainder:
+                    return quotient
         try:
             return self._to_steps(text, rounding)
         except OffGridError:

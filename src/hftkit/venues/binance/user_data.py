@@ -23,6 +23,7 @@ from hftkit.core.types import (
     Side,
 )
 from hftkit.venues.binance import codec
+from hftkit.venues.binance.parse import BinanceParser
 
 STATUSES: dict[str, OrderStatus] = {
     "NEW": OrderStatus.NEW,
@@ -55,6 +56,7 @@ class UserDataParser:
         self._instruments = instruments
         self.unknown_events: dict[str, int] = {}
         self.unknown_symbols = 0
+        self._parsers: dict[str, BinanceParser] = {}
         self._handlers: dict[type, Callable[[object, int], list[UserEvent]]] = {
             codec.ExecutionReport: self._execution_report,  # type: ignore[dict-item]
             codec.OutboundAccountPosition: self._account_position,  # type: ignore[dict-item]
@@ -95,6 +97,15 @@ class UserDataParser:
             self.unknown_symbols += 1
         return instrument
 
+    def _parser(self, symbol: str) -> BinanceParser | None:
+        parser = self._parsers.get(symbol)
+        if parser is None:
+            instrument = self._instrument(symbol)
+            if instrument is None:
+                return None
+            parser = self._parsers[symbol] = BinanceParser(instrument, cache_capacity=4096)
+        return parser
+
     def _execution_report(self, report: codec.ExecutionReport, receive_ns: int) -> list[UserEvent]:
         # A cancel's report carries the cancel request's id in c and the order's in C.
         return self._order_events(
@@ -134,10 +145,10 @@ class UserDataParser:
         receive_ns: int,
     ) -> list[UserEvent]:
         """OrderUpdate, plus a Fill when the event is a trade: one shape for spot and USD-M."""
-        instrument = self._instrument(order.symbol)
-        if instrument is None:
+        parser = self._parser(order.symbol)
+        if parser is None:
             return []
-        ticks, lots = instrument.ticks, instrument.lots
+        price, size = parser.price, parser.size  # bounded caches: an order's prices repeat
         side = SIDES[order.side]
         venue_order_id = str(order.order_id)
         events: list[UserEvent] = [
@@ -148,9 +159,9 @@ class UserDataParser:
                 venue_order_id=venue_order_id,
                 status=STATUSES.get(order.status, OrderStatus.UNKNOWN),
                 side=side,
-                price=ticks.to_steps(order.price) if order.order_type != "MARKET" else 0,
-                quantity=lots.to_steps(order.quantity),
-                filled=lots.to_steps(order.cumulative_quantity),
+                price=price(order.price) if order.order_type != "MARKET" else 0,
+                quantity=size(order.quantity),
+                filled=size(order.cumulative_quantity),
                 reason="" if reject_reason == "NONE" else reject_reason,
                 event_time_ms=event_time_ms,
                 receive_ns=receive_ns,
@@ -165,8 +176,8 @@ class UserDataParser:
                     venue_order_id=venue_order_id,
                     trade_id=str(order.trade_id),
                     side=side,
-                    price=ticks.to_steps(order.last_price),
-                    quantity=lots.to_steps(order.last_quantity),
+                    price=price(order.last_price),
+                    quantity=size(order.last_quantity),
                     fee=float(order.commission),
                     fee_asset=order.commission_asset or "",
                     is_maker=order.is_maker,
