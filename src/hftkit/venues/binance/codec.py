@@ -176,6 +176,8 @@ STREAM_KINDS: dict[str, type] = {
 class ExecutionReport(
     msgspec.Struct,
     frozen=True,
+    tag_field="e",
+    tag="executionReport",
     rename={
         "event_time": "E",
         "symbol": "s",
@@ -201,7 +203,6 @@ class ExecutionReport(
         "is_maker": "m",
         "created_time": "O",
         "cumulative_quote": "Z",
-        "event_type": "e",
     },
 ):
     """Spot ``executionReport``: one order event (new, trade, cancel, reject, expire, amend)."""
@@ -230,7 +231,6 @@ class ExecutionReport(
     is_maker: bool = False
     created_time: int = 0
     cumulative_quote: str = "0"
-    event_type: str = "executionReport"
 
 
 class AssetBalance(msgspec.Struct, frozen=True, rename={"asset": "a", "free": "f", "locked": "l"}):
@@ -242,26 +242,28 @@ class AssetBalance(msgspec.Struct, frozen=True, rename={"asset": "a", "free": "f
 class OutboundAccountPosition(
     msgspec.Struct,
     frozen=True,
-    rename={"event_time": "E", "last_update_time": "u", "balances": "B", "event_type": "e"},
+    tag_field="e",
+    tag="outboundAccountPosition",
+    rename={"event_time": "E", "last_update_time": "u", "balances": "B"},
 ):
     """Spot balances of the assets an event changed."""
 
     event_time: int
     last_update_time: int
     balances: list[AssetBalance]
-    event_type: str = "outboundAccountPosition"
 
 
 class BalanceUpdate(
     msgspec.Struct,
     frozen=True,
-    rename={"event_time": "E", "asset": "a", "delta": "d", "clear_time": "T", "event_type": "e"},
+    tag_field="e",
+    tag="balanceUpdate",
+    rename={"event_time": "E", "asset": "a", "delta": "d", "clear_time": "T"},
 ):
     event_time: int
     asset: str
     delta: str
     clear_time: int
-    event_type: str = "balanceUpdate"
 
 
 class FuturesOrderUpdate(
@@ -321,12 +323,13 @@ class FuturesOrderUpdate(
 class OrderTradeUpdate(
     msgspec.Struct,
     frozen=True,
-    rename={"event_time": "E", "transaction_time": "T", "order": "o", "event_type": "e"},
+    tag_field="e",
+    tag="ORDER_TRADE_UPDATE",
+    rename={"event_time": "E", "transaction_time": "T", "order": "o"},
 ):
     event_time: int
     transaction_time: int
     order: FuturesOrderUpdate
-    event_type: str = "ORDER_TRADE_UPDATE"
 
 
 class FuturesBalance(
@@ -368,20 +371,24 @@ class AccountUpdateData(
 class AccountUpdate(
     msgspec.Struct,
     frozen=True,
-    rename={"event_time": "E", "transaction_time": "T", "data": "a", "event_type": "e"},
+    tag_field="e",
+    tag="ACCOUNT_UPDATE",
+    rename={"event_time": "E", "transaction_time": "T", "data": "a"},
 ):
     event_time: int
     transaction_time: int
     data: AccountUpdateData
-    event_type: str = "ACCOUNT_UPDATE"
 
 
 class ListenKeyExpired(
-    msgspec.Struct, frozen=True, rename={"event_time": "E", "listen_key": "listenKey", "event_type": "e"}
+    msgspec.Struct,
+    frozen=True,
+    tag_field="e",
+    tag="listenKeyExpired",
+    rename={"event_time": "E", "listen_key": "listenKey"},
 ):
     event_time: int
     listen_key: str = ""
-    event_type: str = "listenKeyExpired"
 
 
 class UserDataEnvelope(msgspec.Struct, frozen=True, rename="camel"):
@@ -395,6 +402,24 @@ class EventTypeProbe(msgspec.Struct, frozen=True, rename={"event_type": "e"}):
     """Reads only ``e`` so the right typed decoder can be chosen (msgspec skips the rest fast)."""
 
     event_type: str = ""
+
+
+UserEvent = (
+    ExecutionReport
+    | OutboundAccountPosition
+    | BalanceUpdate
+    | OrderTradeUpdate
+    | AccountUpdate
+    | ListenKeyExpired
+)
+"""Every user-data event, one tagged union on ``e``: decoded in a single pass."""
+
+
+class UserDataPush(msgspec.Struct, frozen=True, rename="camel"):
+    """Spot WebSocket-API push with its event decoded by type."""
+
+    subscription_id: int
+    event: UserEvent
 
 
 USER_EVENT_KINDS: dict[str, type] = {

@@ -40,12 +40,14 @@ SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 
 UserEvent = OrderUpdate | Fill | BalanceUpdate | PositionUpdate
 
-_decoders: dict[type, msgspec.json.Decoder] = {
-    kind: msgspec.json.Decoder(kind) for kind in codec.USER_EVENT_KINDS.values()
-}
+# One pass per frame: the event type picks the schema inside msgspec (a union tagged on "e").
+_push = msgspec.json.Decoder(codec.UserDataPush)
+_combined = msgspec.json.Decoder(codec.CombinedStreamMessage[codec.UserEvent])
+_bare = msgspec.json.Decoder(codec.UserEvent)
+# Only on the failure path: tell an event type we do not model from a malformed frame.
 _probe = msgspec.json.Decoder(codec.EventTypeProbe)
 _envelope = msgspec.json.Decoder(codec.UserDataEnvelope)
-_combined = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
+_combined_raw = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
 
 
 class UserDataParser:
@@ -68,28 +70,40 @@ class UserDataParser:
 
     def parse(self, frame: bytes, receive_ns: int = 0) -> list[UserEvent]:
         """Events in one frame; [] for control frames and unknown event types."""
-        payload = self._unwrap(frame)
-        event_type = _probe.decode(payload).event_type
-        kind = codec.USER_EVENT_KINDS.get(event_type)
-        if kind is None:
-            self.unknown_events[event_type] = self.unknown_events.get(event_type, 0) + 1
+        event = self.decode_event(frame)
+        if event is None:
             return []
-        return self._handlers[kind](_decoders[kind].decode(payload), receive_ns)
+        return self._handlers[type(event)](event, receive_ns)
 
-    def decode_event(self, frame: bytes) -> object | None:
-        """The typed wire event of a frame (for callers that need venue-specific fields)."""
-        payload = self._unwrap(frame)
-        kind = codec.USER_EVENT_KINDS.get(_probe.decode(payload).event_type)
-        return None if kind is None else _decoders[kind].decode(payload)
-
-    @staticmethod
-    def _unwrap(frame: bytes) -> bytes | msgspec.Raw:
+    def decode_event(self, frame: bytes) -> codec.UserEvent | None:
+        """The typed wire event of a frame, or None (counted) for an event type not modelled."""
         head = frame[:24]
         if b'"subscriptionId"' in head:
-            return _envelope.decode(frame).event
-        if b'"stream"' in head:
-            return _combined.decode(frame).data
-        return frame
+            decoder = _push
+        elif b'"stream"' in head:
+            decoder = _combined
+        else:
+            decoder = _bare
+        try:
+            decoded = decoder.decode(frame)
+        except msgspec.ValidationError:
+            event_type = self._event_type(frame)
+            if event_type in codec.USER_EVENT_KINDS:
+                raise  # a known event that does not fit its schema: malformed, let it be counted
+            self.unknown_events[event_type] = self.unknown_events.get(event_type, 0) + 1
+            return None
+        return decoded if decoder is _bare else decoded.event if decoder is _push else decoded.data
+
+    @staticmethod
+    def _event_type(frame: bytes) -> str:
+        head = frame[:24]
+        if b'"subscriptionId"' in head:
+            payload: bytes | msgspec.Raw = _envelope.decode(frame).event
+        elif b'"stream"' in head:
+            payload = _combined_raw.decode(frame).data
+        else:
+            payload = frame
+        return _probe.decode(payload).event_type
 
     def _instrument(self, symbol: str) -> Instrument | None:
         instrument = self._instruments.get(symbol)
