@@ -18,7 +18,7 @@ app.add_typer(replay_cli.group, name="replay")
 app.add_typer(sim_cli.app, name="sim", help="Run the exchange simulator (Binance- and Thalex-compatible).")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
-BENCH_SUITES = ("core", "book", "sim", "trading")
+BENCH_SUITES = ("core", "book", "sim", "trading", "venues")
 
 
 @app.callback()
