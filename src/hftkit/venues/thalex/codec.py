@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from hftkit.core.errors import HftkitError
-from hftkit.core.numbers import Rounding
+from hftkit.core.numbers import DecimalGrid, Rounding
 from hftkit.core.types import (
     BookDelta,
     ContractKind,
@@ -280,10 +280,25 @@ INSTRUMENT_KINDS = {
 }
 
 
+# float -> steps per grid. Prices and amounts repeat constantly in books and order updates, and
+# a float hashes without building a string, so a hit skips repr() and the decimal parse.
+_STEP_CACHES: dict[DecimalGrid, dict[float, int]] = {}
+_STEP_CACHE_CAPACITY = 65_536
+
+
 def number_to_steps(grid_owner: Instrument, value: float, *, price: bool) -> int:
     """A JSON number from Thalex to ticks (price) or lots (amount), exact through ``repr``."""
     grid = grid_owner.ticks if price else grid_owner.lots
-    return grid.to_steps(repr(float(value)), Rounding.NEAREST)
+    cache = _STEP_CACHES.get(grid)
+    if cache is None:
+        cache = _STEP_CACHES[grid] = {}
+    steps = cache.get(value)
+    if steps is None:
+        steps = grid.to_steps(repr(float(value)), Rounding.NEAREST)
+        if len(cache) >= _STEP_CACHE_CAPACITY:
+            cache.clear()
+        cache[value] = steps
+    return steps
 
 
 def instrument_from_wire(venue: str, wire: ThalexInstrument) -> Instrument | None:
