@@ -21,7 +21,7 @@ from rich.console import Console
 from hftkit.app import dashboard
 from hftkit.app.node import PAUSED_SPEED, PROBE_PREFIX, NodeConfig, NodeReport, TradingNode
 from hftkit.core.types import OrderStatus
-from hftkit.datasets import DataNotFoundError, shared_data_dir
+from hftkit.datasets import shared_data_dir
 from hftkit.sim.runner import Simulator
 
 HFTKIT = Path(sys.executable).with_name("hftkit")
@@ -29,10 +29,7 @@ HFTKIT = Path(sys.executable).with_name("hftkit")
 
 @pytest.fixture(autouse=True)
 def _recordings() -> None:
-    try:
-        shared_data_dir()
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    shared_data_dir()  # the recordings are required: a missing shared/data fails with where it looked
 
 
 def quick(seconds: float = 2.0, settle_timeout_s: float = 5.0) -> NodeConfig:

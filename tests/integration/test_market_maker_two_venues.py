@@ -21,7 +21,7 @@ import pytest
 
 from hftkit.app.node import binance_config, binance_credentials, thalex_config
 from hftkit.core.types import Fill, Side
-from hftkit.datasets import DataNotFoundError, shared_data_dir
+from hftkit.datasets import shared_data_dir
 from hftkit.sim.config import BINANCE_USDM, THALEX, config_from_mapping
 from hftkit.sim.runner import Simulator
 from hftkit.strategies import CrossVenueHedger, HedgerConfig, MarketMaker, MarketMakerConfig
@@ -43,10 +43,7 @@ MAX_BOOK_AGE_MS = 1_500
 
 @pytest.fixture(autouse=True)
 def _recordings() -> None:
-    try:
-        shared_data_dir()
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    shared_data_dir()  # the recordings are required: a missing shared/data fails with where it looked
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hftkit.datasets import DataNotFoundError, shared_data_dir
+from hftkit.datasets import shared_data_dir
 from hftkit.sim.config import BINANCE_SPOT, THALEX, config_from_mapping
 from hftkit.sim.control import ControlServer
 from hftkit.sim.runner import Simulator
@@ -16,10 +16,7 @@ from hftkit.sim.runner import Simulator
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    try:
-        shared_data_dir()
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    shared_data_dir()  # the recordings are required: a missing shared/data fails with where it looked
     config = config_from_mapping({"venues": [BINANCE_SPOT, THALEX], "symbols": ["BTC"], "speed": 5})
     async with Simulator(config) as running:
         await running.wait_seeded()

@@ -48,12 +48,9 @@ TOP = 20
 
 
 def recording(market: str, name: str) -> Path:
-    try:
-        path = hftbacktest_file(market, name)
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    path = hftbacktest_file(market, name)
     if not path.exists():
-        pytest.skip(f"{path} not available")
+        raise DataNotFoundError(f"recording {path} is missing from shared/data")
     return path
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 
 import orjson
-import pytest
 
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import Instrument, OrderType, Side
@@ -19,12 +18,9 @@ EVENTS = 5_000
 
 
 def recorded_events():  # type: ignore[no-untyped-def]
-    try:
-        path = hftbacktest_file("spot", "btcusdt_20240808.gz")
-        if not path.exists():
-            raise DataNotFoundError(str(path))
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    path = hftbacktest_file("spot", "btcusdt_20240808.gz")
+    if not path.exists():
+        raise DataNotFoundError(f"recording {path} is missing from shared/data")
     for _, body in iter_recording(path):
         message = orjson.loads(body)
         stream = message.get("stream", "")

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 import pytest
 
-from hftkit.datasets import DataNotFoundError, shared_data_dir
+from hftkit.datasets import shared_data_dir
 from hftkit.sim.config import (
     BINANCE_SPOT,
     BINANCE_USDM,
@@ -26,10 +26,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sim.yaml"
 
 @pytest.fixture(autouse=True)
 def _recordings() -> None:
-    try:
-        shared_data_dir()
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    shared_data_dir()  # required: fails with where it looked
 
 
 def sim_tasks() -> list[asyncio.Task[object]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hftkit.app.sim_cli import build_config
-from hftkit.datasets import DataNotFoundError, shared_data_dir
+from hftkit.datasets import shared_data_dir
 from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, THALEX, SimConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sim.yaml"
@@ -36,10 +36,7 @@ def get_json(url: str) -> object:
 
 @pytest.fixture(autouse=True)
 def _recordings() -> None:
-    try:
-        shared_data_dir()
-    except DataNotFoundError as error:
-        pytest.skip(f"shared recordings not available: {error}")
+    shared_data_dir()  # the recordings are required: a missing shared/data fails with where it looked
 
 
 @pytest.mark.timeout(60)

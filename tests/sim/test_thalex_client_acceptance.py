@@ -10,17 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import thalex
 
-thalex = pytest.importorskip("thalex")
-
-from hftkit.core.clock import REAL_CLOCK  # noqa: E402
-from hftkit.core.types import Side  # noqa: E402
-from hftkit.sim.accounts import Accounts  # noqa: E402
-from hftkit.sim.matching import MatchingEngine  # noqa: E402
-from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer  # noqa: E402
-from hftkit.sim.thalex_wire import default_instruments  # noqa: E402
-from hftkit.sim.venue import SimVenue  # noqa: E402
-from hftkit.venues.thalex.auth import generate_key_pair  # noqa: E402
+from hftkit.core.clock import REAL_CLOCK
+from hftkit.core.types import Side
+from hftkit.sim.accounts import Accounts
+from hftkit.sim.matching import MatchingEngine
+from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer
+from hftkit.sim.thalex_wire import default_instruments
+from hftkit.sim.venue import SimVenue
+from hftkit.venues.thalex.auth import generate_key_pair
 
 BTC = "BTC-PERPETUAL"
 KEY_ID = "K000000001"

@@ -502,7 +502,8 @@ def test_an_opening_breaker_trips(state) -> None:
 
 
 def test_real_circuit_breaker_opening_trips_the_gate() -> None:
-    breaker_module = pytest.importorskip("hftkit.resilience.breaker")
+    from hftkit.resilience import breaker as breaker_module
+
     clock = SimulatedClock(10**12)
     gate, _ = make_gate(clock)
     breaker = breaker_module.CircuitBreaker("thalex-rpc", failure_threshold=2, clock=clock)

@@ -27,6 +27,7 @@ venue (the order round trip).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -138,7 +139,7 @@ class StrategyContext(Protocol):
     def trading_halted(self) -> bool: ...
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: override the callbacks you need; each returns a ``Decision`` or None."""
 
     def __init__(self, name: str) -> None:
@@ -154,9 +155,9 @@ class Strategy:
     def bind(self, context: StrategyContext) -> None:
         self._context = context
 
+    @abc.abstractmethod
     def subscriptions(self) -> Sequence[Subscription]:
         """The (venue, symbols) this strategy hears about; it may only trade these instruments."""
-        raise NotImplementedError
 
     def on_start(self) -> Decision | None:
         return None
