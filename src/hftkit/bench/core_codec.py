@@ -6,18 +6,14 @@ The frames are the first lines of a real recorded spot session, decoded whole, a
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
-import statistics
-import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 import orjson
 
-from hftkit.bench.harness import BenchOptions, BenchResult, compare
+from hftkit.bench.harness import BenchOptions, BenchResult, compare, interleaved, over_frames, repeated
 from hftkit.codec import Encoder, FragmentCache, ObjectMembers, TypedDecoder, encode_json
 from hftkit.datasets import hftbacktest_file, iter_recording
 from hftkit.venues.binance.codec import CombinedStreamMessage, DepthUpdate, TradeEvent
@@ -82,69 +78,12 @@ def load_frames(lines: int = SAMPLE_LINES) -> tuple[list[bytes], list[bytes]]:
     return trades, depths
 
 
-Workload = Callable[[int], int]
-"""Runs ``passes`` rounds of some work and returns how many items (messages, calls) it did."""
-
-
-def _interleaved(workloads: Sequence[Workload], options: BenchOptions) -> list[float]:
-    """Median ns per item of each workload, all of them timed in turn within every repeat.
-
-    Interleaving puts a contender and its baselines under the same machine load, so a burst of
-    noise moves all of them together instead of skewing one ratio.
-    """
-    options = options.scaled()
-    target_ns = options.min_time_s * 1e9 / 4
-    passes = []
-    for workload in workloads:  # calibrate (and warm up) each workload
-        rounds = 1
-        while True:
-            start = time.perf_counter_ns()
-            workload(rounds)
-            elapsed = time.perf_counter_ns() - start
-            if elapsed >= target_ns / 8 or rounds >= 1 << 24:
-                passes.append(max(1, int(rounds * target_ns / max(elapsed, 1))))
-                break
-            rounds *= 4
-    samples: list[list[float]] = [[] for _ in workloads]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(options.repeat):
-            for index, workload in enumerate(workloads):
-                start = time.perf_counter_ns()
-                items = workload(passes[index])
-                samples[index].append((time.perf_counter_ns() - start) / max(items, 1))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return [statistics.median(values) for values in samples]
-
-
-def _over_frames(decode: Callable[[bytes], Any], frames: Sequence[bytes]) -> Workload:
-    def workload(passes: int) -> int:
-        for _ in range(passes):
-            for frame in frames:
-                decode(frame)
-        return passes * len(frames)
-
-    return workload
-
-
-def _repeated(function: Callable[[], Any]) -> Workload:
-    def workload(passes: int) -> int:
-        for _ in range(passes):
-            function()
-        return passes
-
-    return workload
-
-
 def _decode_rows(
     label: str, target: Any, frames: list[bytes], ratio_target: float, options: BenchOptions
 ) -> list[BenchResult]:
     decoder = TypedDecoder(target)
-    typed, stdlib, fast_generic = _interleaved(
-        [_over_frames(decode, frames) for decode in (decoder.decode, json.loads, orjson.loads)], options
+    typed, stdlib, fast_generic = interleaved(
+        [over_frames(decode, frames) for decode in (decoder.decode, json.loads, orjson.loads)], options
     )
     detail = {
         "messages": len(frames),
@@ -183,14 +122,14 @@ def _encode_rows(options: BenchOptions) -> list[BenchResult]:
     struct_order = msgspec.convert(full_order, OrderPlaceParams)
     encoder = Encoder()
     buffer = bytearray(512)
-    orjson_ns, stdlib_ns, splice_ns, whole_params_ns, struct_ns, stdlib_params_ns = _interleaved(
+    orjson_ns, stdlib_ns, splice_ns, whole_params_ns, struct_ns, stdlib_params_ns = interleaved(
         [
-            _repeated(lambda: encode_json(payload)),
-            _repeated(lambda: json.dumps(payload, separators=(",", ":")).encode()),
-            _repeated(lambda: members.render(changes)),
-            _repeated(lambda: encode_json(full_order)),
-            _repeated(lambda: encoder.encode_into(struct_order, buffer)),
-            _repeated(lambda: json.dumps(full_order, separators=(",", ":")).encode()),
+            repeated(lambda: encode_json(payload)),
+            repeated(lambda: json.dumps(payload, separators=(",", ":")).encode()),
+            repeated(lambda: members.render(changes)),
+            repeated(lambda: encode_json(full_order)),
+            repeated(lambda: encoder.encode_into(struct_order, buffer)),
+            repeated(lambda: json.dumps(full_order, separators=(",", ":")).encode()),
         ],
         options,
     )
@@ -245,12 +184,12 @@ def _fragment_rows(options: BenchOptions) -> list[BenchResult]:
         params = cache.fragment(streams_key, build_streams)
         return encode_json({"method": "SUBSCRIBE", "params": params.fragment, "id": 2})
 
-    hit_ns, small_fresh_ns, splice_ns, large_fresh_ns = _interleaved(
+    hit_ns, small_fresh_ns, splice_ns, large_fresh_ns = interleaved(
         [
-            _repeated(lambda: cache.get(key)),
-            _repeated(lambda: orjson.dumps(small)),
-            _repeated(spliced),
-            _repeated(lambda: orjson.dumps({"method": "SUBSCRIBE", "params": streams, "id": 2})),
+            repeated(lambda: cache.get(key)),
+            repeated(lambda: orjson.dumps(small)),
+            repeated(spliced),
+            repeated(lambda: orjson.dumps({"method": "SUBSCRIBE", "params": streams, "id": 2})),
         ],
         options,
     )

@@ -125,6 +125,63 @@ def _calibrate(function: Callable[[], Any], min_time_s: float) -> int:
         number *= 4
 
 
+Workload = Callable[[int], int]
+"""Runs ``passes`` rounds of some work and returns how many items (messages, calls) it did."""
+
+
+def interleaved(workloads: Sequence[Workload], options: BenchOptions) -> list[float]:
+    """Median ns per item of each workload, all of them timed in turn within every repeat.
+
+    Interleaving puts a contender and its baselines under the same machine load, so a burst of
+    noise moves all of them together instead of skewing one ratio.
+    """
+    options = options.scaled()
+    target_ns = options.min_time_s * 1e9 / 4
+    passes = []
+    for workload in workloads:  # calibrate (and warm up) each workload
+        rounds = 1
+        while True:
+            start = time.perf_counter_ns()
+            workload(rounds)
+            elapsed = time.perf_counter_ns() - start
+            if elapsed >= target_ns / 8 or rounds >= 1 << 24:
+                passes.append(max(1, int(rounds * target_ns / max(elapsed, 1))))
+                break
+            rounds *= 4
+    samples: list[list[float]] = [[] for _ in workloads]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(options.repeat):
+            for index, workload in enumerate(workloads):
+                start = time.perf_counter_ns()
+                items = workload(passes[index])
+                samples[index].append((time.perf_counter_ns() - start) / max(items, 1))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return [statistics.median(values) for values in samples]
+
+
+def over_frames(decode: Callable[[bytes], Any], frames: Sequence[bytes]) -> Workload:
+    def workload(passes: int) -> int:
+        for _ in range(passes):
+            for frame in frames:
+                decode(frame)
+        return passes * len(frames)
+
+    return workload
+
+
+def repeated(function: Callable[[], Any]) -> Workload:
+    def workload(passes: int) -> int:
+        for _ in range(passes):
+            function()
+        return passes
+
+    return workload
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import hmac
 import itertools
@@ -43,7 +42,15 @@ from urllib.parse import urlencode
 import msgspec
 import orjson
 
-from hftkit.bench.harness import BenchOptions, BenchResult, compare, optional_import
+from hftkit.bench.harness import (
+    BenchOptions,
+    BenchResult,
+    compare,
+    interleaved,
+    optional_import,
+    over_frames,
+    repeated,
+)
 from hftkit.core.types import BookDelta, ContractKind, Instrument, OrderType, Side, TimeInForce
 from hftkit.datasets import hftbacktest_file, iter_recording, shared_data_dir
 from hftkit.venues.binance.auth import BinanceCredentials
@@ -72,62 +79,6 @@ FEED_SYMBOL = "BTCUSDT"
 SIM_SECONDS, BLAST_SECONDS, FEED_ROUNDS = 3.0, 3.0, 3
 QUICK_FEED_SECONDS = 0.5
 PRODUCER_BOUND_UTILIZATION = 0.7  # below this CPU share, a consumer was waiting for messages
-
-Workload = Callable[[int], int]
-"""Runs ``passes`` rounds of some work and returns how many items it did."""
-
-
-# timing ------------------------------------------------------------------------------------
-
-
-def interleaved(workloads: Sequence[Workload], options: BenchOptions) -> list[float]:
-    """Median ns per item of each workload, all timed in turn within every repeat."""
-    options = options.scaled()
-    target_ns = options.min_time_s * 1e9 / 4
-    passes = []
-    for workload in workloads:  # calibrate and warm each one
-        rounds = 1
-        while True:
-            start = time.perf_counter_ns()
-            workload(rounds)
-            elapsed = time.perf_counter_ns() - start
-            if elapsed >= target_ns / 8 or rounds >= 1 << 22:
-                passes.append(max(1, int(rounds * target_ns / max(elapsed, 1))))
-                break
-            rounds *= 4
-    samples: list[list[float]] = [[] for _ in workloads]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(options.repeat):
-            for index, workload in enumerate(workloads):
-                start = time.perf_counter_ns()
-                items = workload(passes[index])
-                samples[index].append((time.perf_counter_ns() - start) / max(items, 1))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return [statistics.median(values) for values in samples]
-
-
-def over_frames(convert: Callable[[bytes], Any], frames: Sequence[bytes]) -> Workload:
-    def workload(passes: int) -> int:
-        for _ in range(passes):
-            for frame in frames:
-                convert(frame)
-        return passes * len(frames)
-
-    return workload
-
-
-def repeated(function: Callable[[], Any]) -> Workload:
-    def workload(passes: int) -> int:
-        for _ in range(passes):
-            function()
-        return passes
-
-    return workload
-
 
 # recorded frames ---------------------------------------------------------------------------
 
