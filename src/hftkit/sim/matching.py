@@ -636,14 +636,7 @@ class MatchingEngine:
             stopped = False
             if best is not None and (is_market or (price >= best if is_buy else price <= best)):
                 stopped = self._take(book, order, limit, now, executions, trades, updates)
-            if order.filled == quantity:
-                self._finish(order, _FILLED, CloseReason.FILLED, now)
-            elif stopped:
-                self._finish(order, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
-            elif is_market or time_in_force is not _GTC:
-                self._finish(order, _EXPIRED, CloseReason.EXPIRED, now)
-            else:
-                self._rest(book, order)
+            self._conclude(book, order, stopped, not is_market and time_in_force is _GTC, now)
         return self._order_result(book, order, now, repriced, executions, trades, updates)
 
     def place_market_by_quote(
@@ -812,13 +805,19 @@ class MatchingEngine:
         stopped = False
         if crosses:
             stopped = self._take(book, order, price, now, executions, trades, updates)
+        self._conclude(book, order, stopped, True, now)
+        return self._order_result(book, order, now, repriced, executions, trades, updates)
+
+    def _conclude(self, book: _Book, order: SimOrder, stopped: bool, may_rest: bool, now: int) -> None:
+        """After taking: filled, expired by self-trade prevention, expired (IOC/FOK/market), or rests."""
         if order.filled == order.quantity:
             self._finish(order, _FILLED, CloseReason.FILLED, now)
         elif stopped:
             self._finish(order, _EXPIRED, CloseReason.SELF_TRADE_PREVENTION, now)
+        elif not may_rest:
+            self._finish(order, _EXPIRED, CloseReason.EXPIRED, now)
         else:
             self._rest(book, order)
-        return self._order_result(book, order, now, repriced, executions, trades, updates)
 
     def _order_result(
         self,
