@@ -477,34 +477,65 @@ def ticker_figures(statistics: TickerStatistics, formats: Formats) -> dict[str, 
     }
 
 
+# The 24 h ticker's fields in Binance's order: (REST name, stream letter, value, spot only).
+# REST ticker/24hr and the <symbol>@ticker stream carry the same figures under these two names.
+_TICKER_LAYOUT: tuple[tuple[str, str, str, bool], ...] = (
+    ("priceChange", "p", "priceChange", False),
+    ("priceChangePercent", "P", "priceChangePercent", False),
+    ("weightedAvgPrice", "w", "weightedAvgPrice", False),
+    ("prevClosePrice", "x", "openPrice", True),
+    ("lastPrice", "c", "lastPrice", False),
+    ("lastQty", "Q", "lastQty", False),
+    ("bidPrice", "b", "bidPrice", True),
+    ("bidQty", "B", "bidQty", True),
+    ("askPrice", "a", "askPrice", True),
+    ("askQty", "A", "askQty", True),
+    ("openPrice", "o", "openPrice", False),
+    ("highPrice", "h", "highPrice", False),
+    ("lowPrice", "l", "lowPrice", False),
+    ("volume", "v", "volume", False),
+    ("quoteVolume", "q", "quoteVolume", False),
+    ("openTime", "O", "openTime", False),
+    ("closeTime", "C", "closeTime", False),
+    ("firstId", "F", "firstId", False),
+    ("lastId", "L", "lastId", False),
+    ("count", "n", "count", False),
+)
+
+
+def _ticker_values(
+    statistics: TickerStatistics,
+    formats: Formats,
+    bid: tuple[int, int] | None,
+    ask: tuple[int, int] | None,
+) -> dict[str, Any]:
+    values: dict[str, Any] = dict(ticker_figures(statistics, formats))
+    if formats.spot:
+        values.update(book_ticker_fields(formats, bid, ask))
+    values["openTime"] = ms(statistics.open_time_ns)
+    values["closeTime"] = ms(statistics.close_time_ns)
+    values["firstId"] = statistics.first_trade_id
+    values["lastId"] = statistics.last_trade_id
+    values["count"] = statistics.count
+    return values
+
+
+def _ticker_fields(values: dict[str, Any], spot: bool, stream: bool) -> dict[str, Any]:
+    return {
+        (letter if stream else name): values[source]
+        for name, letter, source, spot_only in _TICKER_LAYOUT
+        if spot or not spot_only
+    }
+
+
 def rest_ticker(
     statistics: TickerStatistics,
     formats: Formats,
     bid: tuple[int, int] | None,
     ask: tuple[int, int] | None,
 ) -> dict[str, Any]:
-    figures = ticker_figures(statistics, formats)
-    body: dict[str, Any] = {"symbol": statistics.symbol}
-    body["priceChange"] = figures["priceChange"]
-    body["priceChangePercent"] = figures["priceChangePercent"]
-    body["weightedAvgPrice"] = figures["weightedAvgPrice"]
-    if formats.spot:
-        body["prevClosePrice"] = figures["openPrice"]
-    body["lastPrice"] = figures["lastPrice"]
-    body["lastQty"] = figures["lastQty"]
-    if formats.spot:
-        body.update(book_ticker_fields(formats, bid, ask))
-    body["openPrice"] = figures["openPrice"]
-    body["highPrice"] = figures["highPrice"]
-    body["lowPrice"] = figures["lowPrice"]
-    body["volume"] = figures["volume"]
-    body["quoteVolume"] = figures["quoteVolume"]
-    body["openTime"] = ms(statistics.open_time_ns)
-    body["closeTime"] = ms(statistics.close_time_ns)
-    body["firstId"] = statistics.first_trade_id
-    body["lastId"] = statistics.last_trade_id
-    body["count"] = statistics.count
-    return body
+    values = _ticker_values(statistics, formats, bid, ask)
+    return {"symbol": statistics.symbol, **_ticker_fields(values, formats.spot, stream=False)}
 
 
 def mini_ticker_event(statistics: TickerStatistics, formats: Formats, event_ms: int) -> dict[str, Any]:
@@ -529,33 +560,10 @@ def ticker_event(
     ask: tuple[int, int] | None,
     event_ms: int,
 ) -> dict[str, Any]:
-    figures = ticker_figures(statistics, formats)
-    book = book_ticker_fields(formats, bid, ask)
-    event: dict[str, Any] = {
+    values = _ticker_values(statistics, formats, bid, ask)
+    return {
         "e": "24hrTicker",
         "E": event_ms,
         "s": statistics.symbol,
-        "p": figures["priceChange"],
-        "P": figures["priceChangePercent"],
-        "w": figures["weightedAvgPrice"],
+        **_ticker_fields(values, formats.spot, stream=True),
     }
-    if formats.spot:
-        event["x"] = figures["openPrice"]
-    event["c"] = figures["lastPrice"]
-    event["Q"] = figures["lastQty"]
-    if formats.spot:
-        event["b"] = book["bidPrice"]
-        event["B"] = book["bidQty"]
-        event["a"] = book["askPrice"]
-        event["A"] = book["askQty"]
-    event["o"] = figures["openPrice"]
-    event["h"] = figures["highPrice"]
-    event["l"] = figures["lowPrice"]
-    event["v"] = figures["volume"]
-    event["q"] = figures["quoteVolume"]
-    event["O"] = ms(statistics.open_time_ns)
-    event["C"] = ms(statistics.close_time_ns)
-    event["F"] = statistics.first_trade_id
-    event["L"] = statistics.last_trade_id
-    event["n"] = statistics.count
-    return event

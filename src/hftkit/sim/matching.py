@@ -347,6 +347,36 @@ class DepthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     asks: list[tuple[int, int]]
 
 
+def _execute(
+    order: SimOrder,
+    trade_id: int,
+    price: int,
+    quantity: int,
+    is_maker: bool,
+    fee: int,
+    fee_asset: str,
+    now: int,
+) -> Execution:
+    """Book one side of a trade on its order and describe it: the same for buyer and seller."""
+    order.filled += quantity
+    order.quote_filled += price * quantity
+    order.status = _FILLED if order.filled == order.quantity else _PARTIALLY_FILLED
+    order.updated_ns = now
+    return Execution(
+        order=order,
+        trade_id=trade_id,
+        price=price,
+        quantity=quantity,
+        is_maker=is_maker,
+        fee=fee,
+        fee_asset=fee_asset,
+        filled=order.filled,
+        quote_filled=order.quote_filled,
+        status=order.status,
+        time_ns=now,
+    )
+
+
 def _reject(reason: RejectReason) -> OrderResult:
     return OrderResult(accepted=False, reason=reason)
 
@@ -1281,46 +1311,13 @@ class MatchingEngine:
             buy_id,
             sell_id,
         )
-        notional = price * quantity
         if buy_order is not None:
-            buy_order.filled += quantity
-            buy_order.quote_filled += notional
-            buy_order.status = _FILLED if buy_order.filled == buy_order.quantity else _PARTIALLY_FILLED
-            buy_order.updated_ns = now
             executions.append(
-                Execution(
-                    order=buy_order,
-                    trade_id=trade_id,
-                    price=price,
-                    quantity=quantity,
-                    is_maker=not taker_is_buy,
-                    fee=buyer_fee,
-                    fee_asset=buyer_asset,
-                    filled=buy_order.filled,
-                    quote_filled=buy_order.quote_filled,
-                    status=buy_order.status,
-                    time_ns=now,
-                )
+                _execute(buy_order, trade_id, price, quantity, not taker_is_buy, buyer_fee, buyer_asset, now)
             )
         if sell_order is not None:
-            sell_order.filled += quantity
-            sell_order.quote_filled += notional
-            sell_order.status = _FILLED if sell_order.filled == sell_order.quantity else _PARTIALLY_FILLED
-            sell_order.updated_ns = now
             executions.append(
-                Execution(
-                    order=sell_order,
-                    trade_id=trade_id,
-                    price=price,
-                    quantity=quantity,
-                    is_maker=taker_is_buy,
-                    fee=seller_fee,
-                    fee_asset=seller_asset,
-                    filled=sell_order.filled,
-                    quote_filled=sell_order.quote_filled,
-                    status=sell_order.status,
-                    time_ns=now,
-                )
+                _execute(sell_order, trade_id, price, quantity, taker_is_buy, seller_fee, seller_asset, now)
             )
         trades.append(
             TradePrint(
