@@ -1,5 +1,5 @@
 # Every target works as the first command on a fresh machine: it creates .venv and installs
-# what it needs (the stamp is refreshed whenever pyproject.toml changes).
+# what it needs (the stamp is refreshed whenever pyproject.toml, setup.py or the C source changes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ RUN_SECONDS ?= 20
 
 .PHONY: run test bench bench-peers lint format clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/hftkit/_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -28,7 +28,7 @@ bench: $(STAMP)
 
 # Peers (cryptofeed's order-book, NautilusTrader, ccxt, aiolimiter) live in their own
 # environment with hftkit installed beside them; they are never hftkit dependencies.
-$(PEERS_STAMP): pyproject.toml
+$(PEERS_STAMP): pyproject.toml setup.py src/hftkit/_native.c
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
 	$(PEERS_VENV)/bin/pip install --quiet -e '.[dev]' aiolimiter order-book ccxt nautilus_trader

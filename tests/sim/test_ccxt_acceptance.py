@@ -207,6 +207,7 @@ async def test_rate_limit_answers_surface_as_ddos_protection():
 async def test_ccxt_pro_watches_the_book_trades_and_orders_and_places_over_the_websocket_api(sim):
     """ccxt.pro: SUBSCRIBE depth@100ms + REST snapshot, trade stream, WS-API user data and order.place."""
     import ccxt.pro as pro
+
     ws = sim.urls["ws"]
     api: dict[str, Any] = {name: sim.base + path for name, path in API_PATHS.items()}
     api["ws"] = {"spot": f"{ws}/ws", "margin": f"{ws}/ws", "ws-api": {"spot": f"{ws}/ws-api/v3"}}

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 
 from hftkit.core.errors import HftkitError
+from hftkit.core.native import NATIVE
 from hftkit.core.types import Side
 
 Level = tuple[int, int]
@@ -130,67 +131,33 @@ class OrderBook:
     # updates ------------------------------------------------------------------------------
     def apply_delta(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set absolute level sizes; size 0 deletes (deleting an absent level is a no-op)."""
-        sizes = self._bids
-        window = self._bid_window
-        edge = self._bid_edge
-        pop = sizes.pop
-        for price, size in bids:
-            # Most levels lie below the window: test that first, then only dict work.
-            if price < edge:
-                if size:
-                    sizes[price] = size
-                else:
-                    pop(price, None)
-            elif size:
-                if price not in sizes:
-                    insort(window, price)
-                sizes[price] = size
-            elif pop(price, None) is not None:
-                del window[bisect_left(window, price)]
-        if len(window) < WINDOW_MIN:
-            if len(sizes) > len(window):
-                window = self._refill_bids()
-        elif len(window) > WINDOW_MAX:
-            cut = len(window) - WINDOW_TARGET
-            self._bid_edge = window[cut]
-            del window[:cut]
-        if window:
-            price = window[-1]
-            self._best_bid = (price, sizes[price])
-        else:
-            self._best_bid = None
-        sizes = self._asks
-        window = self._ask_window
-        edge = self._ask_edge
-        pop = sizes.pop
-        for price, size in asks:
-            negative = -price  # the ask window holds negated prices, so best is last on both sides
-            if negative < edge:
-                if size:
-                    sizes[price] = size
-                else:
-                    pop(price, None)
-            elif size:
-                if price not in sizes:
-                    insort(window, negative)
-                sizes[price] = size
-            elif pop(price, None) is not None:
-                del window[bisect_left(window, negative)]
-        if len(window) < WINDOW_MIN:
-            if len(sizes) > len(window):
-                window = self._refill_asks()
-        elif len(window) > WINDOW_MAX:
-            cut = len(window) - WINDOW_TARGET
-            self._ask_edge = window[cut]
-            del window[:cut]
-        if window:
-            price = -window[-1]
-            self._best_ask = (price, sizes[price])
-        else:
-            self._best_ask = None
+        best = _apply_side(self._bids, self._bid_window, self._bid_edge, bids, False, WINDOW_MIN, WINDOW_MAX)
+        self._best_bid = self._maintain_bids() if best is False else best
+        best = _apply_side(self._asks, self._ask_window, self._ask_edge, asks, True, WINDOW_MIN, WINDOW_MAX)
+        self._best_ask = self._maintain_asks() if best is False else best
         self.updates_applied += 1
         if self.max_depth is not None:
             self._trim(self.max_depth)
+
+    def _maintain_bids(self) -> Level | None:
+        window = self._bid_window
+        if len(window) < WINDOW_MIN:
+            window = self._refill_bids()
+        else:
+            cut = len(window) - WINDOW_TARGET
+            self._bid_edge = window[cut]
+            del window[:cut]
+        return (window[-1], self._bids[window[-1]]) if window else None
+
+    def _maintain_asks(self) -> Level | None:
+        window = self._ask_window
+        if len(window) < WINDOW_MIN:
+            window = self._refill_asks()
+        else:
+            cut = len(window) - WINDOW_TARGET
+            self._ask_edge = window[cut]
+            del window[:cut]
+        return (-window[-1], self._asks[-window[-1]]) if window else None
 
     def _refill_bids(self) -> list[int]:
         sizes = self._bids
@@ -199,7 +166,7 @@ class OrderBook:
             window = sorted(sizes)
             self._bid_edge = _EVERYTHING
         else:
-            window = sorted(heapq.nlargest(WINDOW_TARGET, sizes))
+            window = _top_keys(sizes, WINDOW_TARGET, False)
             self._bid_edge = window[0]
         self._bid_window = window
         return window
@@ -211,7 +178,7 @@ class OrderBook:
             window = sorted(-price for price in sizes)
             self._ask_edge = _EVERYTHING
         else:
-            window = sorted(-price for price in heapq.nsmallest(WINDOW_TARGET, sizes))
+            window = _top_keys(sizes, WINDOW_TARGET, True)
             self._ask_edge = window[0]
         self._ask_window = window
         return window
@@ -471,3 +438,76 @@ class OrderBook:
 
     def __repr__(self) -> str:
         return f"OrderBook({self.symbol!r} bid={self.best_bid()} ask={self.best_ask()} levels={len(self)})"
+
+
+def _apply_side_python(
+    sizes: dict[int, int],
+    window: list[int],
+    edge: int,
+    levels: Iterable[Level],
+    negate: bool,
+    window_min: int,
+    window_max: int,
+) -> Level | bool | None:
+    """Apply one side's levels to its dict and window (the pure twin of ``_native.apply_side``).
+
+    The window holds prices (bids) or negated prices (asks), best last. Returns the best
+    level, None for an empty side, or False when the window must be refilled or trimmed.
+    """
+    pop = sizes.pop
+    if negate:
+        for price, size in levels:
+            key = -price
+            # Most levels lie outside the window: test that first, then only dict work.
+            if key < edge:
+                if size:
+                    sizes[price] = size
+                else:
+                    pop(price, None)
+            elif size:
+                if price not in sizes:
+                    insort(window, key)
+                sizes[price] = size
+            elif pop(price, None) is not None:
+                del window[bisect_left(window, key)]
+    else:
+        for price, size in levels:
+            if price < edge:
+                if size:
+                    sizes[price] = size
+                else:
+                    pop(price, None)
+            elif size:
+                if price not in sizes:
+                    insort(window, price)
+                sizes[price] = size
+            elif pop(price, None) is not None:
+                del window[bisect_left(window, price)]
+    length = len(window)
+    if (length < window_min and len(sizes) > length) or length > window_max:
+        return False
+    if not length:
+        return None
+    best = -window[-1] if negate else window[-1]
+    return (best, sizes[best])
+
+
+_apply_side: Callable[
+    [dict[int, int], list[int], int, Iterable[Level], bool, int, int], Level | bool | None
+] = NATIVE.apply_side if NATIVE is not None else _apply_side_python
+
+
+def _top_keys_python(sizes: dict[int, int], count: int, negate: bool) -> list[int]:
+    """The ``count`` best window keys of a side, ascending (the pure twin of ``_native.top_keys``)."""
+    if negate:
+        return sorted(-price for price in heapq.nsmallest(count, sizes))
+    return sorted(heapq.nlargest(count, sizes))
+
+
+def _top_keys(sizes: dict[int, int], count: int, negate: bool) -> list[int]:
+    # A window refill scans the whole side: ~100 us in Python for 2,000 levels, ~10 us in C.
+    if NATIVE is not None:
+        keys: list[int] | None = NATIVE.top_keys(sizes, count, negate)
+        if keys is not None:
+            return keys
+    return _top_keys_python(sizes, count, negate)

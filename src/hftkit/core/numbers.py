@@ -135,6 +135,11 @@ class DecimalGrid:
         """Decimal places of the canonical text form."""
         return self._scale
 
+    @property
+    def step_units(self) -> int:
+        """The step as a whole number of units of the last decimal place (0.05 -> 5)."""
+        return self._step_units
+
     def to_steps(self, text: str, rounding: Rounding = Rounding.EXACT) -> int:
         """Convert a decimal string to a whole number of steps, exactly or by ``rounding``."""
         # Fast path for the usual wire form, unsigned ASCII digits with an optional point

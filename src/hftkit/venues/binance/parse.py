@@ -11,9 +11,11 @@ raises a classified ``InvalidLevelError`` instead of entering a book.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 from hftkit.core.errors import HftkitError
+from hftkit.core.native import NATIVE
 from hftkit.core.numbers import ConversionCache, DecimalGrid, Rounding, parse_decimal
 from hftkit.core.types import BookDelta, BookTicker, ContractKind, Instrument, Side, Trade
 from hftkit.venues.binance.codec import (
@@ -70,15 +72,27 @@ class _BoundedGrid(DecimalGrid):
 class BinanceParser:
     """Per-instrument converter of Binance payloads to ticks/lots and core events."""
 
-    __slots__ = ("instrument", "price", "size", "venue")
+    __slots__ = ("instrument", "levels", "price", "size", "venue")
 
     def __init__(self, instrument: Instrument, cache_capacity: int = 65_536) -> None:
         self.instrument = instrument
         self.venue = instrument.venue
-        self.price = ConversionCache(_BoundedGrid(instrument.ticks.step_text, 1, "price"), cache_capacity)
-        self.size = ConversionCache(_BoundedGrid(instrument.lots.step_text, 0, "size"), cache_capacity)
+        price_grid = _BoundedGrid(instrument.ticks.step_text, 1, "price")
+        size_grid = _BoundedGrid(instrument.lots.step_text, 0, "size")
+        self.price = ConversionCache(price_grid, cache_capacity)
+        self.size = ConversionCache(size_grid, cache_capacity)
+        if NATIVE is not None:
+            # C converts plain on-grid decimals; anything else goes through the cache above,
+            # which converts exactly or raises the classified error.
+            native_price = NATIVE.Grid(price_grid.decimals, price_grid.step_units, 1, self.price)
+            native_size = NATIVE.Grid(size_grid.decimals, size_grid.step_units, 0, self.size)
+            self.levels: Callable[[Iterable[PriceLevel]], list[Level]] = partial(
+                NATIVE.convert_levels, native_price, native_size
+            )
+        else:
+            self.levels = self._levels_python
 
-    def levels(self, raw: Iterable[PriceLevel]) -> list[Level]:
+    def _levels_python(self, raw: Iterable[PriceLevel]) -> list[Level]:
         """``[["61837.63", "1.5"], ...]`` -> ``[(6183763, 150000), ...]``."""
         price_get = self.price.lookup
         size_get = self.size.lookup

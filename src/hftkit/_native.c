@@ -1,0 +1,984 @@
+/*
+ * hftkit._native: the two per-level loops every depth message runs, in C.
+ *
+ * Why this exists: in CPython a depth level costs ~200 ns of interpreter work (two dict
+ * lookups of freshly decoded strings, a tuple, a bisect, dict updates). These functions do
+ * exactly what their pure-Python twins do (hftkit.core.numbers / hftkit.book.order_book)
+ * over the same Python objects, so every other part of the book stays plain Python and
+ * the pure path remains the reference: the test suite checks both against each other.
+ *
+ * Nothing here decides a hard case. Text the fast decimal path does not accept (signs,
+ * exponents, off-grid digits, more than 18 significant digits, non-ASCII) goes to the
+ * grid's Python ``slow`` callable, which converts or raises the classified error.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define MAX_DIGITS 18 /* 10**18 < 2**63: every accepted value fits an int64 */
+
+static const int64_t POWERS_OF_TEN[MAX_DIGITS + 1] = {
+    1LL,
+    10LL,
+    100LL,
+    1000LL,
+    10000LL,
+    100000LL,
+    1000000LL,
+    10000000LL,
+    100000000LL,
+    1000000000LL,
+    10000000000LL,
+    100000000000LL,
+    1000000000000LL,
+    10000000000000LL,
+    100000000000000LL,
+    1000000000000000LL,
+    10000000000000000LL,
+    100000000000000000LL,
+    1000000000000000000LL,
+};
+
+/* ------------------------------------------------------------------------------------- */
+/* Grid: decimal string -> whole number of grid steps                                     */
+/* ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    int scale;          /* decimal places of the grid */
+    int64_t step_units; /* the step is step_units / 10**scale */
+    int64_t minimum;    /* fewer steps than this go to ``slow`` (which raises) */
+    PyObject *slow;     /* callable(text) -> int: the exact Python conversion */
+} GridObject;
+
+/*
+ * Plain unsigned decimals only: digits, optionally "." and at least one more digit.
+ * Returns 1 with *steps set, or 0 when the text must take the slow path.
+ */
+static int
+grid_parse_chars(const GridObject *grid, const unsigned char *chars, Py_ssize_t length, int64_t *steps)
+{
+    Py_ssize_t index = 0;
+    uint64_t units = 0;
+    int significant = 0;
+
+    /* whole part */
+    for (; index < length; index++) {
+        const unsigned digit = (unsigned)chars[index] - '0';
+        if (digit > 9) {
+            break;
+        }
+        if (units || digit) {
+            if (++significant > MAX_DIGITS) {
+                return 0;
+            }
+            units = units * 10 + digit;
+        }
+    }
+    if (index == 0) {
+        return 0; /* no leading digit: ".5", "-1", "" and the like */
+    }
+    int fraction = 0; /* fraction digits kept (at most the grid's scale) */
+    if (index < length) {
+        if (chars[index] != '.') {
+            return 0;
+        }
+        index++;
+        if (index == length) {
+            return 0; /* "1." */
+        }
+        for (; index < length; index++) {
+            const unsigned digit = (unsigned)chars[index] - '0';
+            if (digit > 9) {
+                return 0;
+            }
+            if (fraction < grid->scale) {
+                fraction++;
+                if (units || digit) {
+                    if (++significant > MAX_DIGITS) {
+                        return 0;
+                    }
+                    units = units * 10 + digit;
+                }
+            }
+            else if (digit) {
+                return 0; /* finer than the grid: off-grid, the slow path says so */
+            }
+        }
+    }
+    if (units && fraction < grid->scale) {
+        const int missing = grid->scale - fraction;
+        if (significant + missing > MAX_DIGITS) {
+            return 0;
+        }
+        units *= (uint64_t)POWERS_OF_TEN[missing];
+    }
+    if (grid->step_units != 1) {
+        if (units % (uint64_t)grid->step_units) {
+            return 0;
+        }
+        units /= (uint64_t)grid->step_units;
+    }
+    if ((int64_t)units < grid->minimum) {
+        return 0;
+    }
+    *steps = (int64_t)units;
+    return 1;
+}
+
+static inline int
+grid_parse_fast(const GridObject *grid, PyObject *text, int64_t *steps)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) {
+        return 0;
+    }
+    return grid_parse_chars(grid, (const unsigned char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text),
+                            steps);
+}
+
+/* New reference to the steps of ``text`` (fast path or the slow callable), NULL on error. */
+static PyObject *
+grid_convert(GridObject *grid, PyObject *text)
+{
+    int64_t steps;
+    if (grid_parse_fast(grid, text, &steps)) {
+        return PyLong_FromLongLong(steps);
+    }
+    return PyObject_CallOneArg(grid->slow, text);
+}
+
+static int
+Grid_init(GridObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"scale", "step_units", "minimum", "slow", NULL};
+    int scale;
+    long long step_units;
+    long long minimum;
+    PyObject *slow;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iLLO:Grid", keywords, &scale, &step_units, &minimum,
+                                     &slow)) {
+        return -1;
+    }
+    if (scale < 0) {
+        PyErr_SetString(PyExc_ValueError, "scale must be >= 0");
+        return -1;
+    }
+    if (step_units <= 0) {
+        PyErr_SetString(PyExc_ValueError, "step_units must be positive");
+        return -1;
+    }
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "slow must be callable");
+        return -1;
+    }
+    self->scale = scale;
+    self->step_units = step_units;
+    self->minimum = minimum;
+    Py_XSETREF(self->slow, Py_NewRef(slow));
+    return 0;
+}
+
+static PyObject *
+Grid_call(GridObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *text;
+    if (kwargs && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Grid() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Grid", 1, 1, &text)) {
+        return NULL;
+    }
+    return grid_convert(self, text);
+}
+
+static int
+Grid_traverse(GridObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->slow);
+    return 0;
+}
+
+static int
+Grid_clear(GridObject *self)
+{
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void
+Grid_dealloc(GridObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Grid_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject GridType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hftkit._native.Grid",
+    .tp_doc = PyDoc_STR("Grid(scale, step_units, minimum, slow): decimal text -> grid steps.\n\n"
+                        "Plain unsigned decimals on the grid convert in C; anything else is\n"
+                        "passed to ``slow(text)``, which converts or raises."),
+    .tp_basicsize = sizeof(GridObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Grid_init,
+    .tp_call = (ternaryfunc)Grid_call,
+    .tp_traverse = (traverseproc)Grid_traverse,
+    .tp_clear = (inquiry)Grid_clear,
+    .tp_dealloc = (destructor)Grid_dealloc,
+};
+
+/* Borrowed references to the two items of a level; 0 on success, -1 with an exception. */
+static int
+unpack_pair(PyObject *item, PyObject **first, PyObject **second)
+{
+    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2) {
+        *first = PyTuple_GET_ITEM(item, 0);
+        *second = PyTuple_GET_ITEM(item, 1);
+        return 0;
+    }
+    if (PyList_CheckExact(item) && PyList_GET_SIZE(item) == 2) {
+        *first = PyList_GET_ITEM(item, 0);
+        *second = PyList_GET_ITEM(item, 1);
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "a level must be a (price, size) pair, got %.200R", item);
+    return -1;
+}
+
+static PyObject *
+convert_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "convert_levels(price_grid, size_grid, raw)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], &GridType) || !PyObject_TypeCheck(args[1], &GridType)) {
+        PyErr_SetString(PyExc_TypeError, "price_grid and size_grid must be Grid objects");
+        return NULL;
+    }
+    GridObject *price_grid = (GridObject *)args[0];
+    GridObject *size_grid = (GridObject *)args[1];
+    PyObject *raw = PySequence_Fast(args[2], "levels must be a sequence");
+    if (raw == NULL) {
+        return NULL;
+    }
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(raw);
+    PyObject *result = PyList_New(count);
+    if (result == NULL) {
+        Py_DECREF(raw);
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *price_text;
+        PyObject *size_text;
+        if (unpack_pair(PySequence_Fast_GET_ITEM(raw, index), &price_text, &size_text) < 0) {
+            goto error;
+        }
+        PyObject *price = grid_convert(price_grid, price_text);
+        if (price == NULL) {
+            goto error;
+        }
+        PyObject *size = grid_convert(size_grid, size_text);
+        if (size == NULL) {
+            Py_DECREF(price);
+            goto error;
+        }
+        PyObject *level = PyTuple_New(2);
+        if (level == NULL) {
+            Py_DECREF(price);
+            Py_DECREF(size);
+            goto error;
+        }
+        PyTuple_SET_ITEM(level, 0, price);
+        PyTuple_SET_ITEM(level, 1, size);
+        PyList_SET_ITEM(result, index, level);
+    }
+    Py_DECREF(raw);
+    return result;
+error:
+    Py_DECREF(raw);
+    Py_DECREF(result); /* unfilled slots are NULL, which list dealloc skips */
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* convert_raw_levels: JSON ``[["price","size"],...]`` bytes -> levels, no str objects       */
+
+typedef struct {
+    Py_ssize_t start; /* first byte inside the quotes */
+    Py_ssize_t length;
+} Span;
+
+static inline Py_ssize_t
+skip_space(const unsigned char *bytes, Py_ssize_t index, Py_ssize_t end)
+{
+    while (index < end && (bytes[index] == ' ' || bytes[index] == '\n' || bytes[index] == '\r' ||
+                           bytes[index] == '\t')) {
+        index++;
+    }
+    return index;
+}
+
+/* A JSON string of printable ASCII without escapes; returns the index after it, or -1. */
+static inline Py_ssize_t
+scan_plain_string(const unsigned char *bytes, Py_ssize_t index, Py_ssize_t end, Span *span)
+{
+    if (index >= end || bytes[index] != '"') {
+        return -1;
+    }
+    const Py_ssize_t start = ++index;
+    while (index < end && bytes[index] != '"') {
+        const unsigned char byte = bytes[index];
+        if (byte == '\\' || byte < 0x20 || byte >= 0x80) {
+            return -1; /* escapes and non-ASCII: msgspec's decoder handles those */
+        }
+        index++;
+    }
+    if (index >= end) {
+        return -1;
+    }
+    span->start = start;
+    span->length = index - start;
+    return index + 1;
+}
+
+/*
+ * Validate the whole array first and record the string spans, so a structural problem
+ * anywhere falls back to msgspec (which reports it) before any value is converted.
+ * Returns the number of levels, or -1 when the text is not the plain expected shape.
+ */
+static Py_ssize_t
+scan_levels(const unsigned char *bytes, Py_ssize_t end, Span **spans_out)
+{
+    Py_ssize_t index = skip_space(bytes, 0, end);
+    if (index >= end || bytes[index] != '[') {
+        return -1;
+    }
+    index = skip_space(bytes, index + 1, end);
+    Py_ssize_t capacity = 64;
+    Py_ssize_t count = 0;
+    Span *spans = PyMem_Malloc((size_t)capacity * 2 * sizeof(Span));
+    if (spans == NULL) {
+        PyErr_NoMemory();
+        return -2;
+    }
+    if (index < end && bytes[index] == ']') {
+        index++;
+        goto finish;
+    }
+    for (;;) {
+        if (count == capacity) {
+            capacity *= 2;
+            Span *grown = PyMem_Realloc(spans, (size_t)capacity * 2 * sizeof(Span));
+            if (grown == NULL) {
+                PyMem_Free(spans);
+                PyErr_NoMemory();
+                return -2;
+            }
+            spans = grown;
+        }
+        if (index >= end || bytes[index] != '[') {
+            goto reject;
+        }
+        index = skip_space(bytes, index + 1, end);
+        index = scan_plain_string(bytes, index, end, &spans[2 * count]);
+        if (index < 0) {
+            goto reject;
+        }
+        index = skip_space(bytes, index, end);
+        if (index >= end || bytes[index] != ',') {
+            goto reject;
+        }
+        index = skip_space(bytes, index + 1, end);
+        index = scan_plain_string(bytes, index, end, &spans[2 * count + 1]);
+        if (index < 0) {
+            goto reject;
+        }
+        index = skip_space(bytes, index, end);
+        if (index >= end || bytes[index] != ']') {
+            goto reject;
+        }
+        count++;
+        index = skip_space(bytes, index + 1, end);
+        if (index < end && bytes[index] == ',') {
+            index = skip_space(bytes, index + 1, end);
+            continue;
+        }
+        if (index < end && bytes[index] == ']') {
+            index++;
+            break;
+        }
+        goto reject;
+    }
+finish:
+    if (skip_space(bytes, index, end) != end) {
+        goto reject;
+    }
+    *spans_out = spans;
+    return count;
+reject:
+    PyMem_Free(spans);
+    return -1;
+}
+
+/* New reference to the steps of one string span. */
+static PyObject *
+grid_convert_span(GridObject *grid, const unsigned char *bytes, const Span *span)
+{
+    int64_t steps;
+    if (grid_parse_chars(grid, bytes + span->start, span->length, &steps)) {
+        return PyLong_FromLongLong(steps);
+    }
+    PyObject *text = PyUnicode_FromStringAndSize((const char *)bytes + span->start, span->length);
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(grid->slow, text);
+    Py_DECREF(text);
+    return result;
+}
+
+static PyObject *
+convert_raw_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "convert_raw_levels(price_grid, size_grid, raw_json)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], &GridType) || !PyObject_TypeCheck(args[1], &GridType)) {
+        PyErr_SetString(PyExc_TypeError, "price_grid and size_grid must be Grid objects");
+        return NULL;
+    }
+    GridObject *price_grid = (GridObject *)args[0];
+    GridObject *size_grid = (GridObject *)args[1];
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *bytes = (const unsigned char *)view.buf;
+    Span *spans = NULL;
+    const Py_ssize_t count = scan_levels(bytes, view.len, &spans);
+    if (count < 0) {
+        PyBuffer_Release(&view);
+        if (count == -2) {
+            return NULL;
+        }
+        Py_RETURN_NONE; /* not the plain shape: the caller decodes it with msgspec */
+    }
+    PyObject *result = PyList_New(count);
+    if (result == NULL) {
+        goto error;
+    }
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *price = grid_convert_span(price_grid, bytes, &spans[2 * index]);
+        if (price == NULL) {
+            goto error;
+        }
+        PyObject *size = grid_convert_span(size_grid, bytes, &spans[2 * index + 1]);
+        if (size == NULL) {
+            Py_DECREF(price);
+            goto error;
+        }
+        PyObject *level = PyTuple_New(2);
+        if (level == NULL) {
+            Py_DECREF(price);
+            Py_DECREF(size);
+            goto error;
+        }
+        PyTuple_SET_ITEM(level, 0, price);
+        PyTuple_SET_ITEM(level, 1, size);
+        PyList_SET_ITEM(result, index, level);
+    }
+    PyMem_Free(spans);
+    PyBuffer_Release(&view);
+    return result;
+error:
+    PyMem_Free(spans);
+    PyBuffer_Release(&view);
+    Py_XDECREF(result);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Book side: apply absolute level sizes to a dict + sorted window (see order_book.py)    */
+/* ------------------------------------------------------------------------------------- */
+
+/* A window key: the price (bids) or its negation (asks), as an int64 when it fits. */
+typedef struct {
+    PyObject *object; /* owned; created on demand when not fast */
+    long long value;
+    int fast;
+} Key;
+
+static inline int
+as_int64(PyObject *object, long long *value)
+{
+    if (!PyLong_CheckExact(object)) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    /* Up to 3.11 an int is a sign-and-length plus 30-bit digits; prices and sizes in
+       ticks and lots have one or two, read here without the general conversion's loop. */
+    const digit *digits = ((PyLongObject *)object)->ob_digit;
+    switch (Py_SIZE(object)) {
+    case 0:
+        *value = 0;
+        return 1;
+    case 1:
+        *value = (long long)digits[0];
+        return 1;
+    case -1:
+        *value = -(long long)digits[0];
+        return 1;
+    case 2:
+        *value = (long long)(((uint64_t)digits[1] << PyLong_SHIFT) | digits[0]);
+        return 1;
+    case -2:
+        *value = -(long long)(((uint64_t)digits[1] << PyLong_SHIFT) | digits[0]);
+        return 1;
+    default:
+        break;
+    }
+#endif
+    int overflow;
+    *value = PyLong_AsLongLongAndOverflow(object, &overflow);
+    if (overflow || (*value == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* The key as an object (new reference kept in key->object). */
+static PyObject *
+key_object(Key *key, PyObject *price, int negate)
+{
+    if (key->object == NULL) {
+        key->object = negate ? PyNumber_Negative(price) : Py_NewRef(price);
+    }
+    return key->object;
+}
+
+static int
+key_init(Key *key, PyObject *price, int negate)
+{
+    long long value;
+    key->object = NULL;
+    key->fast = 0;
+    if (as_int64(price, &value) && value != LLONG_MIN) {
+        key->value = negate ? -value : value;
+        key->fast = 1;
+        return 0;
+    }
+    return key_object(key, price, negate) == NULL ? -1 : 0;
+}
+
+/* 1 if item < key, 0 if not, -1 on error. */
+static int
+item_less_than_key(PyObject *item, Key *key, PyObject *price, int negate)
+{
+    long long value;
+    if (key->fast && as_int64(item, &value)) {
+        return value < key->value;
+    }
+    PyObject *object = key_object(key, price, negate);
+    return object == NULL ? -1 : PyObject_RichCompareBool(item, object, Py_LT);
+}
+
+/* 1 if key < item, 0 if not, -1 on error. */
+static int
+key_less_than_item(Key *key, PyObject *item, PyObject *price, int negate)
+{
+    long long value;
+    if (key->fast && as_int64(item, &value)) {
+        return key->value < value;
+    }
+    PyObject *object = key_object(key, price, negate);
+    return object == NULL ? -1 : PyObject_RichCompareBool(object, item, Py_LT);
+}
+
+/* bisect.bisect_left / bisect_right over a list of ints; -1 on error. */
+static Py_ssize_t
+bisect(PyObject *window, Key *key, PyObject *price, int negate, int right)
+{
+    Py_ssize_t low = 0;
+    Py_ssize_t high = PyList_GET_SIZE(window);
+    while (low < high) {
+        const Py_ssize_t middle = ((size_t)low + (size_t)high) / 2;
+        PyObject *item = PyList_GET_ITEM(window, middle);
+        int go_right;
+        if (right) {
+            const int less = key_less_than_item(key, item, price, negate);
+            if (less < 0) {
+                return -1;
+            }
+            go_right = !less;
+        }
+        else {
+            go_right = item_less_than_key(item, key, price, negate);
+            if (go_right < 0) {
+                return -1;
+            }
+        }
+        if (go_right) {
+            low = middle + 1;
+        }
+        else {
+            high = middle;
+        }
+    }
+    return low;
+}
+
+/* Edge of the window: every key >= edge is in it. */
+typedef struct {
+    PyObject *object;
+    long long value;
+    int kind; /* 0: compare value; -1: below every int64 key; +1: above every int64 key; 2: generic */
+} Edge;
+
+static int
+edge_init(Edge *edge, PyObject *object)
+{
+    edge->object = object;
+    edge->value = 0;
+    edge->kind = 2;
+    if (PyLong_CheckExact(object)) {
+        int overflow;
+        edge->value = PyLong_AsLongLongAndOverflow(object, &overflow);
+        if (edge->value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        edge->kind = overflow;
+    }
+    return 0;
+}
+
+/* 1 if key < edge (the level lies outside the window), 0 if not, -1 on error. */
+static int
+below_edge(Key *key, Edge *edge, PyObject *price, int negate)
+{
+    if (key->fast && edge->kind != 2) {
+        if (edge->kind == 0) {
+            return key->value < edge->value;
+        }
+        return edge->kind > 0;
+    }
+    PyObject *object = key_object(key, price, negate);
+    return object == NULL ? -1 : PyObject_RichCompareBool(object, edge->object, Py_LT);
+}
+
+/* dict.pop(price, None) is not None, in one hash lookup: 1 if removed, 0 if absent, -1 on error. */
+static int
+dict_discard(PyObject *sizes, PyObject *price)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *removed;
+    const int found = PyDict_Pop(sizes, price, &removed);
+    if (found <= 0) {
+        return found;
+    }
+#else
+    PyObject *removed = _PyDict_Pop(sizes, price, Py_None);
+    if (removed == NULL) {
+        return -1;
+    }
+#endif
+    const int was_set = removed != Py_None;
+    Py_DECREF(removed);
+    return was_set;
+}
+
+static int
+apply_level(PyObject *sizes, PyObject *window, Edge *edge, PyObject *price, PyObject *size, int negate)
+{
+    Key key;
+    int status = -1;
+    if (key_init(&key, price, negate) < 0) {
+        return -1;
+    }
+    const int nonzero = PyObject_IsTrue(size);
+    if (nonzero < 0) {
+        goto done;
+    }
+    const int below = below_edge(&key, edge, price, negate);
+    if (below < 0) {
+        goto done;
+    }
+    if (below) {
+        status = nonzero ? PyDict_SetItem(sizes, price, size) : (dict_discard(sizes, price) < 0 ? -1 : 0);
+        goto done;
+    }
+    if (nonzero) {
+        /* one lookup for a new level: setdefault inserts it (the dict grows) or finds it */
+        const Py_ssize_t before = PyDict_GET_SIZE(sizes);
+        if (PyDict_SetDefault(sizes, price, size) == NULL) {
+            goto done;
+        }
+        if (PyDict_GET_SIZE(sizes) == before) {
+            status = PyDict_SetItem(sizes, price, size);
+            goto done;
+        }
+        const Py_ssize_t at = bisect(window, &key, price, negate, 1);
+        PyObject *object = at < 0 ? NULL : key_object(&key, price, negate);
+        if (object == NULL || PyList_Insert(window, at, object) < 0) {
+            goto done;
+        }
+        status = 0;
+        goto done;
+    }
+    const int removed = dict_discard(sizes, price);
+    if (removed <= 0) {
+        status = removed;
+        goto done;
+    }
+    const Py_ssize_t at = bisect(window, &key, price, negate, 0);
+    if (at < 0) {
+        goto done;
+    }
+    if (at >= PyList_GET_SIZE(window)) {
+        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+        goto done;
+    }
+    status = PyList_SetSlice(window, at, at + 1, NULL);
+done:
+    Py_XDECREF(key.object);
+    return status;
+}
+
+static PyObject *
+apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "apply_side(sizes, window, edge, levels, negate, window_min, window_max)");
+        return NULL;
+    }
+    PyObject *sizes = args[0];
+    PyObject *window = args[1];
+    if (!PyDict_CheckExact(sizes) || !PyList_CheckExact(window)) {
+        PyErr_SetString(PyExc_TypeError, "sizes must be a dict and window a list");
+        return NULL;
+    }
+    Edge edge;
+    if (edge_init(&edge, args[2]) < 0) {
+        return NULL;
+    }
+    const int negate = PyObject_IsTrue(args[4]);
+    if (negate < 0) {
+        return NULL;
+    }
+    const Py_ssize_t window_min = PyLong_AsSsize_t(args[5]);
+    const Py_ssize_t window_max = PyLong_AsSsize_t(args[6]);
+    if ((window_min == -1 || window_max == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *levels = PySequence_Fast(args[3], "levels must be a sequence");
+    if (levels == NULL) {
+        return NULL;
+    }
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(levels);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *price;
+        PyObject *size;
+        if (unpack_pair(PySequence_Fast_GET_ITEM(levels, index), &price, &size) < 0 ||
+            apply_level(sizes, window, &edge, price, size, negate) < 0) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+    }
+    Py_DECREF(levels);
+    const Py_ssize_t length = PyList_GET_SIZE(window);
+    if ((length < window_min && PyDict_GET_SIZE(sizes) > length) || length > window_max) {
+        Py_RETURN_FALSE; /* the caller refills or trims the window */
+    }
+    if (length == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *best_key = PyList_GET_ITEM(window, length - 1);
+    PyObject *best = negate ? PyNumber_Negative(best_key) : Py_NewRef(best_key);
+    if (best == NULL) {
+        return NULL;
+    }
+    PyObject *best_size = PyDict_GetItemWithError(sizes, best);
+    if (best_size == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetObject(PyExc_KeyError, best);
+        }
+        Py_DECREF(best);
+        return NULL;
+    }
+    PyObject *level = PyTuple_New(2);
+    if (level == NULL) {
+        Py_DECREF(best);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(level, 0, best);
+    PyTuple_SET_ITEM(level, 1, Py_NewRef(best_size));
+    return level;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* top_keys: the window refill (the ``count`` best keys of a side, ascending)              */
+
+typedef struct {
+    long long value; /* the key: price, or -price for asks */
+    PyObject *price; /* borrowed from the dict */
+} Entry;
+
+static void
+sift_down(Entry *heap, Py_ssize_t length, Py_ssize_t at)
+{
+    for (;;) {
+        Py_ssize_t smallest = at;
+        const Py_ssize_t left = 2 * at + 1;
+        const Py_ssize_t right = left + 1;
+        if (left < length && heap[left].value < heap[smallest].value) {
+            smallest = left;
+        }
+        if (right < length && heap[right].value < heap[smallest].value) {
+            smallest = right;
+        }
+        if (smallest == at) {
+            return;
+        }
+        const Entry swap = heap[at];
+        heap[at] = heap[smallest];
+        heap[smallest] = swap;
+        at = smallest;
+    }
+}
+
+static void
+sift_up(Entry *heap, Py_ssize_t at)
+{
+    while (at > 0) {
+        const Py_ssize_t parent = (at - 1) / 2;
+        if (heap[parent].value <= heap[at].value) {
+            return;
+        }
+        const Entry swap = heap[at];
+        heap[at] = heap[parent];
+        heap[parent] = swap;
+        at = parent;
+    }
+}
+
+static int
+compare_entries(const void *left, const void *right)
+{
+    const long long a = ((const Entry *)left)->value;
+    const long long b = ((const Entry *)right)->value;
+    return (a > b) - (a < b);
+}
+
+static PyObject *
+top_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "top_keys(sizes, count, negate)");
+        return NULL;
+    }
+    PyObject *sizes = args[0];
+    if (!PyDict_CheckExact(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "sizes must be a dict");
+        return NULL;
+    }
+    const Py_ssize_t count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const int negate = PyObject_IsTrue(args[2]);
+    if (negate < 0) {
+        return NULL;
+    }
+    const Py_ssize_t capacity = count < PyDict_GET_SIZE(sizes) ? count : PyDict_GET_SIZE(sizes);
+    if (capacity <= 0) {
+        return PyList_New(0);
+    }
+    Entry *heap = PyMem_Malloc((size_t)capacity * sizeof(Entry));
+    if (heap == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t length = 0;
+    Py_ssize_t position = 0;
+    PyObject *price;
+    PyObject *size;
+    while (PyDict_Next(sizes, &position, &price, &size)) {
+        long long value;
+        if (!as_int64(price, &value) || value == LLONG_MIN) {
+            PyMem_Free(heap);
+            Py_RETURN_NONE; /* not all int64: the caller's pure path handles any ints */
+        }
+        const Entry entry = {negate ? -value : value, price};
+        if (length < capacity) {
+            heap[length] = entry;
+            sift_up(heap, length++);
+        }
+        else if (entry.value > heap[0].value) {
+            heap[0] = entry;
+            sift_down(heap, length, 0);
+        }
+    }
+    qsort(heap, (size_t)length, sizeof(Entry), compare_entries);
+    PyObject *result = PyList_New(length);
+    if (result == NULL) {
+        PyMem_Free(heap);
+        return NULL;
+    }
+    for (Py_ssize_t index = 0; index < length; index++) {
+        PyObject *key = negate ? PyLong_FromLongLong(heap[index].value) : Py_NewRef(heap[index].price);
+        if (key == NULL) {
+            PyMem_Free(heap);
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, index, key);
+    }
+    PyMem_Free(heap);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------- */
+
+static PyMethodDef native_methods[] = {
+    {"convert_levels", (PyCFunction)(void (*)(void))convert_levels, METH_FASTCALL,
+     PyDoc_STR("convert_levels(price_grid, size_grid, raw) -> list[(price_steps, size_steps)]")},
+    {"convert_raw_levels", (PyCFunction)(void (*)(void))convert_raw_levels, METH_FASTCALL,
+     PyDoc_STR("convert_raw_levels(price_grid, size_grid, raw_json) -> levels, or None when the JSON\n"
+               "is not a plain array of [\"price\", \"size\"] string pairs (decode it with msgspec)")},
+    {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
+     PyDoc_STR("apply_side(sizes, window, edge, levels, negate, window_min, window_max)\n"
+               "-> best level, None (empty side) or False (the window needs a refill or trim)")},
+    {"top_keys", (PyCFunction)(void (*)(void))top_keys, METH_FASTCALL,
+     PyDoc_STR("top_keys(sizes, count, negate) -> the count largest keys (price, or -price when\n"
+               "negate) ascending; None when a price is not an int64 (use the pure path)")},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hftkit._native",
+    .m_doc = PyDoc_STR("C loops for depth levels; pure-Python twins live beside their callers."),
+    .m_size = -1,
+    .m_methods = native_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    if (PyType_Ready(&GridType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Grid", (PyObject *)&GridType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

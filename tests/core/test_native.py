@@ -1,0 +1,241 @@
+"""The C accelerator against its pure-Python twins: same results, same errors, same state."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hftkit.book import order_book
+from hftkit.book.order_book import OrderBook, _apply_side_python, _top_keys_python
+from hftkit.core.native import NATIVE
+from hftkit.core.types import Instrument
+from hftkit.venues.binance.parse import BinanceParser
+
+if NATIVE is None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("hftkit._native was not built: `pip install -e .` must compile it in CI", pytrace=False)
+    pytest.skip(
+        "hftkit._native is not built here (no C compiler?); the pure path is tested elsewhere",
+        allow_module_level=True,
+    )
+
+native = NATIVE
+
+# --------------------------------------------------------------------------------------
+# decimal text -> steps
+
+
+def _parser(tick: str, lot: str, pure: bool) -> BinanceParser:
+    parser = BinanceParser(
+        Instrument(venue="binance", symbol="X", base="", quote="", tick_size=tick, lot_size=lot)
+    )
+    if pure:
+        parser.levels = parser._levels_python
+    return parser
+
+
+def _outcome(parser: BinanceParser, raw: list[tuple[str, str]]) -> object:
+    try:
+        return parser.levels(raw)
+    except Exception as error:
+        return type(error)
+
+
+decimal_text = st.one_of(
+    st.from_regex(r"\A[0-9]{1,22}(\.[0-9]{1,22})?\Z", fullmatch=True),
+    st.from_regex(r"\A[-+]?[0-9]{0,5}\.?[0-9]{0,9}([eE][-+]?[0-9]{1,2})?\Z", fullmatch=True),
+    st.text(alphabet="0123456789.-+eE٣ x", max_size=12),
+    st.sampled_from(
+        [
+            "0",
+            "0.0",
+            "00.00000000",
+            "1.",
+            ".5",
+            "",
+            "NaN",
+            "1e3",
+            "61837.63000000",
+            "0.05",
+            "999999999999999999",
+            "9999999999999999999",
+            "0.000000000000000001",
+        ]
+    ),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    grids=st.sampled_from(
+        [
+            ("0.01", "0.00001"),
+            ("0.00000001", "0.00000001"),
+            ("0.5", "1"),
+            ("0.05", "0.001"),
+            ("1", "0.1"),
+            ("10", "0.000000000000000001"),
+        ]
+    ),
+    raw=st.lists(st.tuples(decimal_text, decimal_text), max_size=6),
+)
+def test_convert_levels_matches_the_pure_parser(grids: tuple[str, str], raw: list[tuple[str, str]]) -> None:
+    tick, lot = grids
+    assert _outcome(_parser(tick, lot, pure=False), raw) == _outcome(_parser(tick, lot, pure=True), raw)
+
+
+def test_convert_levels_fast_path_values() -> None:
+    parser = _parser("0.01", "0.00001", pure=False)
+    assert parser.levels([("61837.63000000", "1.50000000"), ("0.01", "0"), ("7", "0.00001")]) == [
+        (6183763, 150000),
+        (1, 0),
+        (700, 1),
+    ]
+    # a value the fast path leaves alone still converts exactly through the cache
+    assert parser.levels([("6.18e4", "1")]) == [(6180000, 100000)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ([("0.00", "1")], "InvalidLevelError"),  # price must be >= one tick
+        ([("61837.635", "1")], "OffGridError"),  # finer than the tick
+        ([("1", "-1")], "InvalidLevelError"),  # negative size
+        ([("abc", "1")], "InvalidDecimalError"),
+        ([("1", "2", "3")], "ValueError"),
+    ],
+)
+def test_convert_levels_rejects_like_the_pure_parser(raw: list[tuple[str, ...]], error: str) -> None:
+    for pure in (False, True):
+        with pytest.raises(Exception) as caught:
+            _parser("0.01", "0.00001", pure).levels(raw)  # type: ignore[arg-type]
+        assert type(caught.value).__name__ == error
+
+
+def test_grid_argument_checks() -> None:
+    with pytest.raises(ValueError):
+        native.Grid(-1, 1, 0, str)
+    with pytest.raises(ValueError):
+        native.Grid(2, 0, 0, str)
+    with pytest.raises(TypeError):
+        native.Grid(2, 1, 0, "not callable")
+    with pytest.raises(TypeError):
+        native.convert_levels(object(), object(), [])
+    grid = native.Grid(2, 1, 1, lambda text: -7)
+    assert grid("1.23") == 123
+    assert grid("0.00") == -7  # below the minimum: the slow callable decides
+
+
+# --------------------------------------------------------------------------------------
+# book side apply and window refill
+
+EVERYTHING = order_book._EVERYTHING
+
+
+def _side_state() -> tuple[dict[int, int], list[int]]:
+    return {}, []
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    negate=st.booleans(),
+    edge_choice=st.sampled_from(["everything", "value", "huge"]),
+    edge_value=st.integers(-50, 50),
+    start=st.lists(st.integers(1, 60), max_size=30, unique=True),
+    levels=st.lists(
+        st.tuples(
+            st.one_of(st.integers(1, 60), st.integers(2**62, 2**62 + 3), st.integers(2**70, 2**70 + 2)),
+            st.one_of(st.just(0), st.integers(1, 5), st.integers(2**64, 2**64 + 1)),
+        ),
+        max_size=40,
+    ),
+    window_bounds=st.sampled_from([(0, 10**9), (2, 6), (8, 256)]),
+)
+def test_apply_side_matches_the_pure_twin(
+    negate: bool,
+    edge_choice: str,
+    edge_value: int,
+    start: list[int],
+    levels: list[tuple[int, int]],
+    window_bounds: tuple[int, int],
+) -> None:
+    edge = {"everything": EVERYTHING, "value": edge_value, "huge": 2**300}[edge_choice]
+    key = (lambda price: -price) if negate else (lambda price: price)
+    sizes = {price: 1 for price in start}
+    window = sorted(key(price) for price in start if key(price) >= edge)
+    results = []
+    states = []
+    for apply in (native.apply_side, _apply_side_python):
+        side_sizes = dict(sizes)
+        side_window = list(window)
+        try:
+            outcome: object = apply(side_sizes, side_window, edge, levels, negate, *window_bounds)
+        except Exception as error:
+            outcome = type(error)
+        results.append(outcome)
+        states.append((side_sizes, side_window))
+    assert results[0] == results[1]
+    assert states[0] == states[1]
+
+
+def test_apply_side_argument_checks() -> None:
+    with pytest.raises(TypeError):
+        native.apply_side([], [], 0, [], False, 0, 1)
+    with pytest.raises(ValueError):
+        native.apply_side({}, [], 0, [(1, 2, 3)], False, 0, 1)
+    with pytest.raises(TypeError):
+        native.apply_side({}, [], 0, 5, False, 0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prices=st.lists(st.integers(-(2**63) + 1, 2**63 - 1), max_size=80, unique=True),
+    count=st.integers(0, 90),
+    negate=st.booleans(),
+)
+def test_top_keys_matches_the_pure_twin(prices: list[int], count: int, negate: bool) -> None:
+    sizes = dict.fromkeys(prices, 1)
+    assert native.top_keys(sizes, count, negate) == _top_keys_python(sizes, count, negate)
+
+
+def test_top_keys_defers_non_int64_keys_to_the_pure_path() -> None:
+    assert native.top_keys({2**70: 1, 5: 1}, 1, False) is None
+    assert order_book._top_keys({2**70: 1, 5: 1}, 1, False) == [2**70]
+
+
+def test_books_agree_on_a_random_churning_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of inserts/deletes around a moving mid: window trims and refills on both paths."""
+    generator = random.Random(7)
+    stream = []
+    live_bids: set[int] = set()
+    live_asks: set[int] = set()
+    mid = 100_000
+    for step in range(3_000):
+        # a random walk with a jump now and then that sweeps through the top of one side
+        mid += generator.choice((-150, 150)) if step % 250 == 249 else generator.randint(-3, 3)
+        bids = [(price, 0) for price in live_bids if price >= mid]
+        asks = [(price, 0) for price in live_asks if price <= mid]
+        bids += [(mid - generator.randint(1, 400), generator.choice((0, 0, 1, 2, 50))) for _ in range(12)]
+        asks += [(mid + generator.randint(1, 400), generator.choice((0, 0, 1, 2, 50))) for _ in range(12)]
+        for levels, live in ((bids, live_bids), (asks, live_asks)):
+            for price, size in levels:
+                (live.add if size else live.discard)(price)
+        stream.append((bids, asks))
+    native_book = OrderBook()
+    tops = []
+    for bids, asks in stream:
+        native_book.apply_delta(bids, asks)
+        tops.append((native_book.best_bid(), native_book.best_ask()))
+    monkeypatch.setattr(order_book, "_apply_side", _apply_side_python)
+    monkeypatch.setattr(order_book, "NATIVE", None)
+    pure_book = OrderBook()
+    for (bids, asks), top in zip(stream, tops, strict=True):
+        pure_book.apply_delta(bids, asks)
+        assert (pure_book.best_bid(), pure_book.best_ask()) == top
+    assert native_book.bids() == pure_book.bids()
+    assert native_book.asks() == pure_book.asks()
+    assert native_book.window_refills == pure_book.window_refills > 0
