@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -239,3 +240,71 @@ def test_books_agree_on_a_random_churning_stream(monkeypatch: pytest.MonkeyPatch
     assert native_book.bids() == pure_book.bids()
     assert native_book.asks() == pure_book.asks()
     assert native_book.window_refills == pure_book.window_refills > 0
+
+
+# --------------------------------------------------------------------------------------
+# raw JSON level arrays -> levels
+
+_level_decoder = msgspec.json.Decoder(list[tuple[str, str]])
+
+json_piece = st.sampled_from([" ", "\n", "", "", "", "\t"])
+
+
+@st.composite
+def raw_level_arrays(draw: st.DrawFn) -> bytes:
+    """JSON arrays of levels: mostly plain string pairs, sometimes anything msgspec must judge."""
+    levels = draw(st.lists(st.tuples(decimal_text, decimal_text), max_size=5))
+    parts = []
+    for price, size in levels:
+        shape = draw(st.sampled_from(["pair"] * 6 + ["number", "triple", "escaped", "single", "unicode"]))
+        gap = draw(json_piece)
+        if shape == "pair":
+            parts.append(f'[{gap}"{price}"{gap},{draw(json_piece)}"{size}"]')
+        elif shape == "number":
+            parts.append(f'["{price}", 1.5]')
+        elif shape == "triple":
+            parts.append(f'["{price}","{size}","0"]')
+        elif shape == "escaped":
+            parts.append(f'["\\u0031{price}","{size}"]')
+        elif shape == "single":
+            parts.append(f'["{price}"]')
+        else:
+            parts.append(f'["{price}","{size}\u00e9"]')
+    text = draw(json_piece) + "[" + ",".join(parts) + "]" + draw(json_piece)
+    if draw(st.integers(0, 15)) == 0:
+        text = text[: draw(st.integers(0, len(text)))]  # truncated or otherwise broken JSON
+    return text.encode()
+
+
+def _raw_outcome(convert: object, raw: bytes) -> object:
+    try:
+        return convert(msgspec.Raw(raw))  # type: ignore[operator]
+    except Exception as error:
+        return type(error)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    grids=st.sampled_from([("0.01", "0.00001"), ("0.00000001", "0.00000001"), ("0.05", "0.001")]),
+    raw=raw_level_arrays(),
+)
+def test_raw_levels_match_decoding_then_converting(grids: tuple[str, str], raw: bytes) -> None:
+    tick, lot = grids
+    parser = _parser(tick, lot, pure=False)
+    reference = _parser(tick, lot, pure=True)
+    expected = _raw_outcome(lambda data: reference.levels(_level_decoder.decode(data)), raw)
+    assert _raw_outcome(parser.raw_levels, raw) == expected
+    if native.convert_raw_levels(native.Grid(2, 1, 1, str), native.Grid(5, 1, 0, str), raw) is not None:
+        _level_decoder.decode(raw)  # the C scanner accepts only what msgspec accepts too
+
+
+def test_raw_levels_on_recorded_frames_equal_the_typed_path() -> None:
+    from hftkit.bench.book import load_recording
+
+    for market in ("spot", "usdm"):
+        recording = load_recording(market, "btcusdt_20240808.gz", limit=300)
+        parser = recording.parser
+        for frame, update in zip(recording.frames, recording.raw_diffs, strict=True):
+            delta = parser.depth_frame(frame)
+            assert (delta.bids, delta.asks) == (parser.levels(update.bids), parser.levels(update.asks))
+            assert delta.last_update_id == update.last_update_id

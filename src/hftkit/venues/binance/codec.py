@@ -44,6 +44,40 @@ class DepthUpdate(
     previous_update_id: int = -1
 
 
+class RawDepthUpdate(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "event_type": "e",
+        "event_time": "E",
+        "transaction_time": "T",
+        "symbol": "s",
+        "first_update_id": "U",
+        "last_update_id": "u",
+        "previous_update_id": "pu",
+        "bids": "b",
+        "asks": "a",
+    },
+):
+    """``depthUpdate`` with its level arrays left as raw JSON, for the stream hot path.
+
+    Building two Python strings per level only to convert them to integers is half the cost
+    of a depth message; ``BinanceParser.raw_depth_update`` converts the raw arrays directly
+    (and decodes them as ``list[PriceLevel]``, with msgspec's validation, when they are not
+    plain string pairs).
+    """
+
+    event_time: int
+    symbol: str
+    first_update_id: int
+    last_update_id: int
+    bids: msgspec.Raw
+    asks: msgspec.Raw
+    event_type: str = "depthUpdate"
+    transaction_time: int = 0
+    previous_update_id: int = -1
+
+
 class DepthSnapshot(
     msgspec.Struct,
     frozen=True,

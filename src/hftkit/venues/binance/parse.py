@@ -7,12 +7,19 @@ value. A miss takes a fast path for the venue's fixed-width decimals (``"0.01230
 a 0.00000001 grid is ``int("001230000")``) and the exact general parser otherwise. The
 grids reject negative sizes and non-positive prices on the miss path, so a malformed value
 raises a classified ``InvalidLevelError`` instead of entering a book.
+
+With the C accelerator built (``hftkit.core.native``), plain on-grid decimals convert in C
+and only the rest reaches the cache; on the stream hot path (``depth_frame``,
+``RawDepthUpdate``) the level arrays are converted straight from the raw JSON bytes, so no
+Python string is built per price or size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
+
+import msgspec
 
 from hftkit.core.errors import HftkitError
 from hftkit.core.native import NATIVE
@@ -21,13 +28,18 @@ from hftkit.core.types import BookDelta, BookTicker, ContractKind, Instrument, S
 from hftkit.venues.binance.codec import (
     AggregateTradeEvent,
     BookTickerEvent,
+    CombinedStreamMessage,
     DepthSnapshot,
     DepthUpdate,
     PriceLevel,
+    RawDepthUpdate,
     TradeEvent,
 )
 
 VENUE = "binance"
+
+_LEVELS = msgspec.json.Decoder(list[PriceLevel])
+_DEPTH_FRAME = msgspec.json.Decoder(CombinedStreamMessage[RawDepthUpdate])
 
 Level = tuple[int, int]
 
@@ -72,7 +84,7 @@ class _BoundedGrid(DecimalGrid):
 class BinanceParser:
     """Per-instrument converter of Binance payloads to ticks/lots and core events."""
 
-    __slots__ = ("instrument", "levels", "price", "size", "venue")
+    __slots__ = ("_native_raw", "instrument", "levels", "price", "size", "venue")
 
     def __init__(self, instrument: Instrument, cache_capacity: int = 65_536) -> None:
         self.instrument = instrument
@@ -89,8 +101,12 @@ class BinanceParser:
             self.levels: Callable[[Iterable[PriceLevel]], list[Level]] = partial(
                 NATIVE.convert_levels, native_price, native_size
             )
+            self._native_raw: Callable[[msgspec.Raw], list[Level] | None] | None = partial(
+                NATIVE.convert_raw_levels, native_price, native_size
+            )
         else:
             self.levels = self._levels_python
+            self._native_raw = None
 
     def _levels_python(self, raw: Iterable[PriceLevel]) -> list[Level]:
         """``[["61837.63", "1.5"], ...]`` -> ``[(6183763, 150000), ...]``."""
@@ -106,18 +122,35 @@ class BinanceParser:
             for p, q in raw
         ]
 
-    def depth_update(self, update: DepthUpdate, receive_ns: int = 0) -> BookDelta:
+    def raw_levels(self, raw: msgspec.Raw) -> list[Level]:
+        """Levels straight from a raw JSON ``[["price", "size"], ...]`` array.
+
+        Anything but plain string pairs is decoded by msgspec (whose ValidationError names
+        the problem) and converted like ``levels``; the result is the same either way.
+        """
+        if self._native_raw is not None:
+            levels = self._native_raw(raw)
+            if levels is not None:
+                return levels
+        return self.levels(_LEVELS.decode(raw))
+
+    def depth_update(self, update: DepthUpdate | RawDepthUpdate, receive_ns: int = 0) -> BookDelta:
+        convert = self.raw_levels if isinstance(update, RawDepthUpdate) else self.levels
         return BookDelta(
             venue=self.venue,
             symbol=update.symbol,
-            bids=self.levels(update.bids),
-            asks=self.levels(update.asks),
+            bids=convert(update.bids),  # type: ignore[arg-type]
+            asks=convert(update.asks),  # type: ignore[arg-type]
             first_update_id=update.first_update_id,
             last_update_id=update.last_update_id,
             previous_update_id=update.previous_update_id,
             event_time_ms=update.event_time,
             receive_ns=receive_ns,
         )
+
+    def depth_frame(self, frame: bytes, receive_ns: int = 0) -> BookDelta:
+        """A combined-stream ``depthUpdate`` frame -> BookDelta (the stream hot path)."""
+        return self.depth_update(_DEPTH_FRAME.decode(frame).data, receive_ns)
 
     def depth_snapshot(self, snapshot: DepthSnapshot, receive_ns: int = 0) -> BookDelta:
         return BookDelta(

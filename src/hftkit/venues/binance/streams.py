@@ -45,7 +45,7 @@ from hftkit.venues.binance.rest import BinanceRestClient
 log = logging.getLogger(__name__)
 
 _envelope = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
-_depth = msgspec.json.Decoder(codec.DepthUpdate)
+_depth = msgspec.json.Decoder(codec.RawDepthUpdate)
 _trade = msgspec.json.Decoder(codec.TradeEvent)
 _aggregate_trade = msgspec.json.Decoder(codec.AggregateTradeEvent)
 _book_ticker = msgspec.json.Decoder(codec.BookTickerEvent)
@@ -344,7 +344,7 @@ class MarketStreamSession:
         except (HftkitError, ValueError):
             self._count("invalid_value")
 
-    def _on_depth(self, state: _SymbolBook, update: codec.DepthUpdate, receive_ns: int) -> None:
+    def _on_depth(self, state: _SymbolBook, update: codec.RawDepthUpdate, receive_ns: int) -> None:
         delta = state.parser.depth_update(update, receive_ns)
         sync = state.sync
         was_synced = sync.is_synced
