@@ -203,7 +203,11 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
     from importlib import metadata
 
     names = ["hftkit", "msgspec", "orjson", "numpy", "uvloop", "picows", "aiohttp", *extra]
+    from hftkit.core.native import NATIVE
+
     found = {"python": sys.version.split()[0], "machine": f"{platform.machine()} {platform.system()}"}
+    # which hot-path loops ran: the C accelerator or their pure-Python twins
+    found["hftkit loops"] = "native (C)" if NATIVE is not None else "pure Python"
     for name in names:
         try:
             found[name] = metadata.version(name)

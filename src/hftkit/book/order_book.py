@@ -13,6 +13,10 @@ inside it pays a ``bisect`` plus a small list insert/delete. The window is kept 
 the dict (``heapq.nlargest``, O(n)) when the market eats through it. Cost per update
 therefore does not grow with the depth of the book.
 
+The per-level loop (``_apply_side``) and the refill's top-k scan run in C when
+``hftkit._native`` is built, over these same dict and list objects; ``_apply_side_python``
+and ``_top_keys_python`` are their pure twins and the reference the tests hold C to.
+
 Our own resting orders live in an overlay beside the public levels, so a quoting strategy
 can look at the book without itself (``best_bid_excluding_own``) without copying it.
 """
