@@ -942,6 +942,292 @@ top_keys(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Credits: the token bucket's balance in exact int64 credits (see token_bucket.py)         */
+
+typedef struct {
+    PyObject_HEAD
+    long long credits;     /* may go negative while async waiters hold reservations */
+    long long last_ns;
+    long long max_credits; /* capacity * unit */
+    long long rate;        /* credits added per nanosecond */
+    long long unit;        /* credits per token */
+    long long capacity;
+    long long rejected;
+    PyObject *now;   /* callable() -> monotonic ns */
+    PyObject *check; /* callable(n): raises for a count that can never be admitted */
+    PyObject *big;   /* the balance as a Python int while it lies below int64 (else NULL) */
+} CreditsObject;
+
+/* Store an exact balance: int64 when it fits, else a Python int (queued reservations can
+   drive it that far below zero on a bucket whose capacity is near int64). Steals ``value``. */
+static int
+credits_store(CreditsObject *self, PyObject *value)
+{
+    int overflow;
+    const long long credits = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (credits == -1 && PyErr_Occurred()) {
+        Py_DECREF(value);
+        return -1;
+    }
+    if (overflow) {
+        Py_XSETREF(self->big, value);
+        return 0;
+    }
+    Py_CLEAR(self->big);
+    Py_DECREF(value);
+    self->credits = credits;
+    return 0;
+}
+
+/* The refill in Python ints: the balance is below int64 or would leave it. */
+static int
+credits_refill_big(CreditsObject *self, long long elapsed)
+{
+    PyObject *current = self->big ? Py_NewRef(self->big) : PyLong_FromLongLong(self->credits);
+    PyObject *elapsed_object = PyLong_FromLongLong(elapsed);
+    PyObject *rate = PyLong_FromLongLong(self->rate);
+    PyObject *maximum = PyLong_FromLongLong(self->max_credits);
+    PyObject *added = NULL;
+    PyObject *total = NULL;
+    int status = -1;
+    if (current == NULL || elapsed_object == NULL || rate == NULL || maximum == NULL) {
+        goto done;
+    }
+    added = PyNumber_Multiply(elapsed_object, rate);
+    total = added == NULL ? NULL : PyNumber_Add(current, added);
+    if (total == NULL) {
+        goto done;
+    }
+    const int above = PyObject_RichCompareBool(total, maximum, Py_GT);
+    if (above < 0) {
+        goto done;
+    }
+    status = credits_store(self, above ? Py_NewRef(maximum) : Py_NewRef(total));
+done:
+    Py_XDECREF(current);
+    Py_XDECREF(elapsed_object);
+    Py_XDECREF(rate);
+    Py_XDECREF(maximum);
+    Py_XDECREF(added);
+    Py_XDECREF(total);
+    return status;
+}
+
+/* Bring the balance up to date; 0 on success, -1 with an exception. */
+static int
+credits_refill(CreditsObject *self)
+{
+    PyObject *now_object = PyObject_CallNoArgs(self->now);
+    if (now_object == NULL) {
+        return -1;
+    }
+    const long long now = PyLong_AsLongLong(now_object);
+    Py_DECREF(now_object);
+    if (now == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    const long long elapsed = now - self->last_ns;
+    self->last_ns = now;
+    if (self->big != NULL) {
+        return credits_refill_big(self, elapsed);
+    }
+    if (elapsed >= 0) {
+        if (self->credits >= self->max_credits) {
+            self->credits = self->max_credits;
+            return 0;
+        }
+        /* credits + elapsed * rate, capped at max_credits; room < 2**64 even when reservations
+           have driven the balance far below zero, so the unsigned arithmetic is exact */
+        const unsigned long long room = (unsigned long long)self->max_credits - (unsigned long long)self->credits;
+        const unsigned long long rate = (unsigned long long)self->rate;
+        if ((unsigned long long)elapsed >= (room - 1) / rate + 1) {
+            self->credits = self->max_credits;
+        }
+        else {
+            self->credits = (long long)((unsigned long long)self->credits + (unsigned long long)elapsed * rate);
+        }
+        return 0;
+    }
+    /* a clock that stepped back (a simulated one can): the balance drops, as in Python */
+    const unsigned long long back = (unsigned long long)(-(elapsed + 1)) + 1;
+    const unsigned long long above_floor = (unsigned long long)self->credits - (unsigned long long)LLONG_MIN;
+    if (back > above_floor / (unsigned long long)self->rate) {
+        return credits_refill_big(self, elapsed);
+    }
+    self->credits = (long long)((unsigned long long)self->credits - back * (unsigned long long)self->rate);
+    return 0;
+}
+
+static PyObject *
+Credits_take(CreditsObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long count = 1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "take(n=1)");
+        return NULL;
+    }
+    if (credits_refill(self) < 0) {
+        return NULL;
+    }
+    if (nargs == 1) {
+        int overflow = 0;
+        count = PyLong_CheckExact(args[0]) ? PyLong_AsLongLongAndOverflow(args[0], &overflow) : 0;
+        if (count == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow || count < 1 || count > self->capacity) {
+            /* not a count this bucket can ever admit: the Python check raises the right error */
+            PyObject *raised = PyObject_CallOneArg(self->check, args[0]);
+            if (raised == NULL) {
+                return NULL;
+            }
+            Py_DECREF(raised);
+            self->rejected++;
+            Py_RETURN_FALSE;
+        }
+    }
+    const long long need = count * self->unit; /* <= max_credits: no overflow */
+    if (self->big == NULL && need <= self->credits) {
+        self->credits -= need;
+        Py_RETURN_TRUE;
+    }
+    self->rejected++;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+Credits_refill(CreditsObject *self, PyObject *unused)
+{
+    if (credits_refill(self) < 0) {
+        return NULL;
+    }
+    return self->big ? Py_NewRef(self->big) : PyLong_FromLongLong(self->credits);
+}
+
+static int
+Credits_init(CreditsObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"credits", "max_credits", "rate", "unit", "capacity", "now", "check", NULL};
+    PyObject *now;
+    PyObject *check;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "LLLLLOO:Credits", keywords, &self->credits,
+                                     &self->max_credits, &self->rate, &self->unit, &self->capacity, &now,
+                                     &check)) {
+        return -1;
+    }
+    if (self->rate <= 0 || self->unit <= 0 || self->capacity <= 0 || self->max_credits <= 0 ||
+        self->credits > self->max_credits || self->max_credits / self->unit < self->capacity) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent token bucket parameters");
+        return -1;
+    }
+    if (!PyCallable_Check(now) || !PyCallable_Check(check)) {
+        PyErr_SetString(PyExc_TypeError, "now and check must be callable");
+        return -1;
+    }
+    Py_XSETREF(self->now, Py_NewRef(now));
+    Py_XSETREF(self->check, Py_NewRef(check));
+    PyObject *start = PyObject_CallNoArgs(now);
+    if (start == NULL) {
+        return -1;
+    }
+    self->last_ns = PyLong_AsLongLong(start);
+    Py_DECREF(start);
+    self->rejected = 0;
+    Py_CLEAR(self->big);
+    return (self->last_ns == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *
+Credits_get_credits(CreditsObject *self, void *closure)
+{
+    return self->big ? Py_NewRef(self->big) : PyLong_FromLongLong(self->credits);
+}
+
+static int
+Credits_set_credits(CreditsObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL || !PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "credits must be an int");
+        return -1;
+    }
+    return credits_store(self, Py_NewRef(value));
+}
+
+static PyObject *
+Credits_get_rejected(CreditsObject *self, void *closure)
+{
+    return PyLong_FromLongLong(self->rejected);
+}
+
+static int
+Credits_traverse(CreditsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->now);
+    Py_VISIT(self->check);
+    Py_VISIT(self->big);
+    return 0;
+}
+
+static int
+Credits_clear(CreditsObject *self)
+{
+    Py_CLEAR(self->now);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->big);
+    return 0;
+}
+
+static void
+Credits_dealloc(CreditsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Credits_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Credits_methods[] = {
+    {"take", (PyCFunction)(void (*)(void))Credits_take, METH_FASTCALL,
+     PyDoc_STR("take(n=1) -> bool: refill, then take n tokens if they are there")},
+    {"refill", (PyCFunction)Credits_refill, METH_NOARGS, PyDoc_STR("refill() -> credits now")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+Credits_get_last_ns(CreditsObject *self, void *closure)
+{
+    return PyLong_FromLongLong(self->last_ns);
+}
+
+static PyObject *
+Credits_get_now(CreditsObject *self, void *closure)
+{
+    return Py_NewRef(self->now);
+}
+
+static PyGetSetDef Credits_getset[] = {
+    {"last_ns", (getter)Credits_get_last_ns, NULL, "clock reading of the last refill", NULL},
+    {"now", (getter)Credits_get_now, NULL, "the clock", NULL},
+    {"credits", (getter)Credits_get_credits, (setter)Credits_set_credits, "the balance in credits", NULL},
+    {"rejected", (getter)Credits_get_rejected, NULL, "refused take() calls", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject CreditsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hftkit._native.Credits",
+    .tp_doc = PyDoc_STR("Credits(credits, max_credits, rate, unit, capacity, now, check): a token\n"
+                        "bucket's exact balance (int64, or a Python int while far below zero)."),
+    .tp_basicsize = sizeof(CreditsObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Credits_init,
+    .tp_traverse = (traverseproc)Credits_traverse,
+    .tp_clear = (inquiry)Credits_clear,
+    .tp_dealloc = (destructor)Credits_dealloc,
+    .tp_methods = Credits_methods,
+    .tp_getset = Credits_getset,
+};
+
+/* ------------------------------------------------------------------------------------- */
 
 static PyMethodDef native_methods[] = {
     {"convert_levels", (PyCFunction)(void (*)(void))convert_levels, METH_FASTCALL,
@@ -969,14 +1255,15 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    if (PyType_Ready(&GridType) < 0) {
+    if (PyType_Ready(&GridType) < 0 || PyType_Ready(&CreditsType) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(module, "Grid", (PyObject *)&GridType) < 0) {
+    if (PyModule_AddObjectRef(module, "Grid", (PyObject *)&GridType) < 0 ||
+        PyModule_AddObjectRef(module, "Credits", (PyObject *)&CreditsType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

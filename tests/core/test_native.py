@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from functools import partial
 
 import msgspec
 import pytest
@@ -308,3 +309,107 @@ def test_raw_levels_on_recorded_frames_equal_the_typed_path() -> None:
             delta = parser.depth_frame(frame)
             assert (delta.bids, delta.asks) == (parser.levels(update.bids), parser.levels(update.asks))
             assert delta.last_update_id == update.last_update_id
+
+
+# --------------------------------------------------------------------------------------
+# token bucket balance
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.ns = 1_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    capacity=st.integers(1, 50),
+    numerator=st.integers(1, 10**6),
+    denominator=st.integers(1, 1000),
+    start=st.integers(0, 50),
+    steps=st.lists(
+        st.tuples(
+            st.integers(-2_000, 10**10),  # clock step (a simulated clock may step back)
+            st.sampled_from(["take", "refill", "reserve"]),
+            st.one_of(st.integers(-1, 60), st.just(True), st.just(2.0)),
+        ),
+        max_size=40,
+    ),
+)
+def test_credits_match_the_pure_twin(
+    capacity: int, numerator: int, denominator: int, start: int, steps: list[tuple[int, str, object]]
+) -> None:
+    from hftkit.resilience.token_bucket import _check_count, _Credits
+
+    unit = denominator * 1_000_000_000
+    balances = []
+    clocks = []
+    for kind in (native.Credits, _Credits):
+        clock = _Clock()
+        clocks.append(clock)
+        check = partial(_check_count, capacity)
+        balances.append(
+            kind(min(start, capacity) * unit, capacity * unit, numerator, unit, capacity, clock, check)
+        )
+    for step, operation, n in steps:
+        outcomes = []
+        for clock, balance in zip(clocks, balances, strict=True):
+            clock.ns += step
+            try:
+                if operation == "take":
+                    outcome: object = balance.take(n)
+                elif operation == "refill":
+                    outcome = balance.refill()
+                else:  # an async waiter's reservation: the balance may go negative
+                    balance.credits = balance.refill() - unit
+                    outcome = balance.credits
+            except Exception as error:
+                outcome = type(error)
+            outcomes.append((outcome, balance.credits, balance.rejected))
+        assert outcomes[0] == outcomes[1]
+
+
+def test_token_bucket_uses_the_native_balance_and_counts_refusals() -> None:
+    from hftkit.core.clock import SimulatedClock
+    from hftkit.resilience import TokenBucket
+
+    clock = SimulatedClock()
+    bucket = TokenBucket(10, 2, clock)
+    assert type(bucket._core) is native.Credits
+    assert bucket.try_acquire() and bucket.try_acquire(1) and not bucket.try_acquire()
+    assert bucket.rejected == 1
+    clock.advance(100_000_000)
+    assert bucket.try_acquire()
+    with pytest.raises(ValueError):
+        bucket.try_acquire(0)
+    # a balance that could leave int64 keeps exact Python integers
+    assert type(TokenBucket(1e6, 10**12, clock)._core) is not native.Credits
+
+
+def test_credits_stay_exact_when_reservations_leave_int64() -> None:
+    from hftkit.resilience.token_bucket import _check_count, _Credits
+
+    unit = 10**9
+    capacity = 4 * 10**9  # max credits 4e18: three full reservations leave int64
+    balances = []
+    clocks = []
+    for kind in (native.Credits, _Credits):
+        clock = _Clock()
+        clocks.append(clock)
+        balances.append(
+            kind(0, capacity * unit, 10**9, unit, capacity, clock, partial(_check_count, capacity))
+        )
+    lowest = 0
+    for step in [0, 0, 0, 5, 10**9, 10**10, 10**10, -(10**9), 3 * 10**10, 10**11]:
+        seen = []
+        for clock, balance in zip(clocks, balances, strict=True):
+            clock.ns += step
+            if step == 0:
+                balance.credits = balance.refill() - capacity * unit
+            seen.append((balance.take(1), balance.refill(), balance.credits, balance.rejected))
+            lowest = min(lowest, balance.credits)
+        assert seen[0] == seen[1]
+    assert lowest < -(2**63)  # the balance did leave int64
+    assert balances[0].credits == capacity * unit - unit  # back in int64 after the last take

@@ -15,28 +15,101 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
+from functools import partial
 
 from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.native import NATIVE
 from hftkit.resilience.errors import CapacityExceededError
 
 _NS_PER_SECOND = 1_000_000_000
 _MAX_RATE_DENOMINATOR = 1_000_000
 
 
+class _Credits:
+    """The bucket's balance in exact credits: the pure twin of ``hftkit._native.Credits``."""
+
+    __slots__ = ("capacity", "check", "credits", "last_ns", "max_credits", "now", "rate", "rejected", "unit")
+
+    def __init__(
+        self,
+        credits: int,
+        max_credits: int,
+        rate: int,
+        unit: int,
+        capacity: int,
+        now: Callable[[], int],
+        check: Callable[[int], None],
+    ) -> None:
+        self.credits = credits
+        self.max_credits = max_credits
+        self.rate = rate
+        self.unit = unit
+        self.capacity = capacity
+        self.now = now
+        self.check = check
+        self.last_ns = now()
+        self.rejected = 0
+
+    def refill(self) -> int:
+        now = self.now()
+        credits = self.credits + (now - self.last_ns) * self.rate
+        if credits > self.max_credits:
+            credits = self.max_credits
+        self.credits = credits
+        self.last_ns = now
+        return credits
+
+    def take(self, n: int = 1) -> bool:
+        now = self.now()
+        credits = self.credits + (now - self.last_ns) * self.rate
+        if credits > self.max_credits:
+            credits = self.max_credits
+        self.last_ns = now
+        self.credits = credits
+        if type(n) is int and 0 < n <= self.capacity:
+            need = n * self.unit
+            if need <= credits:
+                self.credits = credits - need
+                return True
+        else:
+            self.check(n)
+        self.rejected += 1
+        return False
+
+
+def _check_count(capacity: int, n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"token count must be a positive integer, got {n!r}")
+    if n > capacity:
+        raise CapacityExceededError(
+            f"cannot take {n} tokens from a bucket of capacity {capacity}: it would wait forever"
+        )
+
+
+# The C balance keeps int64 credits (a Python int only while queued reservations hold it
+# below int64): it is used whenever a full bucket and the per-ns rate fit.
+_INT64_MAX = (1 << 63) - 1
+
+
 class TokenBucket:
-    """Admit up to ``rate_per_second`` tokens per second with bursts of up to ``capacity``."""
+    """Admit up to ``rate_per_second`` tokens per second with bursts of up to ``capacity``.
+
+    ``try_acquire(n=1) -> bool`` takes ``n`` tokens now if they are there and never waits;
+    it is the balance's own ``take`` (C when ``hftkit._native`` is built), bound per bucket so
+    the hot path is one call. ``rejected`` counts refused calls (a cheap sign of pressure;
+    admissions are not counted, to keep the hot path to a handful of integer operations).
+    """
 
     __slots__ = (
-        "_credits",
-        "_last_ns",
+        "_check",
+        "_core",
         "_max_credits",
-        "_now",
         "_rate_credits_per_ns",
         "_sleep",
         "_unit",
         "capacity",
         "rate_per_second",
-        "rejected",
+        "try_acquire",
     )
 
     def __init__(
@@ -61,35 +134,30 @@ class TokenBucket:
         self._rate_credits_per_ns = rate.numerator
         self._unit = rate.denominator * _NS_PER_SECOND
         self._max_credits = capacity * self._unit
-        self._credits = start * self._unit
-        self._now = clock.monotonic_ns
-        self._last_ns = self._now()
+        self._check = partial(_check_count, capacity)
+        fits = self._max_credits <= _INT64_MAX and rate.numerator <= _INT64_MAX
+        balance = NATIVE.Credits if NATIVE is not None and fits else _Credits
+        self._core = balance(
+            start * self._unit,
+            self._max_credits,
+            rate.numerator,
+            self._unit,
+            capacity,
+            clock.monotonic_ns,
+            self._check,
+        )
+        self.try_acquire: Callable[..., bool] = self._core.take
         self._sleep = sleep
-        self.rejected = 0
-        """Refused ``try_acquire`` calls (a cheap sign of pressure; admissions are not counted
-        on the hot path to keep it to a handful of integer operations)."""
 
-    def try_acquire(self, n: int = 1) -> bool:
-        """Take ``n`` tokens now if they are there; never waits."""
-        now = self._now()
-        credits = self._credits + (now - self._last_ns) * self._rate_credits_per_ns
-        if credits > self._max_credits:
-            credits = self._max_credits
-        self._last_ns = now
-        need = n * self._unit
-        if 0 < need <= credits:
-            self._credits = credits - need
-            return True
-        self._credits = credits
-        if need <= 0 or n > self.capacity:
-            self._check(n)
-        self.rejected += 1
-        return False
+    @property
+    def rejected(self) -> int:
+        """Refused ``try_acquire`` calls."""
+        return int(self._core.rejected)
 
     def time_until_available_ns(self, n: int = 1) -> int:
         """Nanoseconds until ``n`` tokens are there (0 if now), counting waiters already queued."""
         self._check(n)
-        credits = self._refill()
+        credits = self._core.refill()
         missing = n * self._unit - credits
         if missing <= 0:
             return 0
@@ -102,14 +170,15 @@ class TokenBucket:
     @property
     def tokens(self) -> float:
         """Tokens in the bucket now (negative while async waiters hold reservations)."""
-        return self._refill() / self._unit
+        return self._core.refill() / self._unit
 
     async def acquire(self, n: int = 1) -> None:
         """Wait until ``n`` tokens are ours: reserve now, sleep once for exactly the shortfall."""
         self._check(n)
-        credits = self._refill()
+        core = self._core
+        credits = core.refill()
         need = n * self._unit
-        self._credits = credits - need
+        core.credits = credits - need
         if credits >= need:
             return
         wait_ns = -(-(need - credits) // self._rate_credits_per_ns)
@@ -117,25 +186,8 @@ class TokenBucket:
             await self._sleep(wait_ns / _NS_PER_SECOND)
         except BaseException:
             # A cancelled waiter never used its tokens: give them back (capped, so never a gain).
-            self._credits = min(self._max_credits, self._refill() + need)
+            core.credits = min(self._max_credits, core.refill() + need)
             raise
-
-    def _refill(self) -> int:
-        now = self._now()
-        credits = self._credits + (now - self._last_ns) * self._rate_credits_per_ns
-        if credits > self._max_credits:
-            credits = self._max_credits
-        self._credits = credits
-        self._last_ns = now
-        return credits
-
-    def _check(self, n: int) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"token count must be a positive integer, got {n!r}")
-        if n > self.capacity:
-            raise CapacityExceededError(
-                f"cannot take {n} tokens from a bucket of capacity {self.capacity}: it would wait forever"
-            )
 
     def __repr__(self) -> str:
         return (
