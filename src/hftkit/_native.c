@@ -229,6 +229,21 @@ static PyTypeObject GridType = {
     .tp_dealloc = (destructor)Grid_dealloc,
 };
 
+/* A (price, size) tuple; steals both references, also on failure (NULL in = NULL out). */
+static PyObject *
+new_level(PyObject *price, PyObject *size)
+{
+    PyObject *level = (price == NULL || size == NULL) ? NULL : PyTuple_New(2);
+    if (level == NULL) {
+        Py_XDECREF(price);
+        Py_XDECREF(size);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(level, 0, price);
+    PyTuple_SET_ITEM(level, 1, size);
+    return level;
+}
+
 /* Borrowed references to the two items of a level; 0 on success, -1 with an exception. */
 static int
 unpack_pair(PyObject *item, PyObject **first, PyObject **second)
@@ -277,22 +292,10 @@ convert_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         }
         PyObject *price = grid_convert(price_grid, price_text);
-        if (price == NULL) {
-            goto error;
-        }
-        PyObject *size = grid_convert(size_grid, size_text);
-        if (size == NULL) {
-            Py_DECREF(price);
-            goto error;
-        }
-        PyObject *level = PyTuple_New(2);
+        PyObject *level = price == NULL ? NULL : new_level(price, grid_convert(size_grid, size_text));
         if (level == NULL) {
-            Py_DECREF(price);
-            Py_DECREF(size);
             goto error;
         }
-        PyTuple_SET_ITEM(level, 0, price);
-        PyTuple_SET_ITEM(level, 1, size);
         PyList_SET_ITEM(result, index, level);
     }
     Py_DECREF(raw);
@@ -473,22 +476,11 @@ convert_raw_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *price = grid_convert_span(price_grid, bytes, &spans[2 * index]);
-        if (price == NULL) {
-            goto error;
-        }
-        PyObject *size = grid_convert_span(size_grid, bytes, &spans[2 * index + 1]);
-        if (size == NULL) {
-            Py_DECREF(price);
-            goto error;
-        }
-        PyObject *level = PyTuple_New(2);
+        PyObject *level =
+            price == NULL ? NULL : new_level(price, grid_convert_span(size_grid, bytes, &spans[2 * index + 1]));
         if (level == NULL) {
-            Py_DECREF(price);
-            Py_DECREF(size);
             goto error;
         }
-        PyTuple_SET_ITEM(level, 0, price);
-        PyTuple_SET_ITEM(level, 1, size);
         PyList_SET_ITEM(result, index, level);
     }
     PyMem_Free(spans);
@@ -810,14 +802,7 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(best);
         return NULL;
     }
-    PyObject *level = PyTuple_New(2);
-    if (level == NULL) {
-        Py_DECREF(best);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(level, 0, best);
-    PyTuple_SET_ITEM(level, 1, Py_NewRef(best_size));
-    return level;
+    return new_level(best, Py_NewRef(best_size));
 }
 
 /* ------------------------------------------------------------------------------------- */

@@ -60,6 +60,7 @@ class _Credits:
         return credits
 
     def take(self, n: int = 1) -> bool:
+        # refill() inlined: this is try_acquire on a machine without the C balance
         now = self.now()
         credits = self.credits + (now - self.last_ns) * self.rate
         if credits > self.max_credits:

@@ -16,21 +16,20 @@ PriceLevel = tuple[str, str]
 MessageT = TypeVar("MessageT")
 
 
-class DepthUpdate(
-    msgspec.Struct,
-    frozen=True,
-    rename={
-        "event_type": "e",
-        "event_time": "E",
-        "transaction_time": "T",
-        "symbol": "s",
-        "first_update_id": "U",
-        "last_update_id": "u",
-        "previous_update_id": "pu",
-        "bids": "b",
-        "asks": "a",
-    },
-):
+_DEPTH_UPDATE_FIELDS = {
+    "event_type": "e",
+    "event_time": "E",
+    "transaction_time": "T",
+    "symbol": "s",
+    "first_update_id": "U",
+    "last_update_id": "u",
+    "previous_update_id": "pu",
+    "bids": "b",
+    "asks": "a",
+}
+
+
+class DepthUpdate(msgspec.Struct, frozen=True, rename=_DEPTH_UPDATE_FIELDS):
     """``depthUpdate``: spot ``<symbol>@depth[@100ms]``; USD-M adds ``T`` and ``pu``."""
 
     event_time: int
@@ -44,21 +43,7 @@ class DepthUpdate(
     previous_update_id: int = -1
 
 
-class RawDepthUpdate(
-    msgspec.Struct,
-    frozen=True,
-    rename={
-        "event_type": "e",
-        "event_time": "E",
-        "transaction_time": "T",
-        "symbol": "s",
-        "first_update_id": "U",
-        "last_update_id": "u",
-        "previous_update_id": "pu",
-        "bids": "b",
-        "asks": "a",
-    },
-):
+class RawDepthUpdate(msgspec.Struct, frozen=True, rename=_DEPTH_UPDATE_FIELDS):
     """``depthUpdate`` with its level arrays left as raw JSON, for the stream hot path.
 
     Building two Python strings per level only to convert them to integers is half the cost
