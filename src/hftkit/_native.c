@@ -126,9 +126,47 @@ grid_parse_chars(const GridObject *grid, const unsigned char *chars, Py_ssize_t 
     return 1;
 }
 
+/* 10**0 .. 10**22: every one is exact as a double */
+static const double DOUBLE_POWERS_OF_TEN[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/*
+ * A JSON number decoded as a float (Thalex sends those), without repr(): guess the steps,
+ * then accept the guess only if its decimal value rounds to exactly this double. A decimal
+ * of at most 15 significant digits is the only such decimal that short, so it is the value
+ * repr() would print, and the exact string path would return the same steps. Everything
+ * else (off-grid, negative, longer, non-finite) goes to the slow path.
+ */
+static int
+grid_parse_float(const GridObject *grid, double value, int64_t *steps)
+{
+    if (!(value >= 0.0) || grid->scale > 22 || value > 1e15) {
+        return 0;
+    }
+    const double scale = DOUBLE_POWERS_OF_TEN[grid->scale];
+    const double guess = value * scale / (double)grid->step_units + 0.5; /* only a guess: checked below */
+    if (guess * (double)grid->step_units >= 1e15) {
+        return 0;
+    }
+    const int64_t candidate = (int64_t)guess;
+    const int64_t units = candidate * grid->step_units;
+    if (units >= 1000000000000000LL || (double)units / scale != value) {
+        return 0;
+    }
+    if (candidate < grid->minimum) {
+        return 0;
+    }
+    *steps = candidate;
+    return 1;
+}
+
 static inline int
 grid_parse_fast(const GridObject *grid, PyObject *text, int64_t *steps)
 {
+    if (PyFloat_CheckExact(text)) {
+        return grid_parse_float(grid, PyFloat_AS_DOUBLE(text), steps);
+    }
     if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) {
         return 0;
     }
@@ -244,29 +282,44 @@ new_level(PyObject *price, PyObject *size)
     return level;
 }
 
-/* Borrowed references to the two items of a level; 0 on success, -1 with an exception. */
+/* Borrowed references to the first two items of a level of exactly ``columns`` items. */
 static int
-unpack_pair(PyObject *item, PyObject **first, PyObject **second)
+unpack_columns(PyObject *item, Py_ssize_t columns, PyObject **first, PyObject **second)
 {
-    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2) {
+    if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == columns) {
         *first = PyTuple_GET_ITEM(item, 0);
         *second = PyTuple_GET_ITEM(item, 1);
         return 0;
     }
-    if (PyList_CheckExact(item) && PyList_GET_SIZE(item) == 2) {
+    if (PyList_CheckExact(item) && PyList_GET_SIZE(item) == columns) {
         *first = PyList_GET_ITEM(item, 0);
         *second = PyList_GET_ITEM(item, 1);
         return 0;
     }
-    PyErr_Format(PyExc_ValueError, "a level must be a (price, size) pair, got %.200R", item);
+    PyErr_Format(PyExc_ValueError, "a level must have %zd items (price, size, ...), got %.200R", columns, item);
     return -1;
+}
+
+/* Borrowed references to the two items of a (price, size) pair; 0 on success, -1 with an exception. */
+static inline int
+unpack_pair(PyObject *item, PyObject **first, PyObject **second)
+{
+    return unpack_columns(item, 2, first, second);
 }
 
 static PyObject *
 convert_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "convert_levels(price_grid, size_grid, raw)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "convert_levels(price_grid, size_grid, raw, columns=2)");
+        return NULL;
+    }
+    const Py_ssize_t columns = nargs == 4 ? PyLong_AsSsize_t(args[3]) : 2;
+    if (columns == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (columns < 2) {
+        PyErr_SetString(PyExc_ValueError, "columns must be >= 2");
         return NULL;
     }
     if (!PyObject_TypeCheck(args[0], &GridType) || !PyObject_TypeCheck(args[1], &GridType)) {
@@ -288,7 +341,7 @@ convert_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t index = 0; index < count; index++) {
         PyObject *price_text;
         PyObject *size_text;
-        if (unpack_pair(PySequence_Fast_GET_ITEM(raw, index), &price_text, &size_text) < 0) {
+        if (unpack_columns(PySequence_Fast_GET_ITEM(raw, index), columns, &price_text, &size_text) < 0) {
             goto error;
         }
         PyObject *price = grid_convert(price_grid, price_text);
@@ -1216,7 +1269,8 @@ static PyTypeObject CreditsType = {
 
 static PyMethodDef native_methods[] = {
     {"convert_levels", (PyCFunction)(void (*)(void))convert_levels, METH_FASTCALL,
-     PyDoc_STR("convert_levels(price_grid, size_grid, raw) -> list[(price_steps, size_steps)]")},
+     PyDoc_STR("convert_levels(price_grid, size_grid, raw, columns=2) -> list[(price_steps, size_steps)]\n"
+               "from the first two of each level's ``columns`` items (str or float)")},
     {"convert_raw_levels", (PyCFunction)(void (*)(void))convert_raw_levels, METH_FASTCALL,
      PyDoc_STR("convert_raw_levels(price_grid, size_grid, raw_json) -> levels, or None when the JSON\n"
                "is not a plain array of [\"price\", \"size\"] string pairs (decode it with msgspec)")},

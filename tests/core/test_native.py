@@ -413,3 +413,60 @@ def test_credits_stay_exact_when_reservations_leave_int64() -> None:
         assert seen[0] == seen[1]
     assert lowest < -(2**63)  # the balance did leave int64
     assert balances[0].credits == capacity * unit - unit  # back in int64 after the last take
+
+
+# --------------------------------------------------------------------------------------
+# JSON numbers (floats) -> steps, the Thalex path
+
+thalex_grids = st.sampled_from(
+    [("1", "0.001"), ("0.1", "0.01"), ("0.5", "0.00001"), ("25", "1"), ("0.0001", "0.1")]
+)
+json_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=0, max_value=200_000).map(lambda value: round(value, 4)),
+    st.integers(0, 10**7).map(lambda steps: steps * 0.1),
+    st.integers(0, 10**6).map(float),
+    st.sampled_from([0.0, -0.0, 1e-5, 0.3, 61800.0, 17.06, 1e15, 1e16, 2.5e-7, -61800.0]),
+)
+
+
+def _number_outcome(convert: object, value: float) -> object:
+    try:
+        return convert(value)  # type: ignore[operator]
+    except Exception as error:
+        return type(error)
+
+
+@settings(max_examples=800, deadline=None)
+@given(grids=thalex_grids, value=json_numbers)
+def test_float_conversion_matches_number_to_steps(grids: tuple[str, str], value: float) -> None:
+    from hftkit.venues.thalex.codec import number_to_steps
+
+    tick, lot = grids
+    instrument = Instrument(venue="thalex", symbol="X", base="", quote="", tick_size=tick, lot_size=lot)
+    for grid, price in ((instrument.ticks, True), (instrument.lots, False)):
+        slow = partial(number_to_steps, instrument, price=price)
+        fast = native.Grid(grid.decimals, grid.step_units, -(1 << 63), slow)
+        assert _number_outcome(fast, value) == _number_outcome(slow, value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    grids=thalex_grids,
+    rows=st.lists(st.tuples(json_numbers, json_numbers, json_numbers), max_size=8),
+)
+def test_thalex_book_levels_match_the_pure_codec(
+    grids: tuple[str, str], rows: list[tuple[float, float, float]]
+) -> None:
+    from hftkit.venues.thalex import codec as thalex_codec
+
+    tick, lot = grids
+    instrument = Instrument(venue="thalex", symbol="X", base="", quote="", tick_size=tick, lot_size=lot)
+
+    def levels(data: list[tuple[float, float, float]]) -> object:
+        return thalex_codec.ThalexCodec("thalex", {"X": instrument})._levels(instrument, data)
+
+    native_levels = _number_outcome(levels, rows)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(thalex_codec, "NATIVE", None)
+        assert _number_outcome(levels, rows) == native_levels

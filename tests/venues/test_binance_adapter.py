@@ -299,7 +299,8 @@ async def test_place_order_waits_for_reconciliation_after_a_reconnect(server):
     adapter = await open_adapter(server, recorder)
     try:
         await server.drop_user_connections()
-        await wait_until(lambda: not adapter.is_ready)
+        # the recorded event, not the flag: a fast reconnect can clear and set it between two polls
+        await wait_until(lambda: recorder.of(ConnectionEvent, stream="user", state="disconnected"))
         placed = await adapter.place_order(request("waited"))
         assert placed.status is OrderStatus.NEW
         # the order went out only after the account was reconciled again

@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import msgspec
 import orjson
 
 from hftkit.core.errors import HftkitError
+from hftkit.core.native import NATIVE
 from hftkit.core.numbers import DecimalGrid, Rounding
 from hftkit.core.types import (
     BookDelta,
@@ -326,6 +328,35 @@ class ThalexCodec:
         self.venue = venue
         self.instruments = instruments
         self.unknown_instruments = 0
+        # per instrument: C converters of [price, amount, ...] rows (when hftkit._native is built)
+        self._native_grids: dict[Instrument, tuple[Any, Any]] = {}
+
+    def _levels(
+        self, instrument: Instrument, rows: list[tuple[float, float, float]]
+    ) -> list[tuple[int, int]]:
+        """``[[price, amount, outright], ...]`` -> ``[(ticks, lots), ...]``."""
+        if NATIVE is None:
+            return [
+                (
+                    number_to_steps(instrument, price, price=True),
+                    number_to_steps(instrument, amount, price=False),
+                )
+                for price, amount, _outright in rows
+            ]
+        grids = self._native_grids.get(instrument)
+        if grids is None:
+            # C takes the on-grid floats; number_to_steps (exact through repr, rounding to
+            # the nearest step) takes the rest. Thalex prices may be zero or negative.
+            grids = self._native_grids[instrument] = tuple(
+                NATIVE.Grid(
+                    grid.decimals,
+                    grid.step_units,
+                    -(1 << 63),
+                    partial(number_to_steps, instrument, price=price),
+                )
+                for grid, price in ((instrument.ticks, True), (instrument.lots, False))
+            )
+        return NATIVE.convert_levels(grids[0], grids[1], rows, 3)  # type: ignore[no-any-return]
 
     def _instrument(self, name: str) -> Instrument | None:
         instrument = self.instruments.get(name)
@@ -421,20 +452,8 @@ class ThalexCodec:
         return BookDelta(
             venue=self.venue,
             symbol=instrument_name,
-            bids=[
-                (
-                    number_to_steps(instrument, price, price=True),
-                    number_to_steps(instrument, amount, price=False),
-                )
-                for price, amount, _outright in book.bid_changes
-            ],
-            asks=[
-                (
-                    number_to_steps(instrument, price, price=True),
-                    number_to_steps(instrument, amount, price=False),
-                )
-                for price, amount, _outright in book.ask_changes
-            ],
+            bids=self._levels(instrument, book.bid_changes),
+            asks=self._levels(instrument, book.ask_changes),
             is_snapshot=is_snapshot,
             event_time_ms=int(book.time * 1000),
             receive_ns=receive_ns,
