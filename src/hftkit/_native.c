@@ -244,12 +244,13 @@ Grid_clear(GridObject *self)
     return 0;
 }
 
+/* Deallocation for every GC-tracked type here: untrack, drop references (tp_clear), free. */
 static void
-Grid_dealloc(GridObject *self)
+native_dealloc(PyObject *self)
 {
     PyObject_GC_UnTrack(self);
-    Grid_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
 }
 
 static PyTypeObject GridType = {
@@ -264,7 +265,7 @@ static PyTypeObject GridType = {
     .tp_call = (ternaryfunc)Grid_call,
     .tp_traverse = (traverseproc)Grid_traverse,
     .tp_clear = (inquiry)Grid_clear,
-    .tp_dealloc = (destructor)Grid_dealloc,
+    .tp_dealloc = native_dealloc,
 };
 
 /* A (price, size) tuple; steals both references, also on failure (NULL in = NULL out). */
@@ -1215,14 +1216,6 @@ Credits_clear(CreditsObject *self)
     return 0;
 }
 
-static void
-Credits_dealloc(CreditsObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    Credits_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
 static PyMethodDef Credits_methods[] = {
     {"take", (PyCFunction)(void (*)(void))Credits_take, METH_FASTCALL,
      PyDoc_STR("take(n=1) -> bool: refill, then take n tokens if they are there")},
@@ -1260,7 +1253,7 @@ static PyTypeObject CreditsType = {
     .tp_init = (initproc)Credits_init,
     .tp_traverse = (traverseproc)Credits_traverse,
     .tp_clear = (inquiry)Credits_clear,
-    .tp_dealloc = (destructor)Credits_dealloc,
+    .tp_dealloc = native_dealloc,
     .tp_methods = Credits_methods,
     .tp_getset = Credits_getset,
 };

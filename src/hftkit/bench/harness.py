@@ -202,9 +202,9 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
     """Versions of Python, hftkit, its hot-path dependencies and any peers measured."""
     from importlib import metadata
 
-    names = ["hftkit", "msgspec", "orjson", "numpy", "uvloop", "picows", "aiohttp", *extra]
     from hftkit.core.native import NATIVE
 
+    names = ["hftkit", "msgspec", "orjson", "numpy", "uvloop", "picows", "aiohttp", *extra]
     found = {"python": sys.version.split()[0], "machine": f"{platform.machine()} {platform.system()}"}
     # which hot-path loops ran: the C accelerator or their pure-Python twins
     found["hftkit loops"] = "native (C)" if NATIVE is not None else "pure Python"
