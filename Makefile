@@ -1,19 +1,32 @@
 # Every target works as the first command on a fresh machine: it creates .venv and installs
-# what it needs (the stamp is refreshed whenever pyproject.toml, setup.py or the C source changes).
+# exactly the locked set (requirements/*.lock, hashes checked); the stamp is refreshed whenever
+# the lock, pyproject.toml, setup.py or the C source changes. `make lock` refreshes the locks.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEERS_VENV := .venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
+LATEST_VENV := .venv-latest
+LOCK := requirements/dev.lock
+PEERS_LOCK := requirements/peers.lock
+RUNTIME_LOCK := requirements/runtime.lock
 RUN_SECONDS ?= 20
+# pip reads no user or site index configuration here: the lock names every file by hash.
+PIP_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_DISABLE_PIP_VERSION_CHECK=1
+# uv pip compile: one universal lock (every platform and Python 3.11+), hashes for every file.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" pyproject.toml requirements/build.in
 
-.PHONY: run test bench bench-peers lint format clean
+.PHONY: run test test-latest bench bench-peers lock lint format clean
 
-$(STAMP): pyproject.toml setup.py src/hftkit/_native.c
+# Install the locked set first (no resolution, no network choice left), then hftkit itself
+# without dependencies and without an isolated build (the build backend is in the lock too).
+$(STAMP): $(LOCK) pyproject.toml setup.py src/hftkit/_native.c
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,15 +36,35 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The next upgrade in one command: the newest versions pyproject.toml allows, in a scratch venv,
+# through the same lint and suite. Not run by CI; green here means `make lock` is safe to take.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(PIP_ENV) $(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(PIP_ENV) $(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m hftkit.bench.lock $(LOCK) || true
+	$(LATEST_VENV)/bin/ruff check src tests
+	HFTKIT_UNLOCKED=1 $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# Refresh every lock from pyproject.toml (newest allowed versions), then `make test` and
+# `make bench` before committing: the lock changes only together with the figures it was tested on.
+# The dev lock is resolved first; the runtime and peers locks are held to its versions, so hftkit
+# runs on the same set in production, in the tests and beside the benchmark peers.
+lock: $(STAMP)
+	$(UV_COMPILE) --extra dev -o $(LOCK)
+	$(UV_COMPILE) -c $(LOCK) -o $(RUNTIME_LOCK)
+	$(UV_COMPILE) --extra dev --extra peers -c $(LOCK) -o $(PEERS_LOCK)
+
 bench: $(STAMP)
 	$(BIN)/hftkit bench all
 
 # Peers (cryptofeed's order-book, NautilusTrader, ccxt, aiolimiter) live in their own
 # environment with hftkit installed beside them; they are never hftkit dependencies.
-$(PEERS_STAMP): pyproject.toml setup.py src/hftkit/_native.c
+$(PEERS_STAMP): $(PEERS_LOCK) pyproject.toml setup.py src/hftkit/_native.c
 	$(PYTHON) -m venv $(PEERS_VENV)
-	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
-	$(PEERS_VENV)/bin/pip install --quiet -e '.[dev]' aiolimiter order-book ccxt nautilus_trader
+	$(PIP_ENV) $(PEERS_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(PEERS_LOCK)
+	$(PIP_ENV) $(PEERS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(PEERS_STAMP)
 
 bench-peers: $(PEERS_STAMP)
@@ -46,4 +79,4 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(LATEST_VENV) build src/*.egg-info .pytest_cache

@@ -202,6 +202,7 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
     """Versions of Python, hftkit, its hot-path dependencies and any peers measured."""
     from importlib import metadata
 
+    from hftkit.bench import lock
     from hftkit.core.native import NATIVE
 
     names = ["hftkit", "msgspec", "orjson", "numpy", "uvloop", "picows", "aiohttp", *extra]
@@ -213,6 +214,8 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    # the set these figures were taken on: the checked-in lock, or what differs from it
+    found["lock"] = lock.describe()
     return found
 
 
