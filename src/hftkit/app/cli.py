@@ -10,12 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hftkit.app import replay_cli, sim_cli
+from hftkit.app import config_cli, replay_cli, sim_cli
 from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
 app.add_typer(replay_cli.group, name="replay")
 app.add_typer(sim_cli.app, name="sim", help="Run the exchange simulator (Binance- and Thalex-compatible).")
+app.add_typer(config_cli.group, name="config")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
 BENCH_SUITES = ("core", "book", "sim", "trading", "venues")
@@ -38,6 +39,12 @@ def run(
     from hftkit.app.dashboard import run_node
 
     raise typer.Exit(run_node(seconds, speed))
+
+
+@app.command()
+def init(directory: str = typer.Argument(..., help="folder for node.yaml and my_strategy.py")) -> None:
+    """Write a commented starter config and a strategy template to edit."""
+    raise typer.Exit(config_cli.init(directory))
 
 
 @app.command()

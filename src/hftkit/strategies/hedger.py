@@ -71,6 +71,9 @@ class HedgerConfig:
 class CrossVenueHedger(Strategy):
     """Flattens the group's aggregate position above a threshold (see the module docstring)."""
 
+    #: the params a node config gives this strategy (``strategies[].params``)
+    config_type = HedgerConfig
+
     def __init__(self, config: HedgerConfig, name: str = "hedger") -> None:
         super().__init__(name)
         self.config = config

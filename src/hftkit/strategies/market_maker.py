@@ -208,6 +208,9 @@ def volatility_per_sqrt_second(tape: MidTape, count: int, minimum: int) -> float
 class MarketMaker(Strategy):
     """Quotes an Avellaneda-Stoikov ladder on every book event and after every own fill."""
 
+    #: the params a node config gives this strategy (``strategies[].params``)
+    config_type = MarketMakerConfig
+
     def __init__(self, config: MarketMakerConfig, name: str = "market_maker") -> None:
         super().__init__(name)
         self.config = config

@@ -49,6 +49,36 @@ SPOT_WEBSOCKET_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 USDM_REST_URLS = ("https://fapi.binance.com",)
 USDM_STREAM_URL = "wss://fstream.binance.com"
 
+# Testnets (shared/protocols/binance.md §1): same paths and payloads, separate keys and balances.
+SPOT_TESTNET_REST_URLS = ("https://testnet.binance.vision",)
+SPOT_TESTNET_STREAM_URL = "wss://stream.testnet.binance.vision"
+SPOT_TESTNET_WEBSOCKET_API_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+USDM_TESTNET_REST_URLS = ("https://testnet.binancefuture.com",)
+USDM_TESTNET_STREAM_URL = "wss://fstream.binancefuture.com"
+
+
+@dataclass(frozen=True)
+class VenueUrls:
+    """Where one market of one environment lives: REST bases, stream base, WebSocket API."""
+
+    rest: tuple[str, ...]
+    stream: str
+    websocket_api: str | None
+    # user data over a listen key: spot on ``/ws/<key>``, USD-M on ``/private/ws?listenKey=``
+    listen_key_path: str
+
+
+#: The venue's published endpoints per (market, environment): a config names the environment,
+#: and overrides a URL only when it must (a proxy, a colocated gateway).
+PUBLISHED_URLS: dict[tuple[Market, str], VenueUrls] = {
+    (Market.SPOT, "mainnet"): VenueUrls(SPOT_REST_URLS, SPOT_STREAM_URL, SPOT_WEBSOCKET_API_URL, "ws"),
+    (Market.SPOT, "testnet"): VenueUrls(
+        SPOT_TESTNET_REST_URLS, SPOT_TESTNET_STREAM_URL, SPOT_TESTNET_WEBSOCKET_API_URL, "ws"
+    ),
+    (Market.USDM, "mainnet"): VenueUrls(USDM_REST_URLS, USDM_STREAM_URL, None, "private"),
+    (Market.USDM, "testnet"): VenueUrls(USDM_TESTNET_REST_URLS, USDM_TESTNET_STREAM_URL, None, "private"),
+}
+
 SPOT_RATE_LIMITS = (
     RateLimitWindow("REQUEST_WEIGHT", 60, 6000, "x-mbx-used-weight-1m"),
     RateLimitWindow("ORDERS", 10, 100, "x-mbx-order-count-10s"),
