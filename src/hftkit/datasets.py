@@ -40,9 +40,43 @@ def shared_data_dir() -> Path:
     )
 
 
+#: The slice of real data shipped inside the package (see ``hftkit/data/README.md``).
+BUNDLED_DATA = Path(__file__).resolve().parent / "data"
+
+
+def hftbacktest_path(relative: str | Path) -> Path:
+    """An hftbacktest recording by its path under ``hftbacktest/`` (``"usdm/btcusdt_20240808.gz"``).
+
+    The full shared set wins when present; otherwise the bundled slice, so the main job runs on a
+    machine that has only this repository. Missing from both: ``DataNotFoundError`` saying where.
+    """
+    try:
+        shared = shared_data_dir() / "hftbacktest" / relative
+    except DataNotFoundError as error:
+        bundled = BUNDLED_DATA / "hftbacktest" / relative
+        if bundled.is_file():
+            return bundled
+        raise DataNotFoundError(f"{relative} is not bundled with hftkit, and {error}") from None
+    if shared.is_file():
+        return shared
+    bundled = BUNDLED_DATA / "hftbacktest" / relative
+    if bundled.is_file():
+        return bundled
+    raise DataNotFoundError(f"no recording {relative} in {shared.parent} nor bundled with hftkit")
+
+
 def hftbacktest_file(market: str, name: str) -> Path:
     """Path of an hftbacktest recording, e.g. ``hftbacktest_file("spot", "btcusdt_20240808.gz")``."""
-    return shared_data_dir() / "hftbacktest" / market / name
+    return hftbacktest_path(Path(market) / name)
+
+
+def describe_source(path: Path) -> str:
+    """Which data ran, for summaries: ``bundled slice`` or the shared folder it came from."""
+    try:
+        path.resolve().relative_to(BUNDLED_DATA)
+    except ValueError:
+        return f"shared data ({path})"
+    return f"bundled slice ({path.name}; see hftkit/data/README.md)"
 
 
 def _open_text(path: Path):

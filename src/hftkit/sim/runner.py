@@ -27,7 +27,7 @@ from typing import Any
 
 from hftkit.core.numbers import Rounding
 from hftkit.core.types import Instrument
-from hftkit.datasets import shared_data_dir
+from hftkit.datasets import DataNotFoundError, hftbacktest_path
 from hftkit.sim.accounts import Accounts
 from hftkit.sim.config import (
     BINANCE_SPOT,
@@ -152,7 +152,12 @@ class Simulator:
         for name in names:
             path = Path(name)
             if not path.is_absolute() and not path.exists():
-                path = shared_data_dir() / "hftbacktest" / name
+                try:
+                    path = hftbacktest_path(name)
+                except DataNotFoundError as error:
+                    raise SimConfigError(
+                        f"{self.config.source_file}: venues.{venue}.replay.{symbol}: {error}"
+                    ) from None
             if not path.is_file():
                 raise SimConfigError(
                     f"{self.config.source_file}: venues.{venue}.replay.{symbol}: recording {name} not found"
@@ -195,7 +200,7 @@ class Simulator:
                 files = self._replay_files(BINANCE_USDM, source)
             elif usdm_spec is not None:
                 fine = usdm_spec.instrument("binance")
-                files = [shared_data_dir() / "hftbacktest" / name for name in usdm_spec.recording]
+                files = [hftbacktest_path(name) for name in usdm_spec.recording]
             else:
                 raise SimConfigError(f"{config.source_file}: no USD-M recording of {source}")
             sinks: list[MarketSink] = []
