@@ -1,0 +1,119 @@
+"""/metrics and /health on 127.0.0.1, scraped by a real Prometheus server and queried back."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import subprocess
+import textwrap
+import time
+
+import aiohttp
+import pytest
+
+from hftkit.app.operations import Health, OperationsServer
+from hftkit.app.runtime import GcMonitor, rss_bytes
+from hftkit.metrics import MetricsRegistry
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_health_is_ready_only_when_every_venue_is_synced_and_the_switch_is_clear():
+    state = {"health": Health(True, venues={"thalex": True})}
+    async with OperationsServer(MetricsRegistry(), lambda: state["health"], port=0) as server:
+        async with aiohttp.ClientSession() as client:
+            answer = await client.get(server.url + "/health")
+            assert answer.status == 200 and (await answer.json())["ready"] is True
+            state["health"] = Health(False, ("thalex: connection lost",), {"thalex": False})
+            answer = await client.get(server.url + "/health")
+            body = await answer.json()
+            assert answer.status == 503 and body["reasons"] == ["thalex: connection lost"]
+            live = await client.get(server.url + "/health/live")
+            assert live.status == 200
+
+
+async def test_metrics_carry_latency_rss_and_gc_pauses():
+    metrics = MetricsRegistry()
+    monitor = GcMonitor(metrics)
+    monitor.install()
+    try:
+        gc.collect()
+        metrics.histogram("tick_to_trade_ns", venue="thalex").record(42_000)
+        async with OperationsServer(metrics, lambda: Health(True), port=0) as server:
+            async with aiohttp.ClientSession() as client:
+                answer = await client.get(server.url + "/metrics")
+                text = await answer.text()
+        assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert 'tick_to_trade_ns_count{venue="thalex"} 1.0' in text
+        assert "process_rss_bytes" in text and 'gc_pause_ns_count{generation="2"}' in text
+        assert rss_bytes() > 10_000_000
+    finally:
+        monitor.uninstall()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_real_prometheus_scrapes_the_node_and_answers_queries(tmp_path, debian_binary):
+    prometheus = debian_binary("prometheus", "prometheus")
+    metrics = MetricsRegistry()
+    metrics.counter("orders_sent_total", venue="thalex").inc(7)
+    metrics.histogram("tick_to_trade_ns", venue="thalex").record(55_000)
+    ready = {"value": True}
+    async with OperationsServer(metrics, lambda: Health(ready["value"]), port=0) as server:
+        web_port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            textwrap.dedent(
+                f"""
+                global:
+                  scrape_interval: 1s
+                scrape_configs:
+                  - job_name: hftkit
+                    scrape_interval: 500ms
+                    static_configs:
+                      - targets: ["127.0.0.1:{server.port}"]
+                """
+            ),
+            encoding="utf-8",
+        )
+        process = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{web_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            query = f"http://127.0.0.1:{web_port}/api/v1/query"
+            found: dict[str, float] = {}
+            deadline = time.monotonic() + 60
+            async with aiohttp.ClientSession() as client:
+                while time.monotonic() < deadline and len(found) < 2:
+                    await asyncio.sleep(0.5)
+                    for name in (
+                        'orders_sent_total{venue="thalex"}',
+                        'tick_to_trade_ns_count{venue="thalex"}',
+                    ):
+                        try:
+                            answer = await client.get(query, params={"query": name})
+                            result = (await answer.json())["data"]["result"]
+                        except (aiohttp.ClientError, KeyError, ValueError):
+                            continue
+                        if result:
+                            found[name] = float(result[0]["value"][1])
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert found == {
+                'orders_sent_total{venue="thalex"}': 7.0,
+                'tick_to_trade_ns_count{venue="thalex"}': 1.0,
+            }
+            assert server.scrapes >= 1
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
