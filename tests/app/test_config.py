@@ -39,7 +39,7 @@ risk:
   instruments:
     - venue: usdm
       symbol: BTCUSDT
-      max_position: 5
+      limits: {max_position: "0.01"}
 """
 
 
@@ -265,3 +265,31 @@ def test_init_writes_a_config_and_strategy_that_check_cleanly(tmp_path):
     assert code == 0, output
     again = RUNNER.invoke(app, ["init", str(tmp_path / "bot")])
     assert again.exit_code == 2
+
+
+def test_risk_limits_use_the_trading_layer_s_own_types(tmp_path):
+    from hftkit.trading.risk import InstrumentLimits, RiskLimits
+
+    text = (
+        SIM
+        + """
+risk:
+  instruments:
+    - venue: thalex
+      symbol: BTC-PERPETUAL
+      limits: {max_position: "0.01", max_book_age_ms: 1500}
+  limits: {max_drawdown: 100}
+"""
+    )
+    loaded = config.load(write(tmp_path, text))
+    limits = config.instrument_limits(loaded)[("thalex", "BTC-PERPETUAL")]
+    assert isinstance(limits, InstrumentLimits) and limits.max_position == "0.01"
+    assert isinstance(config.risk_limits(loaded), RiskLimits)
+    bad = text.replace("max_book_age_ms: 1500", "max_book_age: 1500")
+    with pytest.raises(
+        config.ConfigError, match=r":13: risk.instruments\[0\].limits.max_book_age: .*max_book_age_ms"
+    ):
+        config.instrument_limits(config.load(write(tmp_path, bad)))
+    negative = text.replace("max_book_age_ms: 1500", "max_book_age_ms: -1")
+    with pytest.raises(config.ConfigError, match="max_book_age_ms must be a positive integer"):
+        config.instrument_limits(config.load(write(tmp_path, negative)))

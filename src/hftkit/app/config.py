@@ -17,7 +17,6 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -93,22 +92,20 @@ class StrategyConfig(_Strict, frozen=True):
     params: dict[str, Any] = {}
 
 
-class InstrumentLimitsConfig(_Strict, frozen=True):
-    """Per-instrument risk limits (lots, quote units, per-second rates, book age)."""
+class InstrumentRisk(_Strict, frozen=True):
+    """One instrument's limits, in the trading layer's own terms (``trading.risk.InstrumentLimits``:
+    quantities as decimal strings in base units, notionals in quote units)."""
 
     venue: str
     symbol: str
-    max_position: int | None = None
-    max_order_quantity: int | None = None
-    max_order_notional: Decimal | None = None
-    max_orders_per_second: float | None = None
-    max_book_age_ms: int | None = 1500
-    price_band_bps: float | None = None
+    limits: dict[str, Any] = {}
 
 
 class RiskConfig(_Strict, frozen=True):
-    instruments: list[InstrumentLimitsConfig] = []
-    max_daily_loss: Decimal | None = None
+    """``instruments``: per-instrument limits; ``limits``: ``trading.risk.RiskLimits`` over all."""
+
+    instruments: list[InstrumentRisk] = []
+    limits: dict[str, Any] = {}
 
 
 class MetricsConfig(_Strict, frozen=True):
@@ -424,11 +421,11 @@ def check(loaded: LoadedConfig, *, live: bool = False) -> None:
         raise ConfigError(
             f"strategy names must be unique: {', '.join(duplicates)}", file=file, path="strategies"
         )
-    for index, limits in enumerate(node.risk.instruments):
-        if limits.venue not in node.venues:
+    for index, item in enumerate(node.risk.instruments):
+        if item.venue not in node.venues:
             path = ("risk", "instruments", index, "venue")
             raise ConfigError(
-                f"no venue named `{limits.venue}`{suggest(limits.venue, list(node.venues))}",
+                f"no venue named `{item.venue}`{suggest(item.venue, list(node.venues))}",
                 file=file,
                 line=lines.get(path),
                 path=_render_path(path),
@@ -441,7 +438,7 @@ def check_live(loaded: LoadedConfig, *, live_flag: bool) -> None:
     mainnet = sorted(name for name, venue in node.venues.items() if venue.environment == "mainnet")
     if not mainnet:
         return
-    limited = {limits.venue for limits in node.risk.instruments if limits.max_position is not None}
+    limited = {item.venue for item in node.risk.instruments if item.limits.get("max_position") is not None}
     unlimited = [name for name in mainnet if name not in limited]
     if unlimited:
         raise ConfigError(
@@ -457,6 +454,39 @@ def check_live(loaded: LoadedConfig, *, live_flag: bool) -> None:
             file=loaded.file,
             path="live",
         )
+
+
+def instrument_limits(loaded: LoadedConfig) -> dict[tuple[str, str], Any]:
+    """``risk.instruments`` as ``InstrumentLimits`` by (venue, symbol), checked like the schema."""
+    from hftkit.trading.risk import InstrumentLimits, RiskConfigError
+
+    result: dict[tuple[str, str], Any] = {}
+    for index, item in enumerate(loaded.node.risk.instruments):
+        prefix = ("risk", "instruments", index, "limits")
+        try:
+            result[(item.venue, item.symbol)] = convert(
+                dict(item.limits), InstrumentLimits, file=loaded.file, lines=loaded.lines, prefix=prefix
+            )
+        except RiskConfigError as error:
+            raise ConfigError(
+                str(error), file=loaded.file, line=loaded.lines.get(prefix), path=_render_path(prefix)
+            ) from None
+    return result
+
+
+def risk_limits(loaded: LoadedConfig) -> Any:
+    """``risk.limits`` as ``RiskLimits`` (all instruments; the kill switch's drawdown)."""
+    from hftkit.trading.risk import RiskConfigError, RiskLimits
+
+    prefix = ("risk", "limits")
+    try:
+        return convert(
+            dict(loaded.node.risk.limits), RiskLimits, file=loaded.file, lines=loaded.lines, prefix=prefix
+        )
+    except RiskConfigError as error:
+        raise ConfigError(
+            str(error), file=loaded.file, line=loaded.lines.get(prefix), path="risk.limits"
+        ) from None
 
 
 # strategies by import path --------------------------------------------------------------------------
@@ -543,7 +573,7 @@ __all__ = [
     "BinanceVenue",
     "ConfigError",
     "DashboardConfig",
-    "InstrumentLimitsConfig",
+    "InstrumentRisk",
     "LoadedConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -557,8 +587,10 @@ __all__ = [
     "check",
     "check_live",
     "convert",
+    "instrument_limits",
     "load",
     "load_text",
+    "risk_limits",
     "strategy_class",
     "strategy_params",
 ]

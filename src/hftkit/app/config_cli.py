@@ -23,6 +23,8 @@ group = typer.Typer(no_args_is_help=True, help="Validate node configs without co
 def load_checked(path: str, *, live: bool = False, strategies: bool = True) -> node_config.LoadedConfig:
     """Load, check cross-field rules, mainnet guard, and (optionally) build the strategies."""
     loaded = node_config.load(path)
+    node_config.instrument_limits(loaded)
+    node_config.risk_limits(loaded)
     node_config.check_live(loaded, live_flag=live)
     if strategies:
         node_config.build_strategies(loaded)
