@@ -11,6 +11,7 @@ LATEST_VENV := .venv-latest
 LOCK := requirements/dev.lock
 PEERS_LOCK := requirements/peers.lock
 RUNTIME_LOCK := requirements/runtime.lock
+FUZZ_LOCK := requirements/fuzz.lock
 RUN_SECONDS ?= 20
 # pip reads no user or site index configuration here: the lock names every file by hash.
 PIP_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -18,7 +19,7 @@ PIP_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_DISABLE_PIP_VERSION_CHE
 UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" pyproject.toml requirements/build.in
 
-.PHONY: run test test-latest bench bench-peers lock lint format clean
+.PHONY: run test test-latest bench bench-peers lock lint format clean fuzz
 
 # Install the locked set first (no resolution, no network choice left), then hftkit itself
 # without dependencies and without an isolated build (the build backend is in the lock too).
@@ -30,7 +31,7 @@ $(STAMP): $(LOCK) pyproject.toml setup.py src/hftkit/_native.c
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hftkit run --seconds $(RUN_SECONDS)
+	$(BIN)/hftkit run --seconds $(RUN_SECONDS) --metrics-port 0
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -55,6 +56,7 @@ lock: $(STAMP)
 	$(UV_COMPILE) --extra dev -o $(LOCK)
 	$(UV_COMPILE) -c $(LOCK) -o $(RUNTIME_LOCK)
 	$(UV_COMPILE) --extra dev --extra peers -c $(LOCK) -o $(PEERS_LOCK)
+	$(UV_COMPILE) --extra dev --extra fuzz -c $(LOCK) -o $(FUZZ_LOCK)
 
 bench: $(STAMP)
 	$(BIN)/hftkit bench all
@@ -80,3 +82,15 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) $(LATEST_VENV) build src/*.egg-info .pytest_cache
+
+# Longer, coverage-guided runs of the fuzz suite's targets (tests/fuzz/atheris_targets.py).
+# atheris comes from its own lock (the dev set plus atheris); FUZZ_RUNS inputs per target.
+FUZZ_RUNS ?= 20000
+FUZZ_TARGETS := binance_stream binance_depth binance_user_data binance_rest_body binance_rest_headers \
+	thalex_rpc thalex_notification
+
+fuzz: $(STAMP)
+	$(PIP_ENV) $(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(FUZZ_LOCK)
+	for target in $(FUZZ_TARGETS); do \
+		$(BIN)/python tests/fuzz/atheris_targets.py $$target -atheris_runs=$(FUZZ_RUNS) || exit 1; \
+	done

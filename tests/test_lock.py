@@ -14,7 +14,7 @@ from hftkit.bench import lock
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-LOCKS = ("runtime.lock", "dev.lock", "peers.lock")
+LOCKS = ("runtime.lock", "dev.lock", "peers.lock", "fuzz.lock")
 
 
 def _requirement_name(requirement: str) -> str:
@@ -47,7 +47,12 @@ def test_every_pin_in_a_lock_carries_hashes(name):
 
 @pytest.mark.parametrize(
     ("name", "extras"),
-    [("runtime.lock", ()), ("dev.lock", ("dev",)), ("peers.lock", ("dev", "peers"))],
+    [
+        ("runtime.lock", ()),
+        ("dev.lock", ("dev",)),
+        ("peers.lock", ("dev", "peers")),
+        ("fuzz.lock", ("dev", "fuzz")),
+    ],
 )
 def test_each_lock_pins_every_declared_dependency_and_the_build_backend(name, extras):
     project = PYPROJECT["project"]
@@ -65,7 +70,7 @@ def test_each_lock_pins_every_declared_dependency_and_the_build_backend(name, ex
 def test_runtime_and_peers_locks_hold_the_dev_versions():
     """hftkit runs on one set in production, in the tests and beside the benchmark peers."""
     dev = lock.locked_versions(REQUIREMENTS / "dev.lock")
-    for name in ("runtime.lock", "peers.lock"):
+    for name in ("runtime.lock", "peers.lock", "fuzz.lock"):
         other = lock.locked_versions(REQUIREMENTS / name)
         moved = {key: (dev[key], value) for key, value in other.items() if key in dev and dev[key] != value}
         assert moved == {}, name

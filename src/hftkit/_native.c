@@ -16,6 +16,9 @@
 #include <stdint.h>
 
 #define MAX_DIGITS 18 /* 10**18 < 2**63: every accepted value fits an int64 */
+/* Longer text goes to ``slow``, which refuses it: hftkit.core.numbers.MAX_DECIMAL_LENGTH, the
+ * same bound, so both paths refuse "000...0001" alike (exported as MAX_DECIMAL_LENGTH). */
+#define MAX_TEXT_LENGTH 64
 
 static const int64_t POWERS_OF_TEN[MAX_DIGITS + 1] = {
     1LL,
@@ -62,6 +65,9 @@ grid_parse_chars(const GridObject *grid, const unsigned char *chars, Py_ssize_t 
     uint64_t units = 0;
     int significant = 0;
 
+    if (length > MAX_TEXT_LENGTH) {
+        return 0;
+    }
     /* whole part */
     for (; index < length; index++) {
         const unsigned digit = (unsigned)chars[index] - '0';
@@ -1295,7 +1301,8 @@ PyInit__native(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "Grid", (PyObject *)&GridType) < 0 ||
-        PyModule_AddObjectRef(module, "Credits", (PyObject *)&CreditsType) < 0) {
+        PyModule_AddObjectRef(module, "Credits", (PyObject *)&CreditsType) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_DECIMAL_LENGTH", MAX_TEXT_LENGTH) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -304,3 +305,109 @@ def test_late_snapshot_for_a_synced_book_is_ignored_and_a_newer_one_is_used():
     assert sync.on_depth(*after) is SyncAction.APPLIED
     assert_book_matches_venue(sync, venue)
     assert sync.counters.gaps == 0 and sync.counters.resyncs == 0 and sync.counters.snapshots == 2
+
+
+# -- impossible ids, stale runs and bookTicker cross-checks (issue 17, item 7) -------------------
+
+
+def synced(venue: Venue, rules, **options) -> BookSynchronizer:
+    sync = BookSynchronizer(OrderBook(), rules, **options)
+    sync.on_snapshot(*venue.snapshot())
+    assert sync.on_depth(*venue.event()) is SyncAction.APPLIED
+    return sync
+
+
+def inflate(event: tuple[int, int, int, list, list], by: int) -> tuple[int, int, int, list, list]:
+    first, last, previous, bids, asks = event
+    return first, last + by, previous, bids, asks
+
+
+@pytest.mark.parametrize("futures", [False, True])
+def test_an_inflated_final_id_is_rejected_and_real_updates_keep_applying(futures):
+    venue = Venue(seed=11, futures=futures)
+    sync = synced(venue, BINANCE_FUTURES_RULES if futures else BINANCE_SPOT_RULES)
+    real = venue.event()
+    assert sync.on_depth(*inflate(real, 10**12)) is SyncAction.DROPPED
+    assert sync.counters.id_jumps == 1
+    assert sync.on_depth(*real) is SyncAction.APPLIED  # the real one still chains
+    for _ in range(200):
+        assert sync.on_depth(*venue.event()) is SyncAction.APPLIED
+    assert sync.is_synced and sync.counters.stale_dropped == 0
+    assert_book_matches_venue(sync, venue)
+
+
+@pytest.mark.parametrize("futures", [False, True])
+def test_an_inflated_id_below_the_jump_bound_is_caught_by_the_next_real_update(futures):
+    """The issue's repro: once applied, 200 real updates were dropped as stale, 0 resyncs."""
+    venue = Venue(seed=12, futures=futures)
+    rules = BINANCE_FUTURES_RULES if futures else BINANCE_SPOT_RULES
+    sync = synced(venue, rules, max_id_advance=0)  # no bound: the inflated one is applied
+    real = venue.event()
+    assert sync.on_depth(*inflate(real, 10**9)) is SyncAction.APPLIED
+    actions = [sync.on_depth(*venue.event()) for _ in range(200)]
+    assert actions[0] is SyncAction.FETCH_SNAPSHOT and not sync.is_synced
+    assert sync.counters.id_conflicts == 1 and sync.counters.resyncs == 1
+    assert "conflict" in sync.last_gap_reason
+    sync.on_snapshot(*venue.snapshot())
+    assert sync.on_depth(*venue.event()) is SyncAction.APPLIED
+    assert_book_matches_venue(sync, venue)
+
+
+def test_impossible_ids_are_rejected_and_counted():
+    spot = BookSynchronizer(OrderBook(), BINANCE_SPOT_RULES)
+    spot.on_snapshot(100, [(1, 1)], [(9, 1)])
+    assert spot.on_depth(101, 101, -1, [(2, 1)], []) is SyncAction.APPLIED
+    assert spot.on_depth(110, 102, -1, [(3, 1)], []) is SyncAction.DROPPED  # U > u
+    futures = BookSynchronizer(OrderBook(), BINANCE_FUTURES_RULES)
+    futures.on_snapshot(100, [(1, 1)], [(9, 1)])
+    assert futures.on_depth(101, 102, 100, [(2, 1)], []) is SyncAction.APPLIED
+    assert futures.on_depth(103, 104, 104, [(3, 1)], []) is SyncAction.DROPPED  # pu >= u
+    for sync in (spot, futures):
+        assert sync.counters.invalid_ids == 1 and sync.is_synced
+        assert sync.book.best_bid() == (2, 1)
+    # while buffering too: an impossible event never reaches the book after the snapshot
+    fresh = BookSynchronizer(OrderBook(), BINANCE_SPOT_RULES)
+    fresh.on_depth(101, 101, -1, [(2, 1)], [])
+    assert fresh.on_depth(105, 102, -1, [(3, 1)], []) is SyncAction.DROPPED
+    fresh.on_snapshot(100, [(1, 1)], [(9, 1)])
+    assert fresh.is_synced and fresh.book.best_bid() == (2, 1) and fresh.counters.invalid_ids == 1
+
+
+def test_a_run_of_stale_drops_resyncs_after_the_configured_count():
+    venue = Venue(seed=13)
+    sync = synced(venue, BINANCE_SPOT_RULES, max_stale_drops=5)
+    old = [venue.event() for _ in range(6)]
+    for event in old:
+        sync.on_depth(*event)
+    actions = [sync.on_depth(*event) for event in old[:5]]  # replayed: all stale
+    assert actions == [SyncAction.DROPPED] * 4 + [SyncAction.FETCH_SNAPSHOT]
+    assert sync.counters.stale_runs == 1 and sync.counters.stale_dropped == 5
+    assert not sync.is_synced
+    # a duplicate now and then is not a run: an applied event resets the count
+    venue2 = Venue(seed=14)
+    other = synced(venue2, BINANCE_SPOT_RULES, max_stale_drops=2)
+    for _ in range(5):
+        event = venue2.event()
+        assert other.on_depth(*event) is SyncAction.APPLIED
+        assert other.on_depth(*event) is SyncAction.DROPPED
+    assert other.is_synced and other.counters.stale_runs == 0
+
+
+def test_a_book_ticker_that_disagrees_with_the_book_at_its_id_resyncs():
+    sync = BookSynchronizer(OrderBook(), BINANCE_SPOT_RULES)
+    sync.on_snapshot(100, [(5, 1)], [(9, 2)])
+    sync.on_depth(101, 101, -1, [(6, 3)], [])
+    assert sync.on_ticker(101, 6, 3, 9, 2) is SyncAction.APPLIED  # agrees
+    assert sync.on_ticker(90, 1, 1, 2, 2) is SyncAction.DROPPED  # older than the book: says nothing
+    # beyond the book: checked when the book reaches its id
+    assert sync.on_ticker(103, 7, 1, 9, 2) is SyncAction.BUFFERED
+    assert sync.on_depth(102, 103, -1, [(7, 1)], []) is SyncAction.APPLIED
+    assert sync.counters.ticker_mismatches == 0 and sync.is_synced
+    assert sync.on_ticker(105, 8, 1, 9, 2) is SyncAction.BUFFERED
+    assert sync.on_depth(104, 105, -1, [(8, 2)], []) is SyncAction.FETCH_SNAPSHOT  # size disagrees
+    assert sync.counters.ticker_mismatches == 1 and not sync.is_synced
+    assert "ticker" in sync.last_gap_reason
+    at_id = BookSynchronizer(OrderBook(), BINANCE_FUTURES_RULES)
+    at_id.on_snapshot(100, [(5, 1)], [(9, 2)])
+    assert at_id.on_ticker(100, 5, 1, 8, 2) is SyncAction.FETCH_SNAPSHOT
+    assert at_id.counters.ticker_mismatches == 1 and at_id.counters.resyncs == 1

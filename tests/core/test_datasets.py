@@ -43,7 +43,7 @@ def test_the_bundled_slice_serves_when_the_shared_set_is_absent(tmp_path, monkey
     path = hftbacktest_path("usdm/btcusdt_20240808.gz")
     assert path.is_relative_to(BUNDLED_DATA) and path.stat().st_size > 3_000_000
     assert describe_source(path).startswith("bundled slice")
-    with pytest.raises(DataNotFoundError, match="spot/ethusdt_20240809.gz"):
+    with pytest.raises(DataNotFoundError, match=r"spot/ethusdt_20240809\.gz"):
         hftbacktest_path("spot/ethusdt_20240809.gz")
     (tmp_path / "hftbacktest" / "usdm").mkdir(parents=True)
     shared = tmp_path / "hftbacktest" / "usdm" / "btcusdt_20240808.gz"

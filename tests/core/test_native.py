@@ -66,8 +66,14 @@ decimal_text = st.one_of(
             "999999999999999999",
             "9999999999999999999",
             "0.000000000000000001",
+            "1e30000000",
+            "9223372036854775808",
+            "0" * 70 + "1",
+            "1." + "0" * 70,
         ]
     ),
+    st.from_regex(r"\A[0-9]{60,70}\Z", fullmatch=True),
+    st.from_regex(r"\A[0-9]{1,3}\.?[0-9]{0,3}[eE][-+]?[0-9]{2,12}\Z", fullmatch=True),
 )
 
 
@@ -470,3 +476,51 @@ def test_thalex_book_levels_match_the_pure_codec(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(thalex_codec, "NATIVE", None)
         assert _number_outcome(levels, rows) == native_levels
+
+
+# --------------------------------------------------------------------------------------
+# hostile decimals (issue 17 item 6): C and twin refuse the same texts, with the same class
+
+HOSTILE_DECIMALS = [
+    "0" * 70 + "1",  # C's fast path counts significant digits only: it used to accept this
+    "1." + "0" * 70,
+    "1" * 400,
+    "1e30000000",
+    "61837.1e40062000000",
+    "1e-30000000",
+    "9223372036854775808",
+    "92233720368547758.08",
+    "1e30",
+]
+
+
+def test_native_length_bound_is_the_twins() -> None:
+    from hftkit.core.numbers import MAX_DECIMAL_LENGTH
+
+    assert native.MAX_DECIMAL_LENGTH == MAX_DECIMAL_LENGTH
+
+
+@pytest.mark.parametrize("text", HOSTILE_DECIMALS)
+def test_hostile_decimals_fail_alike_and_fast_on_every_path(text: str) -> None:
+    import time
+
+    from hftkit.core.errors import InvalidDecimalError, OffGridError, OutOfRangeError
+
+    classified = (InvalidDecimalError, OutOfRangeError, OffGridError)  # off-grid: cents on a 1 grid
+
+    for tick, lot in (("0.01", "0.00001"), ("1", "1")):
+        started = time.perf_counter()
+        outcomes = [
+            _outcome(_parser(tick, lot, pure=False), [(text, "1")]),
+            _outcome(_parser(tick, lot, pure=True), [(text, "1")]),
+            _outcome(_parser(tick, lot, pure=False), [("1", text)]),
+            _outcome(_parser(tick, lot, pure=True), [("1", text)]),
+        ]
+        raw = b'[["%s","1"],["1","%s"]]' % (text.encode(), text.encode())
+        try:
+            _parser(tick, lot, pure=False).raw_levels(msgspec.Raw(raw))
+            outcomes.append(list)
+        except Exception as error:
+            outcomes.append(type(error))
+        assert time.perf_counter() - started < 0.05
+        assert all(outcome in classified for outcome in outcomes), outcomes

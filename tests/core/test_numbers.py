@@ -143,3 +143,47 @@ def test_conversion_cache_lookup_is_the_uncounted_hit_path():
     cache("3.00")  # full: cleared, then refilled
     assert cache.lookup("1.00") is None
     assert cache.lookup("3.00") == 300
+
+
+# --------------------------------------------------------------------------------------
+# hostile wire decimals (issue 17 item 6): bounded time, classified errors, int64 steps
+
+HOSTILE_EXPONENTS = ["1e30000000", "61837.1e40062000000", "1e-30000000", "1E+999999999999", "-5e65"]
+
+
+@pytest.mark.parametrize("text", HOSTILE_EXPONENTS)
+def test_exponents_no_venue_sends_are_refused_at_once(text: str) -> None:
+    import time
+
+    grid = DecimalGrid("0.01")
+    started = time.perf_counter()
+    with pytest.raises(InvalidDecimalError, match="exponent"):
+        grid.to_steps(text)
+    with pytest.raises(InvalidDecimalError, match="exponent"):
+        parse_decimal(text)
+    assert time.perf_counter() - started < 0.05
+
+
+@pytest.mark.parametrize(
+    "text", ["0" * 5000 + "1", "1" * 400, "0." + "0" * 400 + "1", "1." + "0" * 100, "9" * 65]
+)
+def test_decimals_longer_than_any_venue_sends_are_refused(text: str) -> None:
+    # 5000 digits used to escape as Python's plain int-conversion ValueError
+    for grid in (DecimalGrid("0.01"), DecimalGrid("1")):
+        with pytest.raises(InvalidDecimalError, match="longer than"):
+            grid.to_steps(text)
+    with pytest.raises(InvalidDecimalError, match="longer than"):
+        parse_decimal(text)
+
+
+def test_steps_are_capped_at_the_signed_64_bit_range() -> None:
+    from hftkit.core import OutOfRangeError
+
+    grid = DecimalGrid("1")
+    assert grid.to_steps("9223372036854775807") == 2**63 - 1
+    assert grid.to_steps("-9223372036854775808") == -(2**63)
+    for text in ("9223372036854775808", "-9223372036854775809", "1e30", "99999999999999999999.5"):
+        with pytest.raises(OutOfRangeError):
+            grid.to_steps(text, Rounding.DOWN)
+    with pytest.raises(OutOfRangeError):
+        DecimalGrid("0.00000001").to_steps("100000000000.00000000")  # 1e19 steps

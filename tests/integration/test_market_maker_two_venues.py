@@ -2,7 +2,7 @@
 
 One ``Simulator`` replays the recorded USD-M BTCUSDT market (ten times faster) into its
 Binance USD-M venue and, folded to 1 USD buckets, into its Thalex BTC-PERPETUAL. The real
-adapters connect to its protocol servers. A ``StrategyManager`` runs the Avellaneda-Stoikov
+adapters connect to its protocol servers. A ``TradingEngine`` runs the Avellaneda-Stoikov
 ``MarketMaker`` on Thalex and a ``CrossVenueHedger`` that flattens the BTC exposure on Binance
 through the router and the execution engine. The test follows one session end to end: quotes
 rest at the venue, they fill, the hedge executes, positions agree with the venue's accounts, a
@@ -14,116 +14,36 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
-from decimal import Decimal
 
 import pytest
+from two_venue_node import (
+    FUTURE,
+    HEDGE_VENUE,
+    MAKER_VENUE,
+    MAX_BOOK_AGE_MS,
+    PERPETUAL,
+    build_node,
+    eventually,
+    resting,
+    sim_position,
+    simulator_config,
+    tracked,
+    watchdog,
+)
 
-from hftkit.app.node import binance_config, binance_credentials, thalex_config
 from hftkit.core.types import Fill, Side
-from hftkit.datasets import shared_data_dir
-from hftkit.sim.config import BINANCE_USDM, THALEX, config_from_mapping
+from hftkit.sim.config import BINANCE_USDM, THALEX
 from hftkit.sim.runner import Simulator
-from hftkit.strategies import CrossVenueHedger, HedgerConfig, MarketMaker, MarketMakerConfig
-from hftkit.trading.execution import ExecutionConfig
-from hftkit.trading.risk import InstrumentLimits, TripSource
-from hftkit.trading.strategy import StrategyManager
-from hftkit.venues.binance.adapter import BinanceAdapter
-from hftkit.venues.binance.endpoints import Market
-from hftkit.venues.thalex.adapter import ThalexAdapter
+from hftkit.trading.risk import TripSource
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-PERPETUAL = "BTC-PERPETUAL"
-FUTURE = "BTCUSDT"
-MAKER_VENUE = "thalex"
-HEDGE_VENUE = "binance_usdm"
-MAX_BOOK_AGE_MS = 1_500
-
-
-@pytest.fixture(autouse=True)
-def _recordings() -> None:
-    shared_data_dir()  # the recordings are required: a missing shared/data fails with where it looked
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout_s:g}s: {what}")
-        await asyncio.sleep(0.005)
-
-
-async def watchdog(manager: StrategyManager, period_s: float = 0.05) -> None:
-    """The periodic book-staleness sweep a node runs beside the strategies."""
-    while True:
-        manager.risk.check_books()
-        await asyncio.sleep(period_s)
-
-
-def resting(sim: Simulator, venue: str, account: str) -> Counter[tuple[Side, int]]:
-    """What rests in the simulator's matching engine for us: (side, price) -> orders."""
-    return Counter(
-        (Side.BUY if order.is_buy else Side.SELL, order.price)
-        for order in sim.venues[venue].engine.open_orders(account)
-    )
-
-
-def tracked(manager: StrategyManager, venue: str, symbol: str) -> Counter[tuple[Side, int]]:
-    return Counter((order.side, order.price) for order in manager.tracker.open_orders(venue, symbol))
-
-
-def sim_position(sim: Simulator, venue: str, account: str, symbol: str) -> int:
-    return sim.venues[venue].accounts.get(account).position(symbol).quantity
-
 
 async def test_market_maker_fills_hedges_trips_the_kill_switch_and_recovers() -> None:
-    config = config_from_mapping(
-        {
-            "venues": {BINANCE_USDM: {"symbols": [FUTURE]}, THALEX: {"symbols": [PERPETUAL]}},
-            "speed": 10,
-            "seed": 7,
-        },
-        "<integration>",
-    )
-    async with asyncio.timeout(75), Simulator(config) as sim:
+    async with asyncio.timeout(75), Simulator(simulator_config(seed=7)) as sim:
         await sim.wait_seeded()
-        account = sim.credentials.account  # type: ignore[union-attr]
-        binance = BinanceAdapter(binance_credentials(sim), binance_config(sim, Market.USDM))
-        thalex = ThalexAdapter(thalex_config(sim))
-        maker = MarketMaker(
-            MarketMakerConfig(
-                venue=MAKER_VENUE,
-                symbol=PERPETUAL,
-                size_per_level=2,  # 0.002 BTC
-                max_position=10,
-                gamma=0.1,
-                kappa=1.5,
-                levels=1,
-                initial_volatility=0.5,
-                inventory_group="BTC",
-            ),
-            name="maker",
-        )
-        hedger = CrossVenueHedger(
-            HedgerConfig(
-                group="BTC",
-                hedge_on=((HEDGE_VENUE, FUTURE),),
-                watch=((MAKER_VENUE, PERPETUAL),),
-                threshold=Decimal("0.001"),  # any hedge is >= 0.002 BTC: above USD-M's 100 USDT minimum
-                cooldown_s=0.2,
-                check_interval_s=0.2,
-                slippage_bps=20.0,
-            )
-        )
-        limits = InstrumentLimits(max_book_age_ms=MAX_BOOK_AGE_MS)
-        manager = StrategyManager(
-            [binance, thalex],
-            [maker, hedger],
-            instrument_limits={(MAKER_VENUE, PERPETUAL): limits, (HEDGE_VENUE, FUTURE): limits},
-            execution=ExecutionConfig(latency_budget_us=None),
-        )
+        node = build_node(sim)
+        account, thalex, hedger, manager = node.account, node.thalex, node.hedger, node.manager
         maker_fills: list[Fill] = []
         thalex.add_listener(lambda event: maker_fills.append(event) if isinstance(event, Fill) else None)
         await manager.start()

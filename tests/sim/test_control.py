@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -126,3 +127,23 @@ async def test_replay_speed_changes_for_every_driver_of_a_venue(
 async def test_the_control_endpoint_refuses_to_bind_beyond_loopback(sim: Simulator) -> None:
     with pytest.raises(ValueError, match="loopback"):
         await ControlServer(sim).start("0.0.0.0", 0)
+
+
+async def test_dropping_a_venue_s_connections_closes_them_and_clients_see_it(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(sim.urls["thalex_ws"]) as client:
+        await asyncio.sleep(0.05)
+        assert sim.thalex_server.snapshot()["sessions"] == 1
+        status, body = await call(http, "POST", sim.urls["control"] + "/connections/thalex/drop")
+        assert status == 200 and body == {"venue": "thalex", "dropped": 1}
+        message = await asyncio.wait_for(client.receive(), 5)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    for _ in range(100):
+        if sim.thalex_server.snapshot()["sessions"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert sim.thalex_server.snapshot()["sessions"] == 0
+    status, body = await call(http, "POST", sim.urls["control"] + "/connections/nowhere/drop")
+    assert status == 404
+    assert sim.change_log[-1]["kind"] == "drop_connections"

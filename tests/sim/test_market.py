@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import math
@@ -208,6 +209,31 @@ async def test_replay_driver_loops_with_increasing_update_ids_and_reseeds_each_p
     assert batches == list(range(1, len(batches) + 1))  # consecutive across the loop
     bids, asks = independent_rebuild(lines)
     assert engine_top(venue, "BTCUSDT") == (top(bids, True), top(asks, False))
+
+
+async def test_a_paused_replay_resumes_at_once_when_its_speed_is_raised(tmp_path: Path) -> None:
+    """Found by the chaos test: a driver asleep for a delay computed while paused (years at a
+    speed of 1e-9) kept sleeping after the speed went back up, freezing the market for good."""
+    lines = first_lines(recording("spot", "btcusdt_20240808.gz"), 400, skip_trades=True)
+    short = tmp_path / "btcusdt_short.gz"
+    with gzip.open(short, "wb") as handle:
+        for index, body in enumerate(lines):  # one message every 10 ms of data time
+            handle.write(b"%d " % (1_000_000_000 + index * 10_000_000) + body + b"\n")
+    venue = make_venue(SPOT_BTC)
+    driver = ReplayDriver("spot", [short], SPOT_BTC, [VenueSink(venue, "BTCUSDT")], speed=1.0, max_passes=1)
+    task = asyncio.create_task(driver.run())
+    try:
+        await asyncio.sleep(0.2)
+        driver.set_speed(1e-9)  # paused: the next message is years away
+        await asyncio.sleep(0.2)
+        paused_at = driver.snapshot()["total_messages"]
+        await asyncio.sleep(0.2)
+        assert driver.snapshot()["total_messages"] == paused_at
+        driver.set_speed(100.0)
+        await asyncio.wait_for(task, 5)  # the rest of the pass, at 100x: well under a second
+    finally:
+        task.cancel()
+    assert driver.snapshot()["loops"] == 1 and driver.snapshot()["total_messages"] > paused_at
 
 
 # decoding and sequencing ------------------------------------------------------------------------------

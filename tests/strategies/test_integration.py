@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from hftkit.core.types import Instrument, Side
 from hftkit.strategies import CrossVenueHedger, HedgerConfig, MarketMaker, MarketMakerConfig
+from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig
-from hftkit.trading.strategy import StrategyManager
 from hftkit.trading.testing import FakeVenue, RequestKind
 
 SYMBOL = "BTCUSDT"
@@ -63,7 +63,9 @@ async def test_market_making_hedging_kill_switch_and_recovery() -> None:
         )
     )
     makers = [maker("a"), maker("b")]
-    manager = StrategyManager([a, b], [*makers, hedger], execution=ExecutionConfig(latency_budget_us=None))
+    manager = TradingEngine.build(
+        [a, b], [*makers, hedger], execution=ExecutionConfig(latency_budget_us=None)
+    )
     async with asyncio.timeout(10):
         await manager.start()
         await manager.wait_idle()

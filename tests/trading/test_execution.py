@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hftkit.core.types import Fill, Instrument, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.core.types import Fill, Instrument, Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
 from hftkit.trading.execution import (
     BudgetPolicy,
     ExecutionConfig,
@@ -284,3 +284,55 @@ async def test_fake_venue_rests_amends_fills_on_cross_and_answers_queries() -> N
     assert queried is not None and queried.status is OrderStatus.FILLED
     assert await venue.query_order(SYMBOL, "never") is None
     assert (await venue.positions())[0].quantity == 7
+
+
+class SettlingVenue(FakeVenue):
+    """A venue adapter that settles unknown outcomes itself, as the Binance and Thalex adapters do."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.settling: list[str] = []
+
+    def unresolved(self) -> list[str]:
+        return list(self.settling)
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        self.settling.append(request.client_order_id)
+        return await super().place_order(request)
+
+
+async def test_an_unknown_outcome_the_adapter_settles_is_left_to_its_events() -> None:
+    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
+    venue = SettlingVenue("fake", [instrument])
+    tracker = OrderStateTracker()
+    venue.add_listener(
+        lambda event: isinstance(event, OrderUpdate) and tracker.apply_report(report_from_update(event))
+    )
+    gate = RiskGate(TrackerExposure(tracker))
+    gate.add_instrument(instrument, InstrumentLimits())
+    gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=1.0)
+    venue.fail_next(FailureKind.UNKNOWN_LOST)  # not at the venue yet: it may still arrive
+    order = gateway.prepare(
+        OrderIntent(venue="fake", symbol=SYMBOL, side=Side.BUY, quantity=5, price=4_000_000)
+    )
+    assert isinstance(order, Order)
+    assert await gateway.send(order) is None
+    assert tracker.get(order.client_order_id).status is OrderStatus.UNKNOWN  # type: ignore[union-attr]
+    assert not [kind for kind, _ in venue.requests if kind is RequestKind.QUERY]  # one owner asks
+    # the adapter's settlement finds it after all: the tracker consumes that event
+    venue.settling.clear()
+    venue._emit(
+        OrderUpdate(
+            venue="fake",
+            symbol=SYMBOL,
+            client_order_id=order.client_order_id,
+            venue_order_id="v1",
+            status=OrderStatus.NEW,
+            side=Side.BUY,
+            price=4_000_000,
+            quantity=5,
+            filled=0,
+        )
+    )
+    assert tracker.get(order.client_order_id).status is OrderStatus.NEW  # type: ignore[union-attr]
+    assert gateway.counters["settled_by_adapter"] == 1

@@ -4,6 +4,7 @@ import logging
 from decimal import Decimal
 from fractions import Fraction
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -632,3 +633,14 @@ def test_random_event_sequences_never_take_an_illegal_path(events: list[tuple[ob
     for previous, status in observed:
         assert previous is status or status in TRANSITIONS[previous], f"{previous} -> {status}"
     assert tracker.position(VENUE, SYMBOL).quantity == applied_lots
+
+
+def test_a_fee_reported_after_its_fill_is_booked_on_the_position(tracker: OrderStateTracker) -> None:
+    from hftkit.core.types import FeeCharge
+
+    charge = FeeCharge(
+        venue="thalex", symbol="BTC-PERPETUAL", client_order_id="a", trade_id="t1", fee=1.18, fee_asset="USD"
+    )
+    tracker.apply_fee(charge)
+    tracker.apply_fee(msgspec.structs.replace(charge, trade_id="t2", fee=0.5))
+    assert tracker.position("thalex", "BTC-PERPETUAL").fees == {"USD": pytest.approx(1.68)}

@@ -1,4 +1,4 @@
-"""StrategyManager on FakeVenues: routing, risk, timers, failures, shutdown and kill switch."""
+"""TradingEngine on FakeVenues: routing, risk, timers, failures, shutdown and kill switch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import pytest
 
 from hftkit.book.order_book import OrderBook
 from hftkit.core.types import Fill, Instrument, Order, OrderStatus, Quote, Side, Trade
+from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, ExecutionReport, OrderIntent
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy
 from hftkit.trading.risk import InstrumentLimits
-from hftkit.trading.strategy import Decision, Strategy, StrategyManager, Subscription, TimerRequest
+from hftkit.trading.strategy import Decision, Strategy, Subscription, TimerRequest
 from hftkit.trading.testing import FailureKind, FakeVenue, RequestKind
+from hftkit.venues.base import OrderRequest
 
 BTC = "BTCUSDT"
 ETH = "ETHUSDT"
@@ -118,7 +120,7 @@ async def test_events_reach_only_the_strategies_subscribed_to_them() -> None:
     a, b = venue("a"), venue("b")
     btc_on_a = Recorder("btc_a", [Subscription("a", (BTC,), books=True, trades=True)])
     eth_on_b = Recorder("eth_b", [Subscription("b", (ETH,), books=True)])
-    manager = StrategyManager([a, b], [btc_on_a, eth_on_b])
+    manager = TradingEngine.build([a, b], [btc_on_a, eth_on_b])
     await manager.start()
     assert btc_on_a.started and btc_on_a.books == [("a", BTC)]  # the snapshot on subscribe
     assert a.subscribed == {BTC} and b.subscribed == {ETH}
@@ -139,7 +141,7 @@ async def test_events_reach_only_the_strategies_subscribed_to_them() -> None:
 async def test_desired_quotes_become_orders_and_fills_reach_the_owner() -> None:
     a = venue("a")
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker])
+    manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
     assert sorted(order.price for order in manager.tracker.open_orders("a", BTC)) == [4_999_990, 5_000_020]
@@ -161,7 +163,7 @@ async def test_risk_rejects_are_counted_and_never_sent() -> None:
     a = venue("a")
     big = (Quote(Side.BUY, 4_999_990, 50), Quote(Side.SELL, 5_000_020, 1))
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=big)
-    manager = StrategyManager(
+    manager = TradingEngine.build(
         [a], [maker], instrument_limits={("a", BTC): InstrumentLimits(max_order_quantity="0.010")}
     )
     await manager.start()
@@ -177,7 +179,7 @@ async def test_stop_cancels_every_managed_order_and_reconciles() -> None:
     a, b = venue("a"), venue("b")
     maker_a = Recorder("maker_a", [Subscription("a", (BTC,))], ladder=LADDER)
     maker_b = Recorder("maker_b", [Subscription("b", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a, b], [maker_a, maker_b])
+    manager = TradingEngine.build([a, b], [maker_a, maker_b])
     await manager.start()
     await manager.wait_idle()
     assert len(a.open_order_ids) == 2 and len(b.open_order_ids) == 2
@@ -190,7 +192,7 @@ async def test_stop_cancels_every_managed_order_and_reconciles() -> None:
 
 async def test_stop_survives_a_failing_cancel_all() -> None:
     a, b = venue("a"), venue("b")
-    manager = StrategyManager(
+    manager = TradingEngine.build(
         [a, b],
         [
             Recorder("maker_a", [Subscription("a", (BTC,))], ladder=LADDER),
@@ -211,7 +213,7 @@ async def test_a_raising_strategy_is_counted_and_does_not_stop_the_others() -> N
     a = venue("a")
     exploding = Exploding()
     healthy = Recorder("healthy", [Subscription("a", (BTC,))])
-    manager = StrategyManager([a], [exploding, healthy])
+    manager = TradingEngine.build([a], [exploding, healthy])
     await manager.start()
     for step in range(3):
         a.update_book(BTC, bids=[(5_000_001 + step, 1)])
@@ -223,7 +225,7 @@ async def test_a_raising_strategy_is_counted_and_does_not_stop_the_others() -> N
 async def test_timers_fire_through_the_loop_and_the_same_name_replaces_a_pending_one() -> None:
     a = venue("a")
     strategy = Recorder("timed", [Subscription("a", (BTC,))])
-    manager = StrategyManager([a], [strategy])
+    manager = TradingEngine.build([a], [strategy])
     await manager.start()
     strategy.next_decision = Decision(timers=[TimerRequest("slow", 10.0), TimerRequest("fast", 0.001)])
     a.update_book(BTC, bids=[(5_000_001, 1)])
@@ -237,7 +239,7 @@ async def test_timers_fire_through_the_loop_and_the_same_name_replaces_a_pending
 async def test_taker_orders_of_a_decision_go_through_the_execution_engine() -> None:
     a = venue("a")
     strategy = Recorder("taker", [Subscription("a", (BTC,))])
-    manager = StrategyManager([a], [strategy], execution=ExecutionConfig(latency_budget_us=None))
+    manager = TradingEngine.build([a], [strategy], execution=ExecutionConfig(latency_budget_us=None))
     await manager.start()
     strategy.next_decision = Decision(
         orders=[OrderIntent(venue="a", symbol=BTC, side=Side.BUY, quantity=3, price=5_000_010, tag="t1")]
@@ -253,7 +255,7 @@ async def test_taker_orders_of_a_decision_go_through_the_execution_engine() -> N
 async def test_kill_switch_cancels_blocks_and_recovers_after_reset() -> None:
     a = venue("a")
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker])
+    manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
     assert len(a.open_order_ids) == 2
@@ -273,14 +275,14 @@ async def test_kill_switch_cancels_blocks_and_recovers_after_reset() -> None:
 async def test_a_lost_market_data_session_untrusts_books_and_cancels_orders() -> None:
     a = venue("a")
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker])
+    manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
     a.disconnect("test")
     await manager.wait_idle()
     assert a.open_order_ids == [] and manager.book("a", BTC) is None
     a.update_book(BTC, bids=[(5_000_001, 1)])  # a diff before a new snapshot is not trusted
-    assert manager.counters["book_deltas_before_snapshot"] == 1 and len(maker.books) == 1
+    assert manager.counters["book_events_while_unsynced"] == 1 and len(maker.books) == 1
     a.set_book(BTC, [(5_000_000, 100)], [(5_000_010, 100)])
     await manager.wait_idle()
     assert len(maker.books) == 2 and len(a.open_order_ids) == 2
@@ -290,7 +292,7 @@ async def test_a_lost_market_data_session_untrusts_books_and_cancels_orders() ->
 async def test_with_full_amend_support_a_moved_ladder_is_amended_not_replaced() -> None:
     a = venue("a")
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker], quoting=QuotingPolicy(amend=AmendSupport.FULL))
+    manager = TradingEngine.build([a], [maker], quoting=QuotingPolicy(amend=AmendSupport.FULL))
     await manager.start()
     await manager.wait_idle()
     before = set(a.open_order_ids)
@@ -306,7 +308,7 @@ async def test_with_full_amend_support_a_moved_ladder_is_amended_not_replaced() 
 
 async def test_a_bad_subscription_fails_start_cleanly_and_a_manager_runs_once() -> None:
     a = venue("a")
-    manager = StrategyManager([a], [Recorder("lost", [Subscription("nowhere", (BTC,))])])
+    manager = TradingEngine.build([a], [Recorder("lost", [Subscription("nowhere", (BTC,))])])
     with pytest.raises(ValueError, match="unknown venue"):
         await manager.start()
     assert not a.connected and not manager.running
@@ -318,7 +320,7 @@ async def test_quotes_in_flight_are_never_placed_twice_while_acks_are_slow() -> 
     a = FakeVenue("a", instruments("a"), latency_s=0.01)
     a.set_book(BTC, [(5_000_000, 100)], [(5_000_010, 100)])
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker])
+    manager = TradingEngine.build([a], [maker])
     await manager.start()
     for step in range(5):  # book events while the first two orders are still pending
         a.update_book(BTC, bids=[(5_000_001 + step, 1)])
@@ -331,7 +333,7 @@ async def test_quotes_in_flight_are_never_placed_twice_while_acks_are_slow() -> 
 async def test_a_decision_can_ask_for_cancel_all() -> None:
     a = venue("a")
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
-    manager = StrategyManager([a], [maker])
+    manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
     maker.ladder = None
@@ -346,7 +348,7 @@ async def test_a_decision_can_ask_for_cancel_all() -> None:
 async def test_decisions_for_instruments_outside_the_subscriptions_are_refused() -> None:
     a = venue("a")
     strategy = Recorder("stray", [Subscription("a", (BTC,))])
-    manager = StrategyManager([a], [strategy])
+    manager = TradingEngine.build([a], [strategy])
     await manager.start()
     strategy.next_decision = Decision(
         quotes={("a", ETH): LADDER},
@@ -356,3 +358,25 @@ async def test_decisions_for_instruments_outside_the_subscriptions_are_refused()
     await manager.wait_idle()
     assert placed(a) == [] and manager.counters["unmanaged_instrument_decisions"] == 2
     await manager.stop()
+
+
+async def test_start_adopts_what_rests_at_the_venue_and_its_positions_before_the_first_quote() -> None:
+    """A restarted node: an order of the previous session rests, a position is open."""
+    a = venue("a")
+    await a.place_order(
+        OrderRequest(client_order_id="old-1", symbol=BTC, side=Side.BUY, quantity=5, price=4_999_000)
+    )
+    a.positions_by_symbol[BTC] = 7
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=LADDER)
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    await manager.wait_idle()
+    adopted = manager.tracker.get("old-1")
+    assert adopted is not None and manager.counters["start_reconciliation_differences"] >= 2
+    assert manager.position("a", BTC) == 7
+    # the ladder is planned against what rests: the stale order is cancelled, never quoted beside
+    a.update_book(BTC, bids=[(5_000_000, 101)])
+    await manager.wait_idle()
+    assert "old-1" not in a.open_order_ids
+    assert len(a.open_order_ids) == len(LADDER)
+    await manager.stop("test over")

@@ -205,3 +205,41 @@ async def test_loss_during_on_connected_is_reported_at_once():
             await wait_until(lambda: (ConnectionState.DISCONNECTED, DisconnectReason.PEER_CLOSED) in states)
             release.set()
             await wait_until(lambda: socket.stats.connects == 2 and socket.state is ConnectionState.CONNECTED)
+
+
+async def test_a_stream_silent_past_its_cadence_is_replaced_although_pongs_still_come():
+    """Issue 17 item 12: pings kept a stalled stream 'fresh'; its silence is what counts."""
+    async with ScriptedServer() as server:
+        server.mode = "silent"
+        config = fast_config(server.url, ping_idle_s=0.02, ping_reply_timeout_s=0.02, stall_timeout_s=0.2)
+        async with ReconnectingWebSocket(config, lambda payload, ns: None) as socket:
+            await socket.wait_connected(5)
+            await server.sockets[-1].send_str("one message, then silence")
+            await wait_until(lambda: socket.stats.stall_reconnects >= 1)
+            assert socket.stats.disconnect_reasons.get("stalled", 0) >= 1
+
+
+async def test_a_connection_that_never_delivers_a_first_message_is_a_stall_too():
+    """Found by the chaos test: a reconnected market socket that stays open and silent from the
+    start left its book awaiting a snapshot for good; the watch is armed from the connect."""
+    async with ScriptedServer() as server:
+        server.mode = "silent"
+        config = fast_config(server.url, ping_idle_s=0.02, ping_reply_timeout_s=0.02, stall_timeout_s=0.2)
+        async with ReconnectingWebSocket(config, lambda payload, ns: None) as socket:
+            await socket.wait_connected(5)
+            await wait_until(lambda: socket.stats.stall_reconnects >= 2 and server.connections >= 3)
+            assert socket.stats.disconnect_reasons.get("stalled", 0) >= 2
+
+
+async def test_a_quiet_stream_that_answers_its_probe_is_not_a_stall():
+    async with ScriptedServer() as server:  # echoes: the probe comes back like a venue's answer
+        config = fast_config(server.url, stall_timeout_s=0.3, stall_probe_s=0.1)
+        async with ReconnectingWebSocket(
+            config, lambda payload, ns: None, stall_probe=lambda: b'{"probe":1}'
+        ) as socket:
+            await socket.wait_connected(5)
+            socket.send("hello")  # echoed
+            await wait_until(lambda: socket.stats.stall_probes >= 5)
+            assert socket.stats.stall_reconnects == 0 and server.connections == 1
+            server.mode = "silent"  # now the probe goes unanswered
+            await wait_until(lambda: socket.stats.stall_reconnects == 1)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from hftkit.codec import DEFAULT_COUNTERS, CodecError, CodecErrorCounters, CodecErrorKind
 from hftkit.core import (
     BalanceUpdate,
     ContractKind,
@@ -184,8 +185,84 @@ def test_futures_order_and_account_updates():
     [b'{"e":"executionReport"', b'{"e":"executionReport","s":5}', b"\xff\xfe", b'{"subscriptionId":"x"}'],
 )
 def test_malformed_user_frames_raise_decode_errors(frame):
-    with pytest.raises(msgspec.DecodeError):
+    with pytest.raises(CodecError):
         UserDataParser("binance", {"BTCUSDT": btcusdt()}).parse(frame)
+
+
+# -- hostile user data (issue 17 items 10 and 11): classified, counted, never handed on ----------
+
+ACCOUNT_POSITION = (
+    b'{"subscriptionId":0,"event":{"e":"outboundAccountPosition","E":1,"u":1,'
+    b'"B":[{"a":"BTC","f":"0.00225109","l":"0.00123000"}]}}'
+)
+FUTURES_ACCOUNT = (
+    b'{"e":"ACCOUNT_UPDATE","E":1,"T":1,"a":{"m":"ORDER","B":[{"a":"USDT","wb":"999.99","cw":"999.99"}],'
+    b'"P":[{"s":"BTCUSDT","pa":"-0.001","ep":"50000.0","up":"0.00","ps":"BOTH"}]}}'
+)
+
+
+def _replace(frame: bytes, old: str, new: str) -> bytes:
+    assert old.encode() in frame
+    return frame.replace(old.encode(), new.encode())
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _replace(ACCOUNT_POSITION, '"f":"0.00225109"', '"f":"NaN"'),
+        _replace(ACCOUNT_POSITION, '"f":"0.00225109"', '"f":"Infinity"'),
+        _replace(ACCOUNT_POSITION, '"f":"0.00225109"', '"f":"\u0661.5"'),  # Arabic-Indic one
+        _replace(ACCOUNT_POSITION, '"f":"0.00225109"', '"f":"-5.00000000"'),
+        _replace(ACCOUNT_POSITION, '"l":"0.00123000"', '"l":"sNaN"'),  # decimal.InvalidOperation before
+        _replace(ACCOUNT_POSITION, '"l":"0.00123000"', '"l":"1e999999999"'),
+        _replace(TRADE_REPORT, '"n":"0.00000040"', '"n":"NaN"'),
+        _replace(TRADE_REPORT, '"n":"0.00000040"', '"n":"inf"'),
+        _replace(TRADE_REPORT, '"l":"0.00040000"', '"l":"0.00000000"'),  # a fill of nothing
+        _replace(TRADE_REPORT, '"l":"0.00040000"', '"l":"-0.00040000"'),
+        _replace(TRADE_REPORT, '"z":"0.00040000"', '"z":"0.00200000"'),  # filled > quantity 0.001
+        _replace(TRADE_REPORT, '"q":"0.00100000"', '"q":"\u0661"'),
+        _replace(TRADE_REPORT, '"L":"50000.00000000"', '"L":"5e4"'),
+        _replace(TRADE_REPORT, '"S":"BUY"', '"S":"HOLD"'),  # KeyError before
+        _replace(TRADE_REPORT, '"L":"50000.00000000"', '"L":"50000.001"'),  # off the 0.01 grid
+        _replace(TRADE_REPORT, '"p":"50000.00000000"', '"p":"' + "9" * 30 + '"'),  # beyond int64
+        _replace(FUTURES_ACCOUNT, '"wb":"999.99"', '"wb":"NaN"'),
+        _replace(FUTURES_ACCOUNT, '"wb":"999.99"', '"wb":"-1"'),
+        _replace(FUTURES_ACCOUNT, '"cw":"999.99"', '"cw":"1999.99"'),  # locked would be negative
+        _replace(FUTURES_ACCOUNT, '"pa":"-0.001"', '"pa":"-Infinity"'),
+    ],
+)
+def test_hostile_user_data_values_are_counted_codec_errors(frame: bytes) -> None:
+    instrument = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", "5")
+    before = DEFAULT_COUNTERS.counts[CodecErrorKind.SCHEMA]
+    with pytest.raises(CodecError) as caught:
+        UserDataParser("binance", {"BTCUSDT": instrument}).parse(frame)
+    assert caught.value.kind is CodecErrorKind.SCHEMA
+    assert DEFAULT_COUNTERS.counts[CodecErrorKind.SCHEMA] == before + 1
+    counters = CodecErrorCounters()  # or the feed's own counters
+    with pytest.raises(CodecError):
+        UserDataParser("binance", {"BTCUSDT": instrument}, counters=counters).parse(frame)
+    assert counters.total == 1
+
+
+def test_valid_user_data_still_parses_into_events() -> None:
+    instrument = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", "5")
+    parser = UserDataParser("binance", {"BTCUSDT": instrument})
+    assert len(parser.parse(ACCOUNT_POSITION)) == 1
+    assert len(parser.parse(FUTURES_ACCOUNT)) == 2
+    assert len(parser.parse(TRADE_REPORT)) == 2
+
+
+@pytest.mark.parametrize("depth", [200, 5_000, 100_000])
+@pytest.mark.parametrize("prefix", [b"", b'{"subscriptionId":0,"event":', b'{"stream":"x","data":'])
+def test_deeply_nested_user_frames_are_nesting_depth_errors(prefix: bytes, depth: int) -> None:
+    suffix = b"}" if prefix else b""
+    frame = prefix + b'{"e":"executionReport","s":' + b"[" * depth + b"]" * depth + b"}" + suffix
+    before = DEFAULT_COUNTERS.total
+    with pytest.raises(CodecError) as caught:
+        UserDataParser("binance", {}).parse(frame)
+    expected = CodecErrorKind.NESTING_DEPTH if depth > 1000 else CodecErrorKind.SCHEMA
+    assert caught.value.kind is expected
+    assert DEFAULT_COUNTERS.total == before + 1
 
 
 def test_hmac_signature_matches_binance_documented_example():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -239,3 +240,44 @@ async def test_streams_are_split_over_connections_and_every_book_syncs():
                 await server.publish_depth(symbol, [(price, "0.7000")])
                 await wait_until(lambda symbol=symbol: harness.session.is_synced(symbol))
                 assert harness.book_matches_server(symbol)
+
+
+async def test_an_inflated_update_id_never_freezes_a_synced_book(server):
+    """Issue 17 item 7: one depth event with an inflated ``u`` used to make every real one stale."""
+    async with Harness(server, Market.SPOT) as harness:
+        await start(harness)
+        await publish_until_synced(harness, [("49999.50", "0.70000")])
+        sync = harness.session.synchronizer("BTCUSDT")
+        stale_before = sync.counters.stale_dropped
+        next_id = server.books["BTCUSDT"].update_id + 1
+        forged = {"e": "depthUpdate", "E": server.server_ms(), "s": "BTCUSDT", "U": next_id}
+        forged |= {"u": next_id + 10**15, "b": [["49999.75", "9.00000"]], "a": []}
+        await server.send_raw(json.dumps({"stream": "btcusdt@depth@100ms", "data": forged}))
+        for index in range(20):
+            await server.publish_depth("BTCUSDT", [(f"4998{index % 10}.00", f"{index + 1}.00000")])
+        await wait_until(lambda: sync.counters.id_jumps == 1)
+        await wait_until(harness.book_matches_server)
+        assert harness.session.is_synced("BTCUSDT") and sync.counters.stale_dropped == stale_before
+        assert sync.counters.resyncs == 0  # rejected, not applied: nothing to recover from
+
+
+async def test_a_book_ticker_disagreeing_with_the_book_resyncs_it(server):
+    async with Harness(server, Market.SPOT) as harness:
+        await start(harness)
+        await publish_until_synced(harness, [("49999.50", "0.70000")])
+        sync = harness.session.synchronizer("BTCUSDT")
+        # a diff whose ids chain but whose content the venue never had (a tampered frame)
+        next_id = server.books["BTCUSDT"].update_id + 1
+        tampered = {"e": "depthUpdate", "E": server.server_ms(), "s": "BTCUSDT", "U": next_id}
+        tampered |= {"u": next_id, "b": [["49999.75", "9.00000"]], "a": []}
+        await server.send_raw(json.dumps({"stream": "btcusdt@depth@100ms", "data": tampered}))
+        await server.publish_depth("BTCUSDT", [("49990.00", "0")], send=False)  # the real id next_id
+        await wait_until(lambda: sync.last_update_id == next_id)
+        await server.publish_book_ticker("BTCUSDT")
+        await wait_until(lambda: sync.counters.ticker_mismatches == 1)
+        resync = harness.of(ConnectionEvent, state="resyncing")
+        assert resync and resync[0].reason.startswith("ticker mismatch")
+        await wait_until(lambda: sync.counters.snapshots == 2)
+        await server.publish_depth("BTCUSDT", [("49981.00", "1.00000")])
+        await wait_until(lambda: harness.session.is_synced("BTCUSDT"))
+        await wait_until(harness.book_matches_server)

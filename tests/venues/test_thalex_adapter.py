@@ -18,6 +18,7 @@ from hftkit.core.types import (
     BookDelta,
     BookTicker,
     ConnectionEvent,
+    FeeCharge,
     Fill,
     OrderStatus,
     OrderType,
@@ -553,11 +554,20 @@ async def test_an_immediate_fill_is_emitted_once_across_answer_push_and_trade_hi
             "fee": 1.18,
         }
         await server.push("account.trade_history", [trade])
+        await server.push("account.trade_history", [trade])  # a repeated push charges nothing more
         await until(
-            lambda: adapter.metrics.counter("thalex_duplicate_fills_total", venue="thalex").value == 2
+            lambda: adapter.metrics.counter("thalex_duplicate_fills_total", venue="thalex").value == 3
         )
         (only_fill,) = recorder.of(Fill)
         assert (only_fill.client_order_id, only_fill.price, only_fill.quantity) == ("taker-1", 47010, 100)
+        # the answer's fill came without its fee: the trade history's fee follows once, on its own
+        (charge,) = recorder.of(FeeCharge)
+        assert (charge.client_order_id, charge.trade_id, charge.fee, charge.fee_asset) == (
+            "taker-1",
+            fill["trade_id"],
+            1.18,
+            "USD",
+        )
         assert adapter.live_orders() == []
     finally:
         await adapter.__aexit__(None, None, None)
@@ -844,3 +854,199 @@ def test_client_order_ids_stay_a_bijection_under_any_history(operations):
             ids.retire(ours)
         assert {wire: name for name, (wire, _epoch) in ids._by_ours.items()} == ids.by_wire
         assert len(ids._retired) <= 3
+
+
+# -- book integrity (issue 17, items 8 and 12) ----------------------------------------------------
+
+
+async def resubscribed(server: ScriptedThalexServer, count: int) -> None:
+    """The adapter unsubscribed the book and subscribed it again (``count`` subscribes in all)."""
+    await server.wait_for("unsubscribe")
+    await server.wait_for("public/subscribe", count)
+
+
+@pytest.mark.parametrize(
+    ("bad_push", "kind"),
+    [
+        ({"bid_changes": [[47000.4, 1, 1]]}, "book_level:off_grid"),  # tick 1: never rounded onto 47000
+        ({"bid_changes": [[46999, 0.0005, 0]]}, "book_level:off_grid"),  # lot 0.001
+        ({"bid_changes": [[0, 1, 1]]}, "book_level:non_positive_price"),
+        ({"ask_changes": [[-47010, 1, 1]]}, "book_level:non_positive_price"),
+        ({"bid_changes": [[46990, -0.2, 0]]}, "book_level:negative_size"),
+        ({"bid_changes": [[47020, 1, 1]]}, "crossed"),
+    ],
+)
+async def test_a_malformed_or_crossed_book_push_is_counted_and_resyncs_the_book(
+    server, key_pair, bad_push, kind
+):
+    adapter, recorder = await start(server, key_pair, stall_timeout_s=0)
+    try:
+        subscribes = len(server.requests_for("public/subscribe"))
+        full = {"bid_changes": [[47000, 1.5, 1.5], [46990, 0.2, 0.2]], "ask_changes": [[47010, 0.3, 0.3]]}
+        await server.push(BOOK, {**full, "time": 1.0})
+        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
+        await server.push(BOOK, {"bid_changes": [], "ask_changes": [], **bad_push, "time": 2.0})
+        await until(lambda: recorder.states(BOOK) == ["synced", "resyncing"])
+        assert not adapter.book_synced("BTC-PERPETUAL")
+        sync = adapter.synchronizer("BTC-PERPETUAL")
+        if kind == "crossed":
+            assert sync.counters.crossed_books == 1
+        else:
+            assert adapter.rpc.stats.malformed == {kind: 1}
+        assert sync.counters.resyncs == 1
+        await resubscribed(server, subscribes + 1)
+        # a push still in flight from the old subscription would be dropped; the next is the full book
+        await server.push(BOOK, {"bid_changes": [[46900, 2, 2]], "ask_changes": [[46950, 1, 1]], "time": 3.0})
+        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
+        book = adapter.book("BTC-PERPETUAL")
+        assert book.bids() == [(46900, 2000)] and book.asks() == [(46950, 1000)]
+        assert recorder.states(BOOK) == ["synced", "resyncing", "synced"]
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_a_crossed_full_book_is_not_published_and_resyncs(server, key_pair):
+    adapter, recorder = await start(server, key_pair, stall_timeout_s=0)
+    try:
+        subscribes = len(server.requests_for("public/subscribe"))
+        await server.push(BOOK, {"bid_changes": [[47010, 1, 1]], "ask_changes": [[47000, 1, 1]], "time": 1.0})
+        await resubscribed(server, subscribes + 1)
+        assert not adapter.book_synced("BTC-PERPETUAL") and recorder.of(BookDelta) == []
+        assert adapter.synchronizer("BTC-PERPETUAL").counters.crossed_books == 1
+        await server.push(BOOK, {"bid_changes": [[47000, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 2.0})
+        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_a_stalled_book_stream_is_noticed_from_its_cadence_and_resubscribed(server, key_pair):
+    """Issue 17 item 12: the session still answers and pongs, but no push comes any more."""
+    adapter, recorder = await start(server, key_pair, stall_timeout_s=0.4)
+    try:
+        subscribes = len(server.requests_for("public/subscribe"))
+        await server.push(BOOK, {"bid_changes": [[47000, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 1.0})
+        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
+        # nothing more is pushed: the stream stalled
+        await until(lambda: recorder.states(BOOK) == ["synced", "resyncing"])
+        (event,) = [event for event in recorder.of(ConnectionEvent) if event.state == "resyncing"]
+        assert event.reason.startswith("stalled")
+        assert adapter.synchronizer("BTC-PERPETUAL").counters.stalls == 1
+        assert adapter.is_ready  # the session itself is fine: only the book is resynced
+        await resubscribed(server, subscribes + 1)
+        await server.push(BOOK, {"bid_changes": [[47001, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 2.0})
+        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
+        assert adapter.book("BTC-PERPETUAL").best_bid() == (47001, 1000)
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_one_overflowing_order_in_a_push_is_counted_and_the_rest_delivered(server, key_pair):
+    adapter, recorder = await start(server, key_pair)
+    try:
+        params = {"instrument_name": "BTC-PERPETUAL", "price": 47000, "amount": 0.1}
+        first, bad, last = (order_status(params) for _ in range(3))
+        bad["create_time"] = 1e308  # to milliseconds: int(inf) overflows
+        await server.push("session.orders", [first, bad, last])
+        await until(lambda: len(recorder.of(OrderUpdate)) == 2)
+        delivered = {update.venue_order_id for update in recorder.of(OrderUpdate)}
+        assert delivered == {first["order_id"], last["order_id"]}
+        assert adapter.rpc.stats.malformed == {"session.orders": 1}
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_one_overflowing_trade_in_a_push_is_counted_and_the_rest_delivered(server, key_pair):
+    adapter, recorder = await start(server, key_pair)
+    try:
+        trades = [
+            {
+                "trade_id": f"t{index}",
+                "order_id": f"{index:016X}",
+                "client_order_id": None,
+                "instrument_name": "BTC-PERPETUAL",
+                "direction": "buy",
+                "price": 47010,
+                "amount": 0.1,
+                "time": 1e308 if index == 1 else 1795254654.66,
+                "maker_taker": "maker",
+                "fee": 1.18,
+            }
+            for index in range(3)
+        ]
+        await server.push("account.trade_history", trades)
+        await until(lambda: len(recorder.of(Fill)) == 2)
+        assert {fill.trade_id for fill in recorder.of(Fill)} == {"t0", "t2"}
+        assert adapter.rpc.stats.malformed == {"account.trade_history": 1}
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_a_timed_out_insert_without_any_push_is_settled_by_a_query(server, key_pair):
+    adapter, recorder = await start(server, key_pair, request_timeout_s=0.1, settle_interval_s=0.02)
+    try:
+        resting: list[dict[str, Any]] = []
+
+        def insert_silently(request: ServerRequest) -> Reply:
+            resting.append(order_status(request.params))  # it exists; the answer never comes
+            return Reply.silent()
+
+        server.on("private/insert", insert_silently)
+        server.on("private/open_orders", lambda _request: list(resting))
+        with pytest.raises(OrderOutcomeUnknownError):
+            await adapter.place_order(buy("quiet-1"))
+        assert adapter.unresolved() == ["quiet-1"]
+        await until(lambda: not adapter.unresolved())
+        (settled,) = [update for update in recorder.of(OrderUpdate) if update.client_order_id == "quiet-1"]
+        assert settled.status is OrderStatus.NEW
+        assert len(server.requests_for("private/insert")) == 1  # never re-sent
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_a_timed_out_insert_the_venue_never_shows_is_cancelled_by_client_id_then_closed(
+    server, key_pair
+):
+    adapter, recorder = await start(server, key_pair, request_timeout_s=0.1, settle_interval_s=0.02)
+    try:
+        server.on("private/insert", lambda _request: Reply.silent())
+        server.on("private/order_history", lambda _request: {"orders": []})
+        server.on("private/cancel", lambda _request: Reply.error(1, "order not found"))
+        with pytest.raises(OrderOutcomeUnknownError):
+            await adapter.place_order(buy("never-1"))
+        await until(lambda: not adapter.unresolved())
+        (closed,) = recorder.of(OrderUpdate)
+        assert (closed.client_order_id, closed.status) == ("never-1", OrderStatus.REJECTED)
+        assert "cancel by client id" in closed.reason
+        wire_id = server.requests_for("private/insert")[0].params["client_order_id"]
+        assert [request.params for request in server.requests_for("private/cancel")] == [
+            {"client_order_id": wire_id}
+        ]
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_cancel_all_of_a_symbol_also_cancels_inserts_of_unknown_outcome(server, key_pair):
+    adapter, _recorder = await start(server, key_pair, request_timeout_s=0.1, settle_interval_s=30.0)
+    try:
+        server.on("private/insert", lambda _request: Reply.silent())
+        server.on("private/cancel", lambda request: order_status(request.params, status="cancelled"))
+        with pytest.raises(OrderOutcomeUnknownError):
+            await adapter.place_order(buy("maybe-1"))
+        await adapter.cancel_all("BTC-PERPETUAL")
+        wire_id = server.requests_for("private/insert")[0].params["client_order_id"]
+        assert [request.params for request in server.requests_for("private/cancel")] == [
+            {"client_order_id": wire_id}
+        ]
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
+async def test_exit_reports_the_session_orders_it_cancelled_as_events(server, key_pair):
+    server.on("private/insert", insert_answer())
+    adapter, recorder = await start(server, key_pair)
+    await adapter.place_order(buy("rests-1"))
+    await adapter.__aexit__(None, None, None)
+    assert server.requests_for("private/cancel_session") or server.requests_for("private/cancel_all")
+    last = [update for update in recorder.of(OrderUpdate) if update.client_order_id == "rests-1"][-1]
+    assert last.status is OrderStatus.CANCELED and last.reason == "cancelled on exit"
+    assert adapter.live_orders() == []

@@ -215,3 +215,31 @@ def test_login_token_is_refused_when_stale_tampered_or_signed_by_another_key(key
             verify_login_token(garbage, public_pem, now=1_000)
     with pytest.raises(TokenError):
         token_key_id("not-a-token")
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(
+    ("bids", "kind"),
+    [
+        ([[18241.2, 1, 0]], "off_grid"),  # tick 0.5: rounding would merge it into 18241.0
+        ([[18241.5, 1.25, 0]], "off_grid"),  # lot 1
+        ([[0.0, 1, 0]], "non_positive_price"),
+        ([[-50.0, 1, 0]], "non_positive_price"),
+        ([[18241.5, -3, 0]], "negative_size"),
+    ],
+)
+def test_book_levels_off_grid_or_non_positive_are_malformed_never_rounded(monkeypatch, native, bids, kind):
+    """Issue 17 item 8: a rounded level merges two venue levels, and a later delete removes the wrong one."""
+    if not native:
+        monkeypatch.setattr(codec, "NATIVE", None)
+    elif codec.NATIVE is None:
+        pytest.skip("hftkit._native is not built")
+    instrument = Instrument("thalex", "BTC-PERPETUAL", "BTC", "USD", "0.5", "1", "0", ContractKind.PERPETUAL)
+    thalex = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": instrument})
+    good = codec.ThalexBookNotification(bid_changes=[(18241.5, 2.0, 0.0)], ask_changes=[(18242.0, 0.0, 0.0)])
+    delta = thalex.book_delta("BTC-PERPETUAL", good, is_snapshot=False)
+    assert delta is not None and delta.bids == [(36483, 2)] and delta.asks == [(36484, 0)]
+    bad = msgspec.convert({"bid_changes": bids}, codec.ThalexBookNotification)
+    with pytest.raises(codec.ThalexBookLevelError) as raised:
+        thalex.book_delta("BTC-PERPETUAL", bad, is_snapshot=False)
+    assert raised.value.kind == kind

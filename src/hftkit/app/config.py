@@ -133,12 +133,20 @@ class RuntimeConfig(_Strict, frozen=True):
     cpu_affinity: list[int] | None = None
 
 
+class SimulatedFees(_Strict, frozen=True):
+    """A simulated venue's fee schedule in basis points (negative maker fee: a rebate)."""
+
+    maker_bp: str = "0"
+    taker_bp: str = "0"
+
+
 class SimulatorConfig(_Strict, frozen=True):
-    """The in-process simulator an ``environment: sim`` venue trades against."""
+    """The in-process simulator an ``environment: sim`` venue trades against; ``fees`` by venue name."""
 
     speed: float = 1.0
     seed: int = 7
     faults: str = "none"
+    fees: dict[str, SimulatedFees] = {}
 
 
 class NodeConfig(_Strict, frozen=True):
@@ -580,6 +588,7 @@ __all__ = [
     "NodeConfig",
     "RiskConfig",
     "RuntimeConfig",
+    "SimulatedFees",
     "SimulatorConfig",
     "StrategyConfig",
     "ThalexVenue",

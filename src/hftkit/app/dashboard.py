@@ -1,196 +1,170 @@
-"""The live console of ``hftkit run``: what the trading node sees, measured, as rich tables.
+"""The live dashboard of ``hftkit run``: what the node trades and how fast, as rich tables.
 
-In a terminal the tables refresh in place; in a log or CI (``Console.is_terminal`` false) the
-node prints the venue table every few seconds and the whole picture once at the end, so the
-output stays readable line by line. The verdict and the exit code come from the node's own
-checks (books compared with the simulator's, every order accounted for).
+It renders from snapshots (the metrics registry's and the node's own figures) at a bounded rate
+(``dashboard.refresh_per_s``), never from the hot path. In a terminal the tables refresh in
+place; in a log or CI the node prints the instrument table every few seconds and the whole
+picture once at the end. ``--no-dashboard`` switches to structured JSON logs instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
-import traceback
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from hftkit.app.node import NodeConfig, NodeReport, TradingNode, install_fast_event_loop
-from hftkit.metrics import LatencyHistogram
 from hftkit.metrics.console import format_duration
 
-__all__ = [
-    "PLAIN_PRINT_INTERVAL_S",
-    "books_table",
-    "checks_table",
-    "latency_table",
-    "render",
-    "run_node",
-    "venues_table",
-]
+if TYPE_CHECKING:
+    from hftkit.app.node import NodeSummary, TradingNode
 
+#: the stages of the hot path, in order, as (histogram name, label shown)
+STAGES = (
+    ("node_decode_ns", "decode"),
+    ("book_apply_ns", "book"),
+    ("event_to_decision_ns", "strategy"),
+    ("risk_check_ns", "risk"),
+    ("decision_to_send_ns", "send"),
+    ("order_round_trip_ns", "round trip"),
+    ("tick_to_trade_ns", "tick-to-trade"),
+    ("gc_pause_ns", "gc pause"),
+)
 PLAIN_PRINT_INTERVAL_S = 5.0
 
 
-def books_table(node: TradingNode, *, final: bool = False) -> Table:
-    """One row per book: the top, the feed rate and the live checks.
-
-    ``final``: messages per second averaged over the whole run instead of the live rate.
-    """
-    table = Table(title="books (the node's L2 books, from the adapters' events)")
-    for column in ("venue", "symbol", "synced", "bid", "ask", "spread", "msg/s", "tickers ok/bad", "resyncs"):
+def instruments_table(node: TradingNode) -> Table:
+    """Per venue and instrument: top of book and our quotes, position, PnL, fees, orders."""
+    table = Table(title="instruments")
+    columns = (
+        "venue",
+        "symbol",
+        "bid",
+        "ask",
+        "our bid",
+        "our ask",
+        "position",
+        "realized",
+        "unrealized",
+        "fees",
+        "fills",
+        "sent/acked/rejected",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("venue", "symbol") else "right")
-    for name, monitor in node.monitors.items():
-        for symbol, state in monitor.books.items():
-            instrument = state.instrument
-            bid, ask = state.book.best_bid_price(), state.book.best_ask_price()
-            checked = state.tickers_checked
-            table.add_row(
-                name,
-                symbol,
-                "yes" if state.synced else "NO",
-                instrument.ticks_to_price(bid) if bid is not None else "-",
-                instrument.ticks_to_price(ask) if ask is not None else "-",
-                str(ask - bid) if bid is not None and ask is not None else "-",
-                f"{state.average_rate if final else state.rate:,.0f}",
-                f"{checked - state.ticker_mismatches:,}/{state.ticker_mismatches}" if checked else "-",
-                str(state.resyncs),
-            )
+    for row in node.instrument_rows():
+        table.add_row(*row)
     return table
 
 
 def latency_table(node: TradingNode) -> Table:
-    """Per venue and stage: how many were measured and their p50, p99 and maximum."""
+    """Per stage and label: count, p50, p99, p99.9 and max (from one registry snapshot)."""
     table = Table(title="latency per stage")
-    for column in ("venue", "stage", "count", "p50", "p99", "max"):
-        table.add_column(column, justify="left" if column in ("venue", "stage") else "right")
-    for name, monitor in node.monitors.items():
-        stages: tuple[tuple[str, LatencyHistogram], ...] = (
-            ("decode", monitor.decode),
-            ("book apply", monitor.book_apply),
-            ("place round trip", node.place_latency[name]),
-            ("cancel round trip", node.cancel_latency[name]),
-        )
-        for stage, histogram in stages:
-            if not histogram.count:
-                table.add_row(name, stage, "0", "-", "-", "-")
+    for column in ("stage", "of", "count", "p50", "p99", "p99.9", "max"):
+        table.add_column(column, justify="left" if column in ("stage", "of") else "right")
+    snapshot = node.metrics.snapshot()
+    for name, label in STAGES:
+        for key, histogram in sorted(snapshot.histograms.items(), key=lambda item: str(item[0])):
+            if key.name != name or not histogram.count:
                 continue
+            of = ",".join(str(value) for value in key.label_dict.values()) or "all"
+            p50, p99, p999 = histogram.percentiles((50, 99, 99.9))
             table.add_row(
-                name,
-                stage,
+                label,
+                of,
                 f"{histogram.count:,}",
-                format_duration(histogram.percentile(50)),
-                format_duration(histogram.percentile(99)),
+                format_duration(p50),
+                format_duration(p99),
+                format_duration(p999),
                 format_duration(histogram.maximum),
             )
     return table
 
 
 def venues_table(node: TradingNode) -> Table:
-    """Per venue: messages, the probe orders' fate and reconnects."""
-    table = Table(title="venues and orders")
-    columns = ("venue", "messages", "sent", "acked", "cancelled", "filled", "rejected", "open", "reconnects")
-    for column in columns:
+    """Per venue: connection, reconnects, resyncs, rate-limit budget used, breakers."""
+    table = Table(title="venues")
+    for column in ("venue", "connected", "reconnects", "resyncs", "rate budget used", "breakers"):
         table.add_column(column, justify="left" if column == "venue" else "right")
-    for name, monitor in node.monitors.items():
-        ledger = node.ledgers[name]
-        table.add_row(
-            name,
-            f"{monitor.messages:,}",
-            str(ledger.sent),
-            str(ledger.acknowledged),
-            str(ledger.cancelled),
-            str(ledger.filled),
-            str(ledger.rejected),
-            str(len(ledger.open) + len(ledger.unknown)),
-            str(monitor.reconnects),
-        )
-    return table
-
-
-def checks_table(report: NodeReport) -> Table:
-    """The end-of-run comparison of every book with the simulator's, the market held still."""
-    table = Table(title="books compared level by level with the venue's, market paused")
-    for column in ("venue", "symbol", "levels", "same"):
-        table.add_column(column)
-    for check in report.book_checks:
-        table.add_row(check.venue, check.symbol, str(check.levels), "yes" if check.matched else check.detail)
+    for row in node.venue_rows():
+        table.add_row(*row)
     return table
 
 
 def render(node: TradingNode) -> Group:
-    node.sample_rates()
-    header = f"hftkit run: {node.phase}, {node.elapsed_s:.1f}s of {node.config.seconds:g}s"
-    return Group(header, books_table(node), latency_table(node), venues_table(node))
+    seconds = f" of {node.seconds:g}s" if node.seconds is not None else ""
+    switch = "TRIPPED" if node.engine is not None and node.engine.risk.tripped else "clear"
+    header = f"hftkit run: {node.phase}, {node.elapsed_s:.1f}s{seconds}; kill switch {switch}"
+    return Group(header, instruments_table(node), venues_table(node), latency_table(node))
 
 
-def _summary(node: TradingNode, report: NodeReport) -> Group:
-    notes = (
-        "decode = socket frame received -> normalized event at the node (typed decode, tick/lot "
-        "conversion, the adapter's sequencing); book apply = the node's book update; round trip = "
-        "order call -> venue answer, over loopback"
-    )
-    return Group(
-        books_table(node, final=True), latency_table(node), venues_table(node), checks_table(report), notes
-    )
+def summary_view(node: TradingNode, summary: NodeSummary) -> Group:
+    parts: list[object] = [instruments_table(node), venues_table(node), latency_table(node)]
+    if summary.data:
+        parts.append("data: " + "; ".join(summary.data))
+    verdict = summary.verdict
+    checks = Table(title="verdict")
+    checks.add_column("check")
+    checks.add_column("holds", justify="right")
+    for name, held in verdict.checks.items():
+        checks.add_row(name, "yes" if held else "NO")
+    parts.append(checks)
+    for note in verdict.notes:
+        parts.append(f"note: {note}")
+    for problem in verdict.problems:
+        parts.append(f"  - {problem}")
+    outcome = "PASSED" if verdict.passed else "FAILED"
+    parts.append(f"verdict: {outcome} ({summary.elapsed_s:.1f}s, stopped by {summary.stopped_by})")
+    return Group(*parts)
 
 
-def run_node(seconds: float, speed: float = 1.0, console: Console | None = None) -> int:
-    """The ``hftkit run`` command: run the node, show it, say whether it proved healthy."""
-    loop_name = install_fast_event_loop()
+class Dashboard:
+    """Drives the display from the node's run-loop ticks, at most ``refresh_per_s`` renders a second."""
+
+    def __init__(self, node: TradingNode, console: Console, refresh_per_s: float = 4.0) -> None:
+        self.node = node
+        self.console = console
+        self.interval_s = 1.0 / max(0.1, refresh_per_s)
+        self._live: Live | None = None
+        self._last = 0.0
+
+    def __enter__(self) -> Dashboard:
+        if self.console.is_terminal:
+            self._live = Live(console=self.console, auto_refresh=False, transient=True)
+            self._live.__enter__()
+        self.node.add_tick(self.tick)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            live.__exit__(None, None, None)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self._live is not None:
+            if now - self._last >= self.interval_s:
+                self._last = now
+                self._live.update(render(self.node), refresh=True)
+        elif now - self._last >= PLAIN_PRINT_INTERVAL_S and self.node.phase == "running":
+            self._last = now
+            self.console.print(f"{self.node.elapsed_s:.1f}s")
+            self.console.print(instruments_table(self.node))
+
+
+def plain_console(console: Console | None = None) -> Console:
+    """Logs and CI: full-width tables, no live refresh."""
     console = console or Console()
-    if not console.is_terminal:
-        console = Console(file=console.file, width=180)  # logs and CI: full-width tables, no live refresh
-    try:
-        config = NodeConfig(seconds=seconds, speed=speed)
-    except ValueError as error:
-        console.print(f"hftkit run: {error}")
-        return 2
-    node = TradingNode(config)
-    console.print(
-        f"hftkit run: simulator replaying the recorded BTCUSDT/ETHUSDT markets at x{speed:g}; Binance "
-        f"and Thalex adapters over loopback; {seconds:g}s on {loop_name}"
-    )
-    try:
-        report = _drive(node, console)
-    except KeyboardInterrupt:
-        console.print("hftkit run: interrupted")
-        return 130
-    except Exception as error:  # the command's boundary: say what failed and where, exit non-zero
-        frames = traceback.extract_tb(error.__traceback__)
-        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-        console.print(f"hftkit run: FAILED during {node.phase}: {type(error).__name__}: {error}{where}")
-        return 1
-    console.print(_summary(node, report))
-    for note in report.notes:
-        console.print(f"note: {note}")
-    if report.healthy:
-        console.print(
-            f"verdict: books stayed in sync with both venues and every order was accounted for "
-            f"({report.elapsed_s:.1f}s)"
-        )
-    else:
-        console.print("verdict: FAILED")
-        for problem in report.problems:
-            console.print(f"  - {problem}")
-    sys.stdout.flush()
-    return 0 if report.healthy else 1
+    return console if console.is_terminal else Console(file=console.file, width=200)
 
 
-def _drive(node: TradingNode, console: Console) -> NodeReport:
-    if console.is_terminal:
-        with Live(render(node), console=console, refresh_per_second=4, transient=True) as live:
-            return asyncio.run(node.run(on_tick=lambda: live.update(render(node))))
-    last_print = [time.monotonic()]
-
-    def periodic() -> None:
-        node.sample_rates()
-        if time.monotonic() - last_print[0] >= PLAIN_PRINT_INTERVAL_S:
-            last_print[0] = time.monotonic()
-            console.print(f"{node.elapsed_s:.1f}s")
-            console.print(venues_table(node))
-
-    return asyncio.run(node.run(on_tick=periodic))
+__all__ = [
+    "STAGES",
+    "Dashboard",
+    "instruments_table",
+    "latency_table",
+    "plain_console",
+    "render",
+    "summary_view",
+]

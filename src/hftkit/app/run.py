@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from hftkit.app.market_node import MarketPipeline, RecordedMarket, default_markets
-from hftkit.app.node import install_fast_event_loop
+from hftkit.app.runtime import install_event_loop
 from hftkit.codec import CodecErrorCounters
 from hftkit.metrics import LatencyHistogram, MetricsRegistry
 from hftkit.transport.replay import RecordingReplay
@@ -149,7 +149,7 @@ class MarketDataRun:
 
 
 def run_market_data(seconds: float, speed: float | None) -> int:
-    loop_name = install_fast_event_loop()
+    loop_name = install_event_loop()
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # logs and CI: full-width tables, no live refresh

@@ -39,7 +39,9 @@ class SequenceRules:
     last_update_id`` (or, with PREVIOUS_ID continuity, link to ``L`` itself); each later
     event must satisfy ``continuity``.
     ``snapshot_in_stream`` means the venue pushes the snapshot on the stream itself (no
-    REST fetch to request).
+    REST fetch to request). ``max_id_advance`` bounds how far one event may move the final
+    id past the book's (0: unbounded): an id beyond what the stream's cadence allows is a
+    corrupted or forged event, and applying it would make every real event look stale.
     """
 
     name: str
@@ -47,20 +49,35 @@ class SequenceRules:
     bridge_offset: int
     continuity: Continuity
     snapshot_in_stream: bool = False
+    max_id_advance: int = 0
 
 
 # Binance spot: drop u <= L; first applied must have U <= L+1 <= u; then U == prev_u + 1.
+# One event advances u by at most ~1,500 in the BTCUSDT/ETHUSDT recordings (../shared/data,
+# hftbacktest spot): 1,000,000 leaves a margin of more than 600x.
 BINANCE_SPOT_RULES = SequenceRules(
-    "binance-spot", stale_offset=1, bridge_offset=1, continuity=Continuity.NEXT_FIRST_ID
+    "binance-spot",
+    stale_offset=1,
+    bridge_offset=1,
+    continuity=Continuity.NEXT_FIRST_ID,
+    max_id_advance=1_000_000,
 )
 # Binance USD-M / COIN-M futures: drop u < L; first applied must have U <= L <= u; then pu == prev_u.
+# Futures ids jump (up to ~280,000 per event in the USD-M recordings): the bound is 3,600x that.
 BINANCE_FUTURES_RULES = SequenceRules(
-    "binance-futures", stale_offset=0, bridge_offset=0, continuity=Continuity.PREVIOUS_ID
+    "binance-futures",
+    stale_offset=0,
+    bridge_offset=0,
+    continuity=Continuity.PREVIOUS_ID,
+    max_id_advance=1_000_000_000,
 )
 # Thalex book channel: the first push is the full book, later pushes are changes; no ids.
 THALEX_RULES = SequenceRules(
     "thalex", stale_offset=0, bridge_offset=0, continuity=Continuity.NONE, snapshot_in_stream=True
 )
+
+
+_MAX_PENDING_TICKERS = 64  # bookTickers ahead of the book kept for their check
 
 
 class SyncAction(enum.Enum):
@@ -92,6 +109,12 @@ class SyncCounters:
     snapshots_too_old: int = 0
     buffer_overflows: int = 0
     crossed_books: int = 0
+    invalid_ids: int = 0  # events with impossible ids (U > u, pu >= u): rejected
+    id_jumps: int = 0  # events whose u jumps past what the cadence allows: rejected
+    id_conflicts: int = 0  # stale-looking events that overlap the last applied one: resync
+    stale_runs: int = 0  # max_stale_drops stale events in a row while synced: resync
+    ticker_mismatches: int = 0  # a bookTicker disagreeing with the book at its id: resync
+    stalls: int = 0  # the shell saw no data within the stream's cadence: resync
     last_resync_ns: int = 0
     max_resync_ns: int = 0
     total_resync_ns: int = 0
@@ -117,6 +140,12 @@ class BookSynchronizer:
     ``on_book`` fires after each applied event while the book is synced, never for an
     unsynced book. A crossed book after an update is counted and, unless
     ``resync_on_crossed`` is False, treated like a gap.
+
+    A synced book must never sit still while the venue moves on, so besides gaps it also
+    rejects events with impossible ids (``U > u``, ``pu >= u``, ``u`` past ``max_id_advance``),
+    resyncs when a stale-looking event overlaps the last applied one (the mark of an inflated
+    id that slipped through), after ``max_stale_drops`` stale events in a row (0: never), and
+    when a bookTicker disagrees with the book at the same update id (``on_ticker``).
     """
 
     __slots__ = (
@@ -124,14 +153,20 @@ class BookSynchronizer:
         "_buffer",
         "_clock",
         "_continuity",
+        "_last_first",
         "_last_id",
+        "_last_previous",
         "_snapshot_requested",
         "_stale_offset",
+        "_stale_run",
+        "_tickers",
         "_unsynced_since_ns",
         "book",
         "counters",
         "last_gap_reason",
         "max_buffer",
+        "max_id_advance",
+        "max_stale_drops",
         "on_book",
         "resync_on_crossed",
         "rules",
@@ -146,9 +181,15 @@ class BookSynchronizer:
         max_buffer: int = 10_000,
         on_book: Callable[[OrderBook], None] | None = None,
         resync_on_crossed: bool = True,
+        max_stale_drops: int = 16,
+        max_id_advance: int | None = None,
     ) -> None:
         if max_buffer <= 0:
             raise ValueError(f"max_buffer must be positive, got {max_buffer}")
+        if max_stale_drops < 0:
+            raise ValueError(f"max_stale_drops must be >= 0, got {max_stale_drops}")
+        if max_id_advance is not None and max_id_advance < 0:
+            raise ValueError(f"max_id_advance must be >= 0, got {max_id_advance}")
         self.book = book
         self.rules = rules
         self._stale_offset = rules.stale_offset
@@ -162,6 +203,14 @@ class BookSynchronizer:
         self.state = SyncState.AWAITING_SNAPSHOT
         self._buffer: deque[_Event] = deque()
         self._last_id = -1
+        # ids of the last applied event: a stale event overlapping them is a contradiction
+        self._last_first = 0
+        self._last_previous = -1
+        self._stale_run = 0
+        self.max_stale_drops = max_stale_drops
+        self.max_id_advance = rules.max_id_advance if max_id_advance is None else max_id_advance
+        # bookTickers newer than the book, checked when the book reaches their id
+        self._tickers: deque[tuple[int, int, int, int, int]] = deque(maxlen=_MAX_PENDING_TICKERS)
         self._snapshot_requested = False
         self._unsynced_since_ns: int | None = clock.monotonic_ns()
         self.last_gap_reason = ""
@@ -195,19 +244,27 @@ class BookSynchronizer:
         self, first_id: int, last_id: int, previous_id: int, bids: list[Level], asks: list[Level]
     ) -> SyncAction:
         """Feed one diff event (its ids and its levels, size 0 = delete)."""
+        continuity = self._continuity
+        if continuity is not Continuity.NONE and (
+            first_id > last_id or (continuity is Continuity.PREVIOUS_ID and previous_id >= last_id)
+        ):
+            self.counters.invalid_ids += 1
+            return SyncAction.DROPPED
         if self.state is SyncState.SYNCED:
-            continuity = self._continuity
             if continuity is Continuity.NONE:
                 return self._apply(last_id, bids, asks)
             previous_last = self._last_id
             if last_id <= previous_last:
-                self.counters.stale_dropped += 1
+                return self._stale(_Event(first_id, last_id, previous_id, bids, asks))
+            if self._jumps(last_id, previous_last):
                 return SyncAction.DROPPED
             if continuity is Continuity.NEXT_FIRST_ID:
                 follows = first_id == previous_last + 1
             else:
                 follows = previous_id == previous_last
             if follows:
+                self._last_first = first_id
+                self._last_previous = previous_id
                 return self._apply(last_id, bids, asks)
             self._buffer.append(_Event(first_id, last_id, previous_id, bids, asks))
             self.counters.buffered += 1
@@ -236,10 +293,17 @@ class BookSynchronizer:
         self._snapshot_requested = False
         self.book.apply_snapshot(bids, asks, last_update_id)
         self._last_id = last_update_id
+        self._last_first = last_update_id + 1  # no event applied yet: nothing to overlap
+        self._last_previous = last_update_id
+        self._stale_run = 0
         if self._continuity is Continuity.NONE:
             # without ids the snapshot alone is the venue's book: publish it at once
             self._buffer.clear()
             self._become_synced()
+            if self.book.is_crossed():
+                self.counters.crossed_books += 1
+                if self.resync_on_crossed:
+                    return self._lose_sync(f"crossed snapshot {last_update_id}")
             if self.on_book is not None:
                 self.on_book(self.book)
             return SyncAction.APPLIED
@@ -258,8 +322,33 @@ class BookSynchronizer:
             return SyncAction.FETCH_SNAPSHOT
         return SyncAction.APPLIED if self.state is SyncState.SYNCED else action
 
+    def on_ticker(
+        self, update_id: int, bid_price: int, bid_size: int, ask_price: int, ask_size: int
+    ) -> SyncAction:
+        """Cross-check the book against a best bid/ask the venue stamped with a book update id.
+
+        At the book's own id the two must agree (price and size; a price of 0 stands for an
+        empty side); a ticker beyond the book is kept and checked when the book reaches its
+        id; an older one, or one without an id (< 0), says nothing. A disagreement resyncs:
+        the book drifted from the venue although every id chained (FETCH_SNAPSHOT).
+        Otherwise APPLIED (checked), BUFFERED (kept) or DROPPED (ignored).
+        """
+        if update_id < 0 or self._continuity is Continuity.NONE or self.state is SyncState.AWAITING_SNAPSHOT:
+            return SyncAction.DROPPED
+        if update_id > self._last_id:
+            self._tickers.append((update_id, bid_price, bid_size, ask_price, ask_size))
+            return SyncAction.BUFFERED
+        if update_id < self._last_id:
+            return SyncAction.DROPPED
+        return self._check_ticker(update_id, bid_price, bid_size, ask_price, ask_size)
+
     def request_resync(self, reason: str = "requested") -> SyncAction:
         """Drop sync on the shell's say-so (reconnect, checksum failure, operator)."""
+        return self._lose_sync(reason)
+
+    def report_stall(self, reason: str = "stalled") -> SyncAction:
+        """The shell saw no data within the stream's cadence: the book may be frozen, resync."""
+        self.counters.stalls += 1
         return self._lose_sync(reason)
 
     # internals ----------------------------------------------------------------------------
@@ -279,10 +368,69 @@ class BookSynchronizer:
             return SyncAction.FETCH_SNAPSHOT
         return SyncAction.BUFFERED
 
+    def _jumps(self, last_id: int, reference_id: int) -> bool:
+        """True (counted) when ``last_id`` lies further past the book than the cadence allows."""
+        bound = self.max_id_advance
+        if bound and last_id - reference_id > bound:
+            self.counters.id_jumps += 1
+            return True
+        return False
+
+    def _stale(self, event: _Event) -> SyncAction:
+        """An event no newer than the book: a duplicate, or a sign that the book's id is wrong.
+
+        Events are contiguous, so an older genuine event ends before the last applied one
+        starts (spot: u < its U; futures: u <= its pu), or is that very event. Anything else
+        overlaps it: the last applied id was inflated, and every real event would now look
+        stale, so resync at once. A long run of plain stale events resyncs too.
+        """
+        last = event.last
+        if self._continuity is Continuity.NEXT_FIRST_ID:
+            overlaps = last >= self._last_first and not (
+                last == self._last_id and event.first == self._last_first
+            )
+        else:
+            overlaps = last > self._last_previous and not (
+                last == self._last_id and event.previous == self._last_previous
+            )
+        if overlaps:
+            self.counters.id_conflicts += 1
+            self._buffer.append(event)
+            self.counters.buffered += 1
+            return self._lose_sync(
+                f"id conflict: event U={event.first} u={last} pu={event.previous} overlaps the applied "
+                f"U={self._last_first} u={self._last_id} pu={self._last_previous}"
+            )
+        self.counters.stale_dropped += 1
+        self._stale_run += 1
+        if self.max_stale_drops and self._stale_run >= self.max_stale_drops:
+            self.counters.stale_runs += 1
+            return self._lose_sync(f"{self._stale_run} stale events in a row at u={self._last_id}")
+        return SyncAction.DROPPED
+
+    def _check_ticker(
+        self, update_id: int, bid_price: int, bid_size: int, ask_price: int, ask_size: int
+    ) -> SyncAction:
+        book = self.book
+        bid = book.best_bid() or (0, 0)
+        ask = book.best_ask() or (0, 0)
+        if (bid_price, bid_size if bid_price else 0) == (bid[0], bid[1]) and (
+            ask_price,
+            ask_size if ask_price else 0,
+        ) == (ask[0], ask[1]):
+            return SyncAction.APPLIED
+        self.counters.ticker_mismatches += 1
+        return self._lose_sync(
+            f"ticker mismatch at u={update_id}: ticker {bid_price}x{bid_size} / {ask_price}x{ask_size}, "
+            f"book {bid[0]}x{bid[1]} / {ask[0]}x{ask[1]}"
+        )
+
     def _bridge(self, event: _Event) -> SyncAction:
         snapshot_id = self._last_id
         if event.last < snapshot_id + self._stale_offset:
             self.counters.stale_dropped += 1
+            return SyncAction.DROPPED
+        if self._jumps(event.last, snapshot_id):
             return SyncAction.DROPPED
         if event.first <= snapshot_id + self._bridge_offset <= event.last or (
             # a snapshot taken exactly between two events: the next one links to it by "pu"
@@ -298,7 +446,8 @@ class BookSynchronizer:
     def _apply_checked(self, event: _Event) -> SyncAction:
         previous_last = self._last_id
         if event.last <= previous_last:
-            self.counters.stale_dropped += 1
+            return self._stale(event)
+        if self._jumps(event.last, previous_last):
             return SyncAction.DROPPED
         if self._continuity is Continuity.NEXT_FIRST_ID:
             follows = event.first == previous_last + 1
@@ -315,6 +464,8 @@ class BookSynchronizer:
     def _apply_event(self, event: _Event) -> SyncAction:
         if self.state is not SyncState.SYNCED:
             self._become_synced()
+        self._last_first = event.first
+        self._last_previous = event.previous
         return self._apply(event.last, event.bids, event.asks)
 
     def _apply(self, last_id: int, bids: list[Level], asks: list[Level]) -> SyncAction:
@@ -322,11 +473,17 @@ class BookSynchronizer:
         book.apply_delta(bids, asks)
         self._last_id = last_id
         book.last_update_id = last_id
+        self._stale_run = 0
         self.counters.applied += 1
         if book.is_crossed():
             self.counters.crossed_books += 1
             if self.resync_on_crossed:
                 return self._lose_sync(f"crossed book after u={last_id}")
+        tickers = self._tickers
+        while tickers and tickers[0][0] <= last_id:
+            ticker = tickers.popleft()
+            if ticker[0] == last_id and self._check_ticker(*ticker) is SyncAction.FETCH_SNAPSHOT:
+                return SyncAction.FETCH_SNAPSHOT
         if self.on_book is not None:
             self.on_book(book)
         return SyncAction.APPLIED
@@ -349,6 +506,8 @@ class BookSynchronizer:
         self.last_gap_reason = reason
         self.counters.resyncs += 1
         self.state = SyncState.AWAITING_SNAPSHOT
+        self._stale_run = 0
+        self._tickers.clear()
         if self._unsynced_since_ns is None:
             self._unsynced_since_ns = self._clock.monotonic_ns()
         if self.rules.snapshot_in_stream:

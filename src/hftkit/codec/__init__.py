@@ -5,7 +5,7 @@ goes wrong becomes a ``CodecError`` whose ``kind`` is counted in ``CodecErrorCou
 """
 
 from hftkit.codec.classify import classify_decode_error, classify_encode_error, find_cycle
-from hftkit.codec.decode import Buffer, TypedDecoder, decode_json
+from hftkit.codec.decode import DECODE_FAILURES, Buffer, TypedDecoder, decode_json
 from hftkit.codec.encode import Encoder, encode_json
 from hftkit.codec.errors import (
     DEFAULT_COUNTERS,
@@ -32,6 +32,7 @@ from hftkit.codec.integers import (
 )
 
 __all__ = [
+    "DECODE_FAILURES",
     "DEFAULT_COUNTERS",
     "INT64_MAX",
     "INT64_MIN",

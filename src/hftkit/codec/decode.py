@@ -34,7 +34,11 @@ Buffer = bytes | bytearray | memoryview | str
 """What a decoder accepts: any contiguous bytes-like object or a ``str``."""
 
 DECODE_FAILURES: tuple[type[BaseException], ...] = (msgspec.DecodeError, UnicodeError, RecursionError)
-"""Exceptions msgspec raises for bad input (``ValidationError`` is a ``DecodeError``)."""
+"""Exceptions msgspec raises for bad input (``ValidationError`` is a ``DecodeError``).
+
+``RecursionError`` is how msgspec refuses JSON nested deeper than the interpreter's stack: catch
+this tuple around every raw ``msgspec`` decode a venue reaches, never the two msgspec types alone,
+and ``classify_decode_error`` names it ``NESTING_DEPTH``."""
 
 
 @functools.lru_cache(maxsize=256)

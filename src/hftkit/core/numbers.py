@@ -3,6 +3,12 @@
 Prices and quantities travel as decimal strings (``"61837.63000000"``) and live on the hot
 path as integers. Nothing here touches a float, so a round trip string -> int -> string is
 exact for every valid input.
+
+Wire text is bounded before any arithmetic: at most ``MAX_DECIMAL_LENGTH`` characters (the C
+accelerator applies the same bound, so both paths refuse the same texts) and an exponent of
+at most ``MAX_EXPONENT`` in size, so a hostile ``"1e30000000"`` costs microseconds instead of
+building a thirty-million-digit integer on the event loop. Steps are capped at the signed
+64-bit range: nothing wider can be stored, sent to a venue or held in a native book key.
 """
 
 from __future__ import annotations
@@ -10,10 +16,31 @@ from __future__ import annotations
 import enum
 from decimal import Decimal, InvalidOperation
 
-from hftkit.core.errors import InvalidDecimalError, OffGridError
+from hftkit.core.errors import InvalidDecimalError, OffGridError, OutOfRangeError
 
 _DIGITS = frozenset("0123456789")
 _POWERS_OF_TEN = tuple(10**exponent for exponent in range(40))
+
+MAX_DECIMAL_LENGTH = 64
+"""Longest decimal text accepted: a venue's widest value ("12345678901234.12345678") is ~25."""
+MAX_EXPONENT = 64
+"""Largest exponent size accepted in ``"1e-5"`` notation; no venue writes exponents on the wire."""
+STEPS_MIN = -(2**63)
+STEPS_MAX = 2**63 - 1
+"""Steps (ticks, lots) live in the signed 64-bit range, like every integer a venue sends."""
+
+
+def _refuse_long(text: str) -> InvalidDecimalError:
+    return InvalidDecimalError(
+        f"decimal text longer than {MAX_DECIMAL_LENGTH} characters: {text[:24]!r}... ({len(text)})"
+    )
+
+
+def check_steps(steps: int, text: str) -> int:
+    """``steps`` when it fits the signed 64-bit range, else OutOfRangeError."""
+    if STEPS_MIN <= steps <= STEPS_MAX:
+        return steps
+    raise OutOfRangeError(f"{text!r} is beyond the 64-bit range of steps")
 
 
 class Rounding(enum.Enum):
@@ -40,10 +67,13 @@ def parse_decimal(text: str) -> tuple[int, int]:
     """Split a decimal string into ``(units, scale)`` with ``value == units / 10**scale``.
 
     Accepts an optional sign, digits with at most one point, and (off the hot path) an
-    exponent such as ``"1e-5"``. Raises InvalidDecimalError for anything else.
+    exponent such as ``"1e-5"`` (at most ``MAX_EXPONENT`` in size), in at most
+    ``MAX_DECIMAL_LENGTH`` characters. Raises InvalidDecimalError for anything else.
     """
     if not isinstance(text, str):
         raise InvalidDecimalError(f"expected a decimal string, got {type(text).__name__}")
+    if len(text) > MAX_DECIMAL_LENGTH:
+        raise _refuse_long(text)
     body = text
     negative = False
     if body[:1] in ("-", "+"):
@@ -71,6 +101,9 @@ def _parse_decimal_slow(text: str) -> tuple[int, int]:
         raise InvalidDecimalError(f"not a finite decimal number: {text!r}")
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
+    if not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+        # checked before 10**exponent: "1e30000000" would block the event loop for a minute
+        raise InvalidDecimalError(f"exponent beyond +-{MAX_EXPONENT}, which no venue sends: {text[:24]!r}")
     units = int("".join(map(str, digits))) if digits else 0
     if exponent >= 0:
         units *= 10**exponent
@@ -145,6 +178,8 @@ class DecimalGrid:
         # Fast path for the usual wire form, unsigned ASCII digits with an optional point
         # ("61837.63000000"): one int() of the digits, then exact integer scaling. Anything
         # else (signs, exponents, off-grid values) takes the general parser below.
+        if len(text) > MAX_DECIMAL_LENGTH:
+            raise _refuse_long(text)
         whole, _point, fraction = text.partition(".")
         digits = whole + fraction
         if digits.isdigit() and digits.isascii():
@@ -159,9 +194,9 @@ class DecimalGrid:
             if not surplus:
                 quotient, remainder = divmod(units, self._step_units)
                 if not remainder:
-                    return quotient
+                    return quotient if quotient <= STEPS_MAX else check_steps(quotient, text)
         try:
-            return self._to_steps(text, rounding)
+            return check_steps(self._to_steps(text, rounding), text)
         except OffGridError:
             raise OffGridError(f"{text!r} is not a multiple of the step {self.step_text}") from None
 

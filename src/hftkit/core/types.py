@@ -326,6 +326,22 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
     receive_ns: int = 0
 
 
+class FeeCharge(msgspec.Struct, frozen=True, kw_only=True):
+    """A fee the venue reports after the fill it belongs to was delivered without one.
+
+    Thalex pushes an order's fills (no fee) before the trade history entry (with the fee); the
+    adapter delivers the fill at once and the fee as this event, once per trade.
+    """
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    trade_id: str
+    fee: float
+    fee_asset: str
+    receive_ns: int = 0
+
+
 class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """Balance of one asset. Decimal: balances are accounting values, never hot-path keys."""
 

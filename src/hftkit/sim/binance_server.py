@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.sim import binance_accounts as accounts
@@ -70,6 +70,7 @@ from hftkit.sim.binance_ws_api import ApiSession
 from hftkit.sim.faults import FaultInjector
 from hftkit.sim.matching import DepthSnapshot
 from hftkit.sim.venue import SimVenue
+from hftkit.sim.websocket import SimWebSocketResponse
 from hftkit.venues.binance.endpoints import ENDPOINTS, Market
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,8 @@ class BinanceSimServer:
         # messages per second; 0 disables the check
         self.incoming_messages_per_s = {SPOT: 5, USDM: 10, **dict(incoming_messages_per_s or {})}
         self.message_limit_disconnects = 0
+        self.slow_client_disconnects = 0  # clients that stopped reading: their queue or a send ran over
+        self.unmasked_frame_disconnects = 0  # clients that sent an unmasked frame (RFC 6455: close 1002)
         self.markets: dict[Market, _Market] = {}
         for market, venue, faults, limits in (
             (SPOT, spot_venue, faults_spot, spot_limits),
@@ -293,6 +296,8 @@ class BinanceSimServer:
             "open": self.open_connections,
             "internal_errors": self.internal_errors,
             "message_limit_disconnects": self.message_limit_disconnects,
+            "slow_client_disconnects": self.slow_client_disconnects,
+            "unmasked_frame_disconnects": self.unmasked_frame_disconnects,
         }
         for market, entry in self.markets.items():
             state = entry.state
@@ -348,6 +353,14 @@ class BinanceSimServer:
             "usdm_ws_api": f"{ws}/ws-fapi/v1",
             "ws": ws,
         }
+
+    async def drop_connections(self) -> int:
+        """Close every WebSocket connection of both markets (streams, WS API, user data); how many."""
+        sockets = list(self._sockets)
+        for socket in sockets:
+            with contextlib.suppress(Exception):
+                await socket.close(code=WSCloseCode.GOING_AWAY, message=b"dropped")
+        return len(sockets)
 
     async def stop(self) -> None:
         for socket in list(self._sockets):
@@ -533,12 +546,24 @@ class BinanceSimServer:
 
     # market streams ------------------------------------------------------------------------
     async def _open_socket(self, request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse(
-            heartbeat=self.ping_interval_s or None, autoping=True, max_msg_size=1 << 20
+        socket = SimWebSocketResponse(
+            heartbeat=self.ping_interval_s or None,
+            autoping=True,
+            max_msg_size=1 << 20,
+            on_unmasked=self._count_unmasked,
         )
         await socket.prepare(request)
         self._sockets.add(socket)
         return socket
+
+    def _count_unmasked(self) -> None:
+        self.unmasked_frame_disconnects += 1
+
+    def _count_slow(self) -> None:
+        self.slow_client_disconnects += 1
+
+    def _outbox(self, socket: web.WebSocketResponse, faults: FaultInjector) -> Outbox:
+        return Outbox(socket, faults, on_slow=self._count_slow)
 
     def _disconnect_timer(self, faults: FaultInjector, outbox: Outbox) -> asyncio.Task[None] | None:
         after = faults.disconnect_after_s()
@@ -580,7 +605,7 @@ class BinanceSimServer:
     ) -> web.StreamResponse:
         socket = await self._open_socket(request)
         state = market.state
-        outbox = Outbox(socket, state.faults)
+        outbox = self._outbox(socket, state.faults)
         subscriber = Subscriber(outbox, combined)
         streams = market.streams
         streams.subscribers.add(subscriber)
@@ -725,7 +750,7 @@ class BinanceSimServer:
         listen_key = market.state.active_listen_key(key)
         assert listen_key is not None
         socket = await self._open_socket(request)
-        outbox = Outbox(socket, market.state.faults)
+        outbox = self._outbox(socket, market.state.faults)
 
         def sink(event: dict[str, Any]) -> None:
             outbox.send_json({"stream": key, "data": event} if combined else event)
@@ -757,7 +782,7 @@ class BinanceSimServer:
             if market is None:
                 return web.Response(status=404, text="")
             socket = await self._open_socket(request)
-            outbox = Outbox(socket, market.state.faults)
+            outbox = self._outbox(socket, market.state.faults)
             session = ApiSession(self, market.state, market.user_data, outbox, request.remote or "unknown")
             session.outbox.start()
             timer = self._disconnect_timer(market.state.faults, session.outbox)

@@ -47,6 +47,7 @@ from hftkit.sim.errors import CloseReason
 from hftkit.sim.faults import DepthAction, FaultInjector
 from hftkit.sim.matching import BookUpdate, Execution, SimOrder, TradePrint
 from hftkit.sim.venue import OrderEvent, OrderEventKind, SimEvent
+from hftkit.sim.websocket import SEND_TIMEOUT_S, abort, send_or_abort
 
 logger = logging.getLogger(__name__)
 
@@ -133,14 +134,21 @@ class Outbox:
         faults: FaultInjector,
         *,
         max_queue: int = 50_000,
+        max_queue_bytes: int = 8 << 20,
+        send_timeout_s: float = SEND_TIMEOUT_S,
         on_close: Callable[[], None] | None = None,
+        on_slow: Callable[[], None] | None = None,
     ) -> None:
         self.socket = socket
         self.faults = faults
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        self.send_timeout_s = send_timeout_s
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._on_close = on_close
+        self._on_slow = on_slow
         self.closed = False
         self.sent = 0
         self.overflowed = False
@@ -151,11 +159,15 @@ class Outbox:
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
-        if self._queue.qsize() >= self.max_queue:
-            self.overflowed = True
-            logger.warning("stream client too slow: %d frames queued, disconnecting", self._queue.qsize())
-            self.close()
+        if self._queue.qsize() >= self.max_queue or self._queued_bytes + len(frame) > self.max_queue_bytes:
+            logger.warning(
+                "stream client too slow: %d frames (%d bytes) queued, disconnecting",
+                self._queue.qsize(),
+                self._queued_bytes,
+            )
+            self._drop_slow_client()
             return
+        self._queued_bytes += len(frame)
         self._queue.put_nowait(frame)
 
     def send_json(self, value: Any) -> None:
@@ -167,6 +179,21 @@ class Outbox:
             self.closed = True
             self._queue.put_nowait(None)
 
+    def _drop_slow_client(self) -> None:
+        """A client that stopped reading: drop it now, not once its backlog is out (it never is)."""
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self.closed = True
+        if self._on_slow is not None:
+            self._on_slow()
+        abort(self.socket)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        while not self._queue.empty():  # free the backlog at once
+            self._queue.get_nowait()
+        self._queued_bytes = 0
+
     async def _run(self) -> None:
         socket = self.socket
         faults = self.faults
@@ -175,6 +202,7 @@ class Outbox:
                 frame = await self._queue.get()
                 if frame is None:
                     break
+                self._queued_bytes -= len(frame)
                 while faults.stalled():
                     await asyncio.sleep(0.05)
                 delay = faults.stream_delay()
@@ -182,7 +210,12 @@ class Outbox:
                     await asyncio.sleep(delay)
                 if faults.corrupt_frame():
                     await socket.send_str(frame[: max(1, len(frame) // 2)].decode("utf-8", "replace"))
-                await socket.send_str(frame.decode())
+                if not await send_or_abort(socket, frame.decode(), self.send_timeout_s):
+                    logger.warning(
+                        "stream client too slow: a send took over %gs, disconnecting", self.send_timeout_s
+                    )
+                    self._drop_slow_client()
+                    break
                 self.sent += 1
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 from collections.abc import Callable, Mapping
@@ -175,7 +176,8 @@ class ApiSession:
                 -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
             )
         expected = HmacSigner(secret).sign_websocket_params(params)
-        if expected != signature.lower():
+        # constant time, and over bytes: compare_digest refuses str with non-ASCII characters
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "replace")):
             raise BinanceApiError(-1022, "Signature for this request is not valid.")
         check_timestamp(_wire_params(params), ms(self.server.clock.time_ns()))
         assert isinstance(api_key, str)

@@ -9,6 +9,8 @@ Routes:
   or settings (``{"http_error_probability": 0.2}``, applied on top of the current profile).
   Bad input answers 400 with the error; an unknown venue 404.
 * ``POST /replay/<venue>/speed``: ``{"speed": 10}`` (or ``"max"``) for the drivers of a venue.
+* ``POST /connections/<venue>/drop``: close every client connection of the server in front of a
+  venue (a network failure as the clients see it); answers how many were closed.
 * ``GET /changes``: every change made through this endpoint, in order.
 
 It binds loopback only: it can break the venues on purpose, so it is never exposed.
@@ -56,6 +58,7 @@ class ControlServer:
         self.app.router.add_post("/faults/{venue}", self._set_faults)
         self.app.router.add_post("/replay/{venue}/speed", self._set_speed)
         self.app.router.add_get("/changes", self._changes)
+        self.app.router.add_post("/connections/{venue}/drop", self._drop_connections)
         self._runner: web.AppRunner | None = None
         self.requests = 0
         self.rejected = 0
@@ -122,6 +125,14 @@ class ControlServer:
                 "settings": profile.as_dict(),
             }
         )
+
+    async def _drop_connections(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        venue = request.match_info["venue"]
+        if venue not in self.simulator.venues:
+            self.rejected += 1
+            return _error(404, f"unknown venue {venue!r}; running: {', '.join(self.simulator.venues)}")
+        return _json({"venue": venue, "dropped": await self.simulator.drop_connections(venue)})
 
     async def _set_speed(self, request: web.Request) -> web.Response:
         self.requests += 1

@@ -101,14 +101,19 @@ class DecodeProblem(enum.Enum):
     UNKNOWN_STREAM = "unknown_stream"
 
 
+RECORDING_CACHE_CAPACITY = 4096
+
+
 class RecordingDecoder:
     """Recorded line -> ``RecordedMessage`` for one instrument, exact, problems counted by kind."""
 
     def __init__(self, instrument: Instrument, *, keep_tickers: bool = False) -> None:
         self.instrument = instrument
         self.keep_tickers = keep_tickers
-        self._price = ConversionCache(instrument.ticks)
-        self._size = ConversionCache(instrument.lots)
+        # small caches: a replay converts a few thousand levels a second, and a 65k-entry cache per
+        # grid (the default) is ~8 MB each, filled over many minutes: it reads as a leak
+        self._price = ConversionCache(instrument.ticks, RECORDING_CACHE_CAPACITY)
+        self._size = ConversionCache(instrument.lots, RECORDING_CACHE_CAPACITY)
         self._envelope = msgspec.json.Decoder(_Envelope)
         self._diff = msgspec.json.Decoder(DepthUpdate)
         self._snapshot = msgspec.json.Decoder(DepthSnapshot)
@@ -518,12 +523,21 @@ def speed_text(speed: float) -> str | float:
     return "max" if speed == AS_FAST_AS_POSSIBLE else speed
 
 
-async def _wait(pacer: Pacer, data_ns: int, counter: int) -> None:
+async def _wait(pacer: Pacer, data_ns: int, counter: int, speed_changed: asyncio.Event) -> None:
+    """Sleep until ``data_ns`` is due; a speed change wakes the sleeper to recompute (a driver
+    paused at a tiny speed would otherwise sleep for years after being resumed)."""
     delay = pacer.delay_ns(data_ns, time.monotonic_ns())
-    if delay > 0:
-        await asyncio.sleep(delay / 1e9)
-    elif counter % _YIELD_EVERY == 0:
-        await asyncio.sleep(0)  # let the servers run between bursts
+    if delay <= 0:
+        if counter % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the servers run between bursts
+        return
+    while delay > 0:
+        speed_changed.clear()
+        try:
+            await asyncio.wait_for(speed_changed.wait(), delay / 1e9)
+        except TimeoutError:
+            return
+        delay = pacer.delay_ns(data_ns, time.monotonic_ns())
 
 
 # replay driver (async shell) ----------------------------------------------------------------------
@@ -593,6 +607,7 @@ class ReplayDriver:
         self.loop = loop
         self.max_passes = max_passes
         self.pacer = Pacer(speed)
+        self.speed_changed = asyncio.Event()
         self.decoder = RecordingDecoder(instrument)
         self.sequencer = BookSequencer()
         self.status = ReplayStatus(name, [str(path) for path in self.paths], self.pacer.speed)
@@ -601,6 +616,7 @@ class ReplayDriver:
     def set_speed(self, speed: float) -> None:
         self.pacer.set_speed(speed, time.monotonic_ns())
         self.status.speed = self.pacer.speed
+        self.speed_changed.set()
         logger.info("replay %s: speed set to %s", self.name, speed_text(self.pacer.speed))
 
     def snapshot(self) -> dict[str, object]:
@@ -636,7 +652,7 @@ class ReplayDriver:
             actions = sequencer.feed(message)
             if not actions:
                 continue
-            await _wait(self.pacer, data_ns, status.total_messages)
+            await _wait(self.pacer, data_ns, status.total_messages, self.speed_changed)
             for action in actions:
                 self._perform(action)
 
@@ -916,6 +932,7 @@ class SyntheticDriver:
         self.market = market
         self.sinks = {symbol: list(targets) for symbol, targets in sinks.items()}
         self.pacer = Pacer(speed)
+        self.speed_changed = asyncio.Event()
         self.max_operations = max_operations
         self.status = SyntheticStatus(name, sorted(sinks), self.pacer.speed, seed)
         self._warned = False
@@ -923,6 +940,7 @@ class SyntheticDriver:
     def set_speed(self, speed: float) -> None:
         self.pacer.set_speed(speed, time.monotonic_ns())
         self.status.speed = self.pacer.speed
+        self.speed_changed.set()
         logger.info("synthetic %s: speed set to %s", self.name, speed_text(self.pacer.speed))
 
     def snapshot(self) -> dict[str, object]:
@@ -940,7 +958,7 @@ class SyntheticDriver:
             while self.max_operations is None or status.operations < self.max_operations:
                 operation = self.market.next()
                 status.data_time_ns = operation.time_ns
-                await _wait(self.pacer, operation.time_ns, status.operations + 1)
+                await _wait(self.pacer, operation.time_ns, status.operations + 1, self.speed_changed)
                 self._perform(operation)
         finally:
             status.running = False

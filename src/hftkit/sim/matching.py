@@ -172,6 +172,12 @@ class SimOrder:
         )
 
 
+# The shared queue of every level without orders of ours; never appended to (``_rest`` gives a
+# level its own deque first). maxlen=0 also keeps it empty should that rule ever be broken, and
+# ``audit`` would then report the level's ``own`` out of step with its queue.
+_NO_QUEUE: deque[SimOrder] = deque(maxlen=0)
+
+
 class _Level:
     __slots__ = ("background", "own", "price", "queue", "tail")
 
@@ -180,7 +186,9 @@ class _Level:
         self.background = 0  # lots of background liquidity at this price (sum of gaps + tail)
         self.tail = 0  # background behind our last order
         self.own = 0  # lots of our resting orders' remaining quantity
-        self.queue: deque[SimOrder] = deque()
+        # most levels are background only: they share one empty queue until an order of ours
+        # rests there (an empty deque is ~600 bytes, and a replayed book has thousands of levels)
+        self.queue: deque[SimOrder] = _NO_QUEUE
 
 
 class _BookSide:
@@ -390,7 +398,7 @@ class MatchingEngine:
         *,
         clock: Clock = REAL_CLOCK,
         self_trade_prevention: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER,
-        order_history_limit: int = 100_000,
+        order_history_limit: int = 20_000,  # closed orders kept for queries (a bounded window)
     ) -> None:
         self.accounts = accounts if accounts is not None else Accounts()
         self.clock = clock
@@ -1345,6 +1353,8 @@ class MatchingEngine:
             level = side.add(price)
         order.gap = level.tail
         level.tail = 0
+        if level.queue is _NO_QUEUE:
+            level.queue = deque()
         level.queue.append(order)
         level.own += order.quantity - order.filled
         order.level = level

@@ -491,6 +491,21 @@ class Simulator:
             "running_tasks": self.running_tasks,
         }
 
+    async def drop_connections(self, venue: str) -> int:
+        """Close every client connection of the server in front of ``venue``, as a network failure
+        looks to the clients (they reconnect and resync); returns how many were closed.
+
+        One server serves both Binance markets, so dropping either drops both, as losing the
+        route to that host would."""
+        if venue not in self.venues:
+            raise KeyError(venue)
+        server = self.thalex_server if venue == THALEX else self.binance_server
+        if server is None:
+            return 0
+        dropped = int(await server.drop_connections())
+        self._log_change("drop_connections", venue, {"dropped": dropped})
+        return dropped
+
     def _connections(self, venue: str) -> Any:
         """Connection figures of the server in front of a venue (the servers keep their own)."""
         if venue == THALEX:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from hftkit.core.types import Instrument, OrderStatus, OrderType, Side, TimeInForce
 from hftkit.sim import thalex_wire as wire
@@ -56,6 +56,7 @@ from hftkit.sim.thalex_orders import (
 )
 from hftkit.sim.thalex_wire import RpcError, default_instruments, thalex_perpetual
 from hftkit.sim.venue import OrderEvent, OrderEventKind, SimEvent, SimVenue
+from hftkit.sim.websocket import SimWebSocketResponse, abort, send_or_abort
 from hftkit.venues.thalex.auth import TokenError, token_key_id, verify_login_token
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ logger = logging.getLogger(__name__)
 PATH = "/ws/api/v2"
 _REJECTED_ID_BASE = 0xF000_0000_0000_0000  # ids of orders refused as post-only (never in the engine)
 _HISTORY_LIMIT = 10_000
+_MAX_PENDING_RESPONSES = 10_000  # answers queued for a client that stopped reading: then it is dropped
 _STALL_POLL_S = 0.05  # how often a stalled stream checks whether the stall is over
 _MAX_QUOTES = 100
 _MAX_QUOTE_LEVELS = 10
@@ -211,6 +213,8 @@ class ThalexSimServer:
             "session_end_cancels": 0,
             "protection_trips": 0,
             "render_errors": 0,
+            "slow_client_disconnects": 0,
+            "unmasked_frame_disconnects": 0,
         }
         self.error_codes: dict[int, int] = {}
         self._runner: web.AppRunner | None = None
@@ -291,6 +295,14 @@ class ThalexSimServer:
             bound = address[1]
         return f"ws://{host}:{bound}{PATH}"
 
+    async def drop_connections(self) -> int:
+        """Close every session's connection (the clients see the venue go away); how many."""
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"dropped")
+        return len(sessions)
+
     async def stop(self) -> None:
         for session in list(self._sessions.values()):
             with contextlib.suppress(Exception):
@@ -303,7 +315,7 @@ class ThalexSimServer:
     # connection --------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """The WebSocket handler (mount it on another app with ``router.add_get(PATH, ...)``)."""
-        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
+        ws = SimWebSocketResponse(autoping=False, max_msg_size=1 << 20, on_unmasked=self._count_unmasked)
         await ws.prepare(request)
         loop = asyncio.get_running_loop()
         session = _Session(next(self._session_ids), ws, self.message_rate, loop.time())
@@ -332,6 +344,19 @@ class ThalexSimServer:
             with contextlib.suppress(Exception):
                 await ws.close()
         return ws
+
+    def _count_unmasked(self) -> None:
+        self.counters["unmasked_frame_disconnects"] += 1
+
+    def _drop_slow_client(self, session: _Session) -> None:
+        """A client that stopped reading: drop it now and free what was queued for it."""
+        if session.closed:
+            return
+        self.counters["slow_client_disconnects"] += 1
+        logger.warning("thalex sim: session %d stopped reading, disconnecting", session.session_id)
+        abort(session.ws)
+        session.responses.clear()
+        self._close_session(session)
 
     def _fault_disconnect(self, session: _Session) -> None:
         if session.closed:
@@ -388,7 +413,9 @@ class ThalexSimServer:
             faults = self.faults  # replaceable at run time
             try:
                 while session.responses:
-                    await ws.send_str(session.responses.popleft().decode())
+                    if not await send_or_abort(ws, session.responses.popleft().decode()):
+                        self._drop_slow_client(session)
+                        return
                 now = loop.time()
                 if faults.stalled():  # streams send nothing for a while; answers still go out
                     session.hold_until = now + _STALL_POLL_S
@@ -414,7 +441,9 @@ class ThalexSimServer:
                         frame = orjson.dumps({"channel_name": subscription.name, "notification": payload})
                         if faults.corrupt_frame():
                             await ws.send_str(frame[: len(frame) // 2].decode("utf-8", "replace"))
-                        await ws.send_str(frame.decode())
+                        if not await send_or_abort(ws, frame.decode()):
+                            self._drop_slow_client(session)
+                            return
             except (ConnectionError, RuntimeError):
                 return
 
@@ -445,6 +474,11 @@ class ThalexSimServer:
             self.counters["errors"] += 1
             self.error_codes[error.code] = self.error_codes.get(error.code, 0) + 1
             frame = orjson.dumps({"id": request_id, "error": {"code": error.code, "message": error.message}})
+        if session.closed:  # dropped (slow, faulted, gone): nobody will send it
+            return
+        if len(session.responses) >= _MAX_PENDING_RESPONSES:
+            self._drop_slow_client(session)
+            return
         session.responses.append(frame)
         session.wake.set()
 

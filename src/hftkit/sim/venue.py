@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 DAY_NS = 86_400 * 1_000_000_000
 MINUTE_NS = 60 * 1_000_000_000
+# Trades kept one by one for the 24 h ticker; older minutes of the day come from the minute
+# candles. Unbounded, a day of trades at replay rates is millions of records.
+DAY_TRADES_KEPT = 4096
 
 
 class OrderEventKind(enum.Enum):
@@ -104,7 +107,7 @@ class Candle:
 @dataclass
 class _SymbolState:
     trades: deque[TradePrint] = field(default_factory=lambda: deque(maxlen=1000))
-    day: deque[TradePrint] = field(default_factory=deque)
+    day: deque[TradePrint] = field(default_factory=lambda: deque(maxlen=DAY_TRADES_KEPT))
     candles: deque[Candle] = field(default_factory=lambda: deque(maxlen=1440))
 
 
@@ -321,15 +324,24 @@ class SimVenue:
                 statistics.high_price = statistics.low_price = last.price
             return statistics
         first = day[0]
-        statistics.open_price = first.price
-        statistics.high_price = max(trade.price for trade in day)
-        statistics.low_price = min(trade.price for trade in day)
+        # minutes of the day older than the trades kept (only once more than DAY_TRADES_KEPT
+        # trades happened in the day): their candles, whole minutes inside the window
+        older = [
+            candle
+            for candle in state.candles
+            if candle.open_time_ns >= now_ns - DAY_NS and candle.open_time_ns + MINUTE_NS <= first.time_ns
+        ]
+        statistics.open_price = older[0].open if older else first.price
+        statistics.high_price = max([trade.price for trade in day] + [candle.high for candle in older])
+        statistics.low_price = min([trade.price for trade in day] + [candle.low for candle in older])
         statistics.last_price = day[-1].price
         statistics.last_quantity = day[-1].quantity
-        statistics.volume = sum(trade.quantity for trade in day)
-        statistics.quote_volume = sum(trade.price * trade.quantity for trade in day)
-        statistics.count = len(day)
-        statistics.first_trade_id = first.trade_id
+        statistics.volume = sum(trade.quantity for trade in day) + sum(candle.volume for candle in older)
+        statistics.quote_volume = sum(trade.price * trade.quantity for trade in day) + sum(
+            candle.quote_volume for candle in older
+        )
+        statistics.count = len(day) + sum(candle.trades for candle in older)
+        statistics.first_trade_id = older[0].first_trade_id if older else first.trade_id
         statistics.last_trade_id = day[-1].trade_id
         return statistics
 
@@ -354,7 +366,10 @@ class SimVenue:
     def _record_trade(self, trade: TradePrint) -> None:
         state = self._state(trade.symbol)
         state.trades.append(trade)
-        state.day.append(trade)
+        day = state.day
+        day.append(trade)  # bounded: past DAY_TRADES_KEPT the oldest go, their minutes stay in candles
+        while day[0].time_ns < trade.time_ns - DAY_NS:  # and a day's age, even if no ticker is asked
+            day.popleft()
         minute = trade.time_ns - trade.time_ns % MINUTE_NS
         candles = state.candles
         candle = candles[-1] if candles else None

@@ -1,5 +1,6 @@
 """Trading cores: OMS, positions, quoting, risk, signals, strategies, execution and routing."""
 
+from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import (
     BudgetPolicy,
     ExecutionConfig,
@@ -48,7 +49,7 @@ from hftkit.trading.state import (
     VenuePosition,
     VenueSnapshot,
 )
-from hftkit.trading.strategy import Decision, Strategy, StrategyContext, StrategyManager, Subscription
+from hftkit.trading.strategy import Decision, Strategy, StrategyContext, Subscription
 
 __all__ = [
     "TRANSITIONS",
@@ -96,9 +97,9 @@ __all__ = [
     "SmartOrderRouter",
     "Strategy",
     "StrategyContext",
-    "StrategyManager",
     "Subscription",
     "TrackerExposure",
+    "TradingEngine",
     "TripSource",
     "TwapOrder",
     "TwapReport",

@@ -143,6 +143,32 @@ class OrderGateway:
             venue: self.metrics.histogram("order_round_trip_ns", venue=venue) for venue in self.adapters
         }
         self.decision_to_send: LatencyHistogram = self.metrics.histogram("decision_to_send_ns")
+        self.risk_check: LatencyHistogram = self.metrics.histogram("risk_check_ns")
+        # tick-to-trade: the triggering frame's receive stamp -> the adapter wrote the order's bytes
+        self.tick_to_trade: dict[str, LatencyHistogram] = {
+            venue: self.metrics.histogram("tick_to_trade_ns", venue=venue) for venue in self.adapters
+        }
+        self._triggers: dict[str, int] = {}  # client order id -> trigger receive_ns, until written
+        registry = self.metrics
+        self._sent = {venue: registry.counter("orders_sent_total", venue=venue) for venue in self.adapters}
+        self._acked = {venue: registry.counter("orders_acked_total", venue=venue) for venue in self.adapters}
+        self._rejected = {
+            venue: registry.counter("orders_rejected_total", venue=venue) for venue in self.adapters
+        }
+        for venue, adapter in self.adapters.items():
+            adapter.order_written = self._writer(venue)
+
+    def _writer(self, venue: str) -> Callable[[str, int], None]:
+        """The adapter's hook: called with (client order id, monotonic ns) once the bytes are out."""
+        histogram = self.tick_to_trade[venue]
+        triggers = self._triggers
+
+        def written(client_order_id: str, written_ns: int) -> None:
+            trigger = triggers.pop(client_order_id, 0)
+            if trigger and written_ns >= trigger:
+                histogram.record(written_ns - trigger)
+
+        return written
 
     def next_client_order_id(self) -> str:
         return f"{self._prefix}{next(self._sequence)}"
@@ -158,6 +184,7 @@ class OrderGateway:
                 venue=intent.venue,
                 symbol=intent.symbol,
             )
+        checked = _perf_ns()
         decision = self.risk.check(
             intent.venue,
             intent.symbol,
@@ -167,6 +194,7 @@ class OrderGateway:
             intent.order_type,
             intent.reduce_only,
         )
+        self.risk_check.record(_perf_ns() - checked)
         if not decision.accepted:
             self.counters["risk_rejects"] += 1
             return decision
@@ -184,8 +212,14 @@ class OrderGateway:
         self.tracker.submit(order)
         return order
 
-    async def send(self, order: Order, decided_ns: int | None = None) -> OrderUpdate | None:
-        """Send a prepared order; returns the venue's answer (None: rejected or outcome unknown)."""
+    async def send(
+        self, order: Order, decided_ns: int | None = None, trigger_ns: int = 0
+    ) -> OrderUpdate | None:
+        """Send a prepared order; returns the venue's answer (None: rejected or outcome unknown).
+
+        ``trigger_ns``: the ``time.monotonic_ns()`` receive stamp of the socket frame behind the
+        decision; with it, tick-to-trade is recorded when the adapter reports the bytes written.
+        """
         adapter = self.adapters[order.venue]
         client_order_id = order.client_order_id
         request = OrderRequest(
@@ -202,11 +236,15 @@ class OrderGateway:
         if decided_ns is not None:
             self.decision_to_send.record(sent_ns - decided_ns)
         self.counters["orders_sent"] += 1
+        self._sent[order.venue].inc()
+        if trigger_ns:
+            self._triggers[client_order_id] = trigger_ns
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 update = await adapter.place_order(request)
         except (OrderRejectedError, RateLimitedError) as error:  # definitive: nothing was placed
             self.counters["venue_rejects"] += 1
+            self._rejected[order.venue].inc()
             self.tracker.reject(client_order_id, f"{type(error).__name__}: {error}")
             return None
         except asyncio.CancelledError:
@@ -217,7 +255,13 @@ class OrderGateway:
             _log.warning("order %s outcome unknown (%r): querying the venue", client_order_id, error)
             self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
             return await self.settle(order)
+        finally:
+            self._triggers.pop(client_order_id, None)  # written or not, the stamp is done with
         self.round_trip[order.venue].record(_perf_ns() - sent_ns)
+        if update.status is OrderStatus.REJECTED:
+            self._rejected[order.venue].inc()
+        else:
+            self._acked[order.venue].inc()
         self.apply_answer(update)
         return update
 
@@ -231,10 +275,20 @@ class OrderGateway:
         tracker.apply_report(report_from_update(update))
 
     async def settle(self, order: Order) -> OrderUpdate | None:
-        """Query an order whose outcome is unknown and apply what the venue says (once)."""
+        """Query an order whose outcome is unknown and apply what the venue says (once).
+
+        An adapter that settles unknown outcomes itself (it lists the order in ``unresolved()``)
+        owns the venue's truth: it keeps settling by client order id until the end is known and
+        emits it as an event, which the tracker consumes. Asking it here as well could only
+        conclude "not found" too early (the order may still be on its way) and close an order
+        that then rests at the venue, untracked.
+        """
+        adapter = self.adapters[order.venue]
+        if _settled_by_adapter(adapter, order.client_order_id):
+            self.counters["settled_by_adapter"] += 1
+            return None
         if self.query_delay_s > 0:
             await asyncio.sleep(self.query_delay_s)
-        adapter = self.adapters[order.venue]
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 found = await adapter.query_order(order.symbol, order.client_order_id)
@@ -322,6 +376,12 @@ class OrderGateway:
         return True
 
 
+def _settled_by_adapter(adapter: VenueAdapter, client_order_id: str) -> bool:
+    """True while the adapter itself settles this order's unknown outcome (Binance, Thalex)."""
+    unresolved = getattr(adapter, "unresolved", None)
+    return callable(unresolved) and client_order_id in unresolved()
+
+
 # the execution engine --------------------------------------------------------------------------
 class BudgetPolicy(enum.Enum):
     DROP = "drop"  # over budget: not sent (the book it was priced on is too old)
@@ -388,6 +448,7 @@ class ExecutionEngine:
         intent: OrderIntent,
         decided_ns: int | None = None,
         on_submitted: Callable[[Order], None] | None = None,
+        trigger_ns: int = 0,
     ) -> ExecutionReport:
         """Send one taker order; ``decided_ns`` is the ``time.perf_counter_ns()`` of the decision,
         ``on_submitted`` sees the tracked order before it is sent (to record who owns it)."""
@@ -416,7 +477,7 @@ class ExecutionEngine:
         if on_submitted is not None:
             on_submitted(prepared)
         sent_ns = _perf_ns()
-        update = await self.gateway.send(prepared, decided_ns)
+        update = await self.gateway.send(prepared, decided_ns, trigger_ns)
         elapsed = _perf_ns() - sent_ns
         order = self.gateway.tracker.get(prepared.client_order_id) or prepared
         if update is not None:

@@ -35,7 +35,7 @@ import msgspec
 
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from hftkit.core.types import FeeCharge, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 from hftkit.trading.positions import Position, PositionBook
 from hftkit.trading.quoting import OpenOrder
 
@@ -727,6 +727,10 @@ class OrderStateTracker:
         if record.order.status is PENDING_CANCEL:
             return self._set_status(record, CANCELED)
         return self._set_status(record, REJECTED)
+
+    def apply_fee(self, charge: FeeCharge) -> None:
+        """A fee reported after its fill (the adapter sends each trade's fee once)."""
+        self.positions.get(charge.venue, charge.symbol).add_fee(charge.fee, charge.fee_asset)
 
     def update_balance(self, venue: str, asset: str, total: Decimal) -> None:
         self.balances[(venue, asset)] = total

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
 from hftkit.book.order_book import Level, OrderBook
@@ -48,6 +49,7 @@ from hftkit.venues.base import (
     RateLimitedError,
     VenueCapabilities,
     VenueEvent,
+    VenueStatus,
 )
 
 __all__ = ["FAKE_CAPABILITIES", "FailureKind", "FakeVenue", "RequestKind"]
@@ -123,6 +125,7 @@ class FakeVenue:
     ) -> None:
         self.name = name
         self.capabilities = capabilities
+        self.order_written: Callable[[str, int], None] | None = None
         self._instruments = {instrument.symbol: instrument for instrument in instruments}
         for instrument in self._instruments.values():
             if instrument.venue != name:
@@ -133,6 +136,7 @@ class FakeVenue:
         self.hang_s = hang_s
         self.consume_liquidity = consume_liquidity
         self.books: dict[str, OrderBook] = {symbol: OrderBook(symbol) for symbol in self._instruments}
+        self._synced: set[str] = set()  # books a snapshot set and no disconnect has lost since
         self._listeners: list[EventListener] = []
         self._orders: dict[str, _RestingOrder] = {}
         self._closed: dict[str, OrderUpdate] = {}
@@ -175,6 +179,7 @@ class FakeVenue:
         """Replace the public book (a snapshot event) and fill resting orders it crosses."""
         book = self._book(symbol)
         book.apply_snapshot(bids, asks, next(self._update_ids))
+        self._synced.add(symbol)
         self._emit(
             BookDelta(
                 venue=self.name,
@@ -219,6 +224,7 @@ class FakeVenue:
 
     def disconnect(self, reason: str = "test") -> None:
         """Report a lost market-data session (consumers must stop trusting books)."""
+        self._synced.clear()
         self._emit(ConnectionEvent(venue=self.name, stream="market", state="disconnected", reason=reason))
 
     @property
@@ -245,6 +251,9 @@ class FakeVenue:
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         self.requests.append((RequestKind.PLACE, request))
+        written = self.order_written
+        if written is not None:  # in memory, "on the wire" is the moment the request arrives
+            written(request.client_order_id, time.monotonic_ns())
         failure = await self._before(RequestKind.PLACE)
         if failure is FailureKind.REJECT:
             raise OrderRejectedError("scripted reject", venue=self.name, code=-2010)
@@ -505,6 +514,16 @@ class FakeVenue:
         if instrument is None:
             raise OrderRejectedError(f"unknown symbol {symbol!r}", venue=self.name, code=-1121)
         return instrument
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The venue's book of ``symbol`` (the one owner; trust it only while ``book_synced``)."""
+        return self.books.get(symbol)
+
+    def book_synced(self, symbol: str) -> bool:
+        return symbol in self._synced
+
+    def status(self) -> VenueStatus:
+        return VenueStatus({}, {})
 
     def _book(self, symbol: str) -> OrderBook:
         self._instrument(symbol)

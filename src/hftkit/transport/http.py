@@ -8,10 +8,13 @@ blindly).
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -59,7 +62,7 @@ class HttpResponse:
     headers: Mapping[str, str]  # case-insensitive (aiohttp CIMultiDictProxy)
     body: bytes
     elapsed_ns: int
-    url: str
+    url: str  # scheme, host and path only: never the (possibly signed) query
 
     @property
     def ok(self) -> bool:
@@ -94,8 +97,12 @@ class HttpSession:
             ttl_dns_cache=config.dns_cache_ttl_s,
             socket_factory=_no_delay_socket,
         )
+        tracing = aiohttp.TraceConfig()
+        tracing.on_request_headers_sent.append(_headers_sent)
+        tracing.on_request_chunk_sent.append(_chunk_sent)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=[tracing],
             headers=self._default_headers,
             timeout=aiohttp.ClientTimeout(
                 total=config.request_timeout_s, sock_connect=config.connect_timeout_s
@@ -118,8 +125,13 @@ class HttpSession:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> HttpResponse:
-        """Send one request. ``query`` is the exact, already-encoded query string (it is signed)."""
+        """Send one request. ``query`` is the exact, already-encoded query string (it is signed).
+
+        ``on_sent`` is called with ``time.monotonic_ns()`` when the request's last byte was written
+        (after the headers without a body; after the body's last chunk with one).
+        """
         session = self._session
         if session is None:
             raise TransportError(
@@ -136,24 +148,74 @@ class HttpSession:
                 data=body,
                 headers=headers,
                 timeout=timeout,
+                trace_request_ctx=None
+                if on_sent is None
+                else _SentHook(on_sent, body is not None and len(body) > 0),
             ) as response:
                 payload = await response.read()
+                # ``url`` without the query: a signed query must not outlive the request
                 return HttpResponse(
-                    response.status, response.headers, payload, time.monotonic_ns() - start, full_url
+                    response.status, response.headers, payload, time.monotonic_ns() - start, url
                 )
         except aiohttp.ClientConnectorError as error:
             self.failures += 1
             raise ConnectFailedError(
-                f"{method} {url}: cannot connect: {error}", method=method, url=url
-            ) from error
-        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+                f"{method} {url}: cannot connect: {_describe(error)}", method=method, url=url
+            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             self.failures += 1
-            raise RequestTimeoutError(f"{method} {url}: timed out", method=method, url=url) from error
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as error:
+            raise RequestTimeoutError(f"{method} {url}: timed out", method=method, url=url) from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # Anything else once the request may have left: a dropped connection, a malformed status
+            # line or header, a broken body. The venue may have acted. ``from None``: aiohttp's
+            # errors carry the full URL, whose signed query is replayable within recvWindow.
             self.failures += 1
             raise ConnectionLostError(
-                f"{method} {url}: connection lost: {error}", method=method, url=url
-            ) from error
+                f"{method} {url}: connection lost or malformed response: {_describe(error)}",
+                method=method,
+                url=url,
+            ) from None
+
+
+class _SentHook:
+    """What one request wants to hear from aiohttp's trace: when its bytes went out."""
+
+    __slots__ = ("callback", "has_body")
+
+    def __init__(self, callback: Callable[[int], None], has_body: bool) -> None:
+        self.callback = callback
+        self.has_body = has_body
+
+
+async def _headers_sent(session: Any, context: Any, params: Any) -> None:
+    hook = context.trace_request_ctx
+    if isinstance(hook, _SentHook) and not hook.has_body:
+        hook.callback(time.monotonic_ns())
+
+
+async def _chunk_sent(session: Any, context: Any, params: Any) -> None:
+    hook = context.trace_request_ctx
+    if isinstance(hook, _SentHook) and hook.has_body:
+        hook.callback(time.monotonic_ns())
+
+
+def _describe(error: BaseException) -> str:
+    """An error's kind and message without any URL or query (aiohttp puts the full URL in both)."""
+    if isinstance(error, aiohttp.ClientResponseError):
+        return f"{type(error).__name__}: status {error.status}: {_without_urls(str(error.message))}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"{type(error).__name__}: {_without_urls(str(error.os_error))}"
+    return f"{type(error).__name__}: {_without_urls(str(error))}"
+
+
+def _without_urls(text: str) -> str:
+    """Cut every query string out of ``text``: a signed query is a credential for its recvWindow."""
+    return _QUERY.sub("?<redacted>", text)[:300]
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
 
 
 def _no_delay_socket(address_info: tuple) -> socket.socket:

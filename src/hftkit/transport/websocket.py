@@ -38,6 +38,7 @@ class DisconnectReason(enum.Enum):
     PEER_CLOSED = "peer_closed"
     CONNECT_FAILED = "connect_failed"
     STALE = "stale"  # no frame within the stale timeout: a stalled but open socket
+    STALLED = "stalled"  # no message within the stream's cadence (pings still answered)
     MAX_AGE = "max_age"  # proactive reconnect before the venue's connection-age cut
     HANDLER_ERROR = "handler_error"
     REQUESTED = "requested"  # reconnect() asked for by the owner, e.g. after a sequence gap
@@ -58,6 +59,12 @@ class WebSocketConfig:
     reconnect_max_delay_s: float = 10.0
     # No frame at all for this long means the socket stalled: reconnect (0 disables).
     stale_timeout_s: float = 30.0
+    # No message (pings and pongs do not count) for this long, once one has arrived on this
+    # connection, means the stream stalled behind a live socket: reconnect (0 disables). Set
+    # it from the venue's cadence; with ``stall_probe`` given, a silence of ``stall_probe_s``
+    # sends a probe whose answer proves a quiet stream alive.
+    stall_timeout_s: float = 0.0
+    stall_probe_s: float = 0.0
     # Ping when idle, drop the socket when no pong comes back in time.
     ping_idle_s: float = 15.0
     ping_reply_timeout_s: float = 10.0
@@ -83,6 +90,8 @@ class WebSocketStats:
     bytes_received: int = 0
     handler_errors: int = 0
     stale_reconnects: int = 0
+    stall_reconnects: int = 0
+    stall_probes: int = 0
     age_reconnects: int = 0
     requested_reconnects: int = 0
     messages_sent: int = 0
@@ -141,6 +150,7 @@ class ReconnectingWebSocket:
         on_state: Callable[[ConnectionState, DisconnectReason | None], None] | None = None,
         random_source: random.Random | None = None,
         name: str = "websocket",
+        stall_probe: Callable[[], bytes | str] | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -158,6 +168,9 @@ class ReconnectingWebSocket:
         self._closing = False
         self._url_index = 0
         self._connected_at_ns = 0
+        self._stall_probe = stall_probe
+        self._last_data_ns = 0  # the last message on this connection (the connect time until one)
+        self._last_probe_ns = 0
 
     # -- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> ReconnectingWebSocket:
@@ -216,6 +229,7 @@ class ReconnectingWebSocket:
         stats.messages += 1
         stats.bytes_received += len(payload)
         stats.last_message_ns = receive_ns
+        self._last_data_ns = receive_ns
         try:
             self._on_message(payload, receive_ns)
         except Exception:
@@ -314,6 +328,10 @@ class ReconnectingWebSocket:
         )
         self._transport = transport
         self._connected_at_ns = time.monotonic_ns()
+        # armed from the connect itself: a socket that never delivers a first message is as
+        # stalled as one that stops (a quiet but live stream answers the probe)
+        self._last_data_ns = self._connected_at_ns
+        self._last_probe_ns = 0
         self.stats.last_message_ns = self._connected_at_ns
         self.stats.connects += 1
         self._set_state(ConnectionState.CONNECTED)
@@ -345,6 +363,10 @@ class ReconnectingWebSocket:
                 self.stats.stale_reconnects += 1
                 logger.warning("%s: no data for %.1fs; reconnecting", self.name, config.stale_timeout_s)
                 self._drop(DisconnectReason.STALE)
+            elif config.stall_timeout_s and self._last_data_ns and self._stalled(now):
+                self.stats.stall_reconnects += 1
+                logger.warning("%s: stream silent for %.2fs; reconnecting", self.name, config.stall_timeout_s)
+                self._drop(DisconnectReason.STALLED)
             elif (
                 config.max_connection_age_s
                 and now - self._connected_at_ns > config.max_connection_age_s * 1e9
@@ -353,7 +375,30 @@ class ReconnectingWebSocket:
                 logger.info("%s: connection reached its maximum age; reconnecting", self.name)
                 self._drop(DisconnectReason.MAX_AGE)
 
+    def _stalled(self, now: int) -> bool:
+        """True when the stream has been silent past the stall timeout; probes a quiet one first."""
+        config = self.config
+        silent_ns = now - self._last_data_ns
+        if silent_ns > config.stall_timeout_s * 1e9:
+            return True
+        probe = self._stall_probe
+        if (
+            probe is not None
+            and config.stall_probe_s
+            and silent_ns > config.stall_probe_s * 1e9
+            and now - self._last_probe_ns > config.stall_probe_s * 1e9
+        ):
+            self._last_probe_ns = now
+            with contextlib.suppress(WebSocketClosedError):
+                self.send(probe())
+                self.stats.stall_probes += 1
+        return False
+
 
 def _check_interval(config: WebSocketConfig) -> float:
-    bounds = [bound for bound in (config.stale_timeout_s, config.max_connection_age_s) if bound]
+    bounds = [
+        bound
+        for bound in (config.stale_timeout_s, config.max_connection_age_s, config.stall_timeout_s)
+        if bound
+    ]
     return max(0.005, min([*bounds, 1.0]) / 4)

@@ -18,12 +18,14 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from hftkit.book.order_book import OrderBook
 from hftkit.core.errors import HftkitError
 from hftkit.core.types import (
     BalanceUpdate,
     BookDelta,
     BookTicker,
     ConnectionEvent,
+    FeeCharge,
     Fill,
     Instrument,
     OrderType,
@@ -35,7 +37,15 @@ from hftkit.core.types import (
 )
 
 VenueEvent = (
-    BookDelta | Trade | BookTicker | OrderUpdate | Fill | BalanceUpdate | PositionUpdate | ConnectionEvent
+    BookDelta
+    | Trade
+    | BookTicker
+    | OrderUpdate
+    | Fill
+    | FeeCharge
+    | BalanceUpdate
+    | PositionUpdate
+    | ConnectionEvent
 )
 EventListener = Callable[[VenueEvent], None]
 
@@ -124,12 +134,27 @@ class VenueCapabilities:
     positions: bool  # derivatives: the venue reports positions
 
 
+@dataclass(frozen=True)
+class VenueStatus:
+    """What an operator watches of a venue connection: rate budget used, circuit breakers.
+
+    ``rate_budget_used``: each of the venue's rate windows (by its name) -> the fraction of its
+    limit used now (1.0 = exhausted); ``breakers``: dependency -> ``closed``/``open``/``half_open``.
+    """
+
+    rate_budget_used: Mapping[str, float]
+    breakers: Mapping[str, str]
+
+
 @runtime_checkable
 class VenueAdapter(Protocol):
     """What the trading core needs from a venue."""
 
     name: str
     capabilities: VenueCapabilities
+    #: set by the order gateway: called with (client order id, ``time.monotonic_ns()``) as soon as
+    #: a new order's bytes have been handed to the socket (where tick-to-trade ends)
+    order_written: Callable[[str, int], None] | None
 
     async def __aenter__(self) -> VenueAdapter: ...
 
@@ -143,6 +168,18 @@ class VenueAdapter(Protocol):
         ...
 
     async def subscribe(self, symbols: Sequence[str], *, books: bool = True, trades: bool = True) -> None: ...
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The one synchronized book of ``symbol``, kept by this adapter (read-only to others)."""
+        ...
+
+    def book_synced(self, symbol: str) -> bool:
+        """Whether ``book(symbol)`` is in sync with the venue now (a BookDelta follows every apply)."""
+        ...
+
+    def status(self) -> VenueStatus:
+        """Rate budget and breakers now (read at the dashboard's pace, never on the hot path)."""
+        ...
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate: ...
 

@@ -29,9 +29,11 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+import msgspec
 
 from hftkit.book import OrderBook
 from hftkit.core.clock import REAL_CLOCK, Clock
@@ -58,6 +60,7 @@ from hftkit.venues.base import (
     VenueCapabilities,
     VenueError,
     VenueEvent,
+    VenueStatus,
 )
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
@@ -87,10 +90,15 @@ class BinanceConfig:
     user_data: bool = True  # with credentials: run the user stream and reconcile
     ready_timeout_s: float = 5.0  # how long place_order waits for reconciliation before refusing
     start_timeout_s: float = 10.0  # how long __aenter__ waits for the first reconciliation
-    resolve_interval_s: float = 0.25  # between queries that settle an unknown outcome
+    resolve_interval_s: float = 0.25  # first wait before settling an unknown outcome; doubles per attempt
+    resolve_max_interval_s: float = 2.0  # the backoff's bound: settlement never stops until known
     resolve_margin_ms: int = 1000  # beyond recvWindow before an absent order counts as never created
     reconcile_retry_max_s: float = 2.0
     client_order_prefix: str = "hk"
+    # Shut down safe: on close, cancel by client id every order this adapter placed that may rest
+    # (open or of unknown outcome), waiting at most exit_timeout_s for the answers (as Thalex does).
+    cancel_on_exit: bool = True
+    exit_timeout_s: float = 3.0
 
     @property
     def venue(self) -> str:
@@ -102,6 +110,7 @@ class _Unresolved:
     request: OrderRequest
     instrument: Instrument
     deadline_ms: int  # venue time after which the order can no longer be created
+    cancel: bool = False  # a cancel's outcome is unknown: only a terminal state settles it
 
 
 @dataclass
@@ -112,6 +121,10 @@ class AdapterStats:
     resolved_by_event: int = 0
     resolved_by_query: int = 0
     resolved_as_absent: int = 0
+    resolved_by_cancel: int = 0
+    closed_unknown_to_venue: int = 0  # open in our view, unknown to the venue at reconciliation
+    cancelled_on_exit: int = 0
+    exit_cancel_failures: int = 0
     refused_unsynced: int = 0
     local_rejects: int = 0
 
@@ -129,6 +142,7 @@ class BinanceAdapter:
         self.config = config = config or BinanceConfig()
         self.market = config.market
         self.name = config.venue
+        self.order_written: Callable[[str, int], None] | None = None
         self.capabilities = VenueCapabilities(
             amend=False,
             amend_keeps_priority_on_size_down=False,
@@ -149,13 +163,17 @@ class BinanceAdapter:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._reconcile_again = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._open: dict[str, tuple[str, Side]] = {}  # client id -> (symbol, side) believed open
+        self._open: dict[str, OrderUpdate] = {}  # client id -> last update of an order believed open
         self._unresolved: dict[str, _Unresolved] = {}
         self._terminal: dict[str, None] = {}  # recently closed client ids, oldest first (bounded)
         self._quotes: dict[tuple[str, Side], list[str]] = {}
         self._ids = itertools.count(1)
         self._session_tag = _base36(time.time_ns() // 1_000_000)[-7:]
         self._closed = False
+
+    def __repr__(self) -> str:
+        # never the credentials: tracebacks and debuggers print objects whole
+        return f"BinanceAdapter({self.name}, credentials={'set' if self._credentials else 'none'})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -211,6 +229,8 @@ class BinanceAdapter:
             ) from None
 
     async def close(self) -> None:
+        if not self._closed and self.config.cancel_on_exit and self._credentials is not None:
+            await self._cancel_everything_on_exit()
         self._closed = True
         self._ready.clear()
         tasks = [*self._tasks]
@@ -253,13 +273,18 @@ class BinanceAdapter:
 
     def _track(self, update: OrderUpdate) -> None:
         client_order_id = update.client_order_id
-        if client_order_id in self._unresolved and update.status is not OrderStatus.UNKNOWN:
+        entry = self._unresolved.get(client_order_id)
+        if (
+            entry is not None
+            and update.status is not OrderStatus.UNKNOWN
+            and (update.status.is_terminal or not entry.cancel)
+        ):
             del self._unresolved[client_order_id]
             self.stats.resolved_by_event += 1
         if update.status in _OPEN_STATUSES:
             # A REST answer can arrive after the user-data event that already closed the order.
             if client_order_id not in self._terminal:
-                self._open[client_order_id] = (update.symbol, update.side)
+                self._open[client_order_id] = update
         elif update.status is not OrderStatus.UNKNOWN:
             self._open.pop(client_order_id, None)
             terminal = self._terminal
@@ -287,8 +312,21 @@ class BinanceAdapter:
         await self.streams.subscribe(symbols, books=books, trades=trades)
 
     def book(self, symbol: str) -> OrderBook | None:
-        """The synchronized book of a subscribed symbol (trust it only while synced)."""
+        """The synchronized book of a subscribed symbol (trust it only while ``book_synced``)."""
         return self.streams.book(symbol) if self.streams is not None else None
+
+    def book_synced(self, symbol: str) -> bool:
+        sync = self.streams.synchronizer(symbol) if self.streams is not None else None
+        return sync is not None and sync.is_synced
+
+    def status(self) -> VenueStatus:
+        """The REST weight and order windows used (as the venue's headers corrected them), breakers."""
+        budget = {
+            window.name: (window.used / window.limit if window.limit else 0.0)
+            for window in self.rest.limiter.usage()
+        }
+        breakers = {name: state.value for name, state in self.rest.breakers.states().items()}
+        return VenueStatus(budget, breakers)
 
     # -- orders ------------------------------------------------------------------------------
 
@@ -333,26 +371,58 @@ class BinanceAdapter:
         instrument = self._instrument(request.symbol)
         self._check(instrument, request)
         await self._wait_ready()
+        written = self.order_written
+        client_order_id = request.client_order_id
         try:
-            response = await self.rest.new_order(instrument, request)
-        except OrderOutcomeUnknownError:
+            response = await self.rest.new_order(
+                instrument,
+                request,
+                on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
+            )
+        except (OrderOutcomeUnknownError, asyncio.CancelledError):
+            # cancelled by the caller (its own timeout) while the request may be out: unknown too
             self._register_unknown(instrument, request)
             raise
         update = self._order_update(instrument, response, request.side)
         self._track(update)
         return update
 
-    def _register_unknown(self, instrument: Instrument, request: OrderRequest) -> None:
+    def _register_unknown(
+        self, instrument: Instrument, request: OrderRequest, *, cancel: bool = False
+    ) -> None:
+        client_order_id = request.client_order_id
+        if self._closed or client_order_id in self._unresolved:
+            return
         deadline = (
             self.rest.clock_offset.now_ms() + self.config.rest.recv_window_ms + self.config.resolve_margin_ms
         )
-        self._unresolved[request.client_order_id] = _Unresolved(request, instrument, deadline)
-        self._spawn(self._resolve(request.client_order_id), f"resolve:{request.client_order_id}")
+        self._unresolved[client_order_id] = _Unresolved(request, instrument, deadline, cancel)
+        self._spawn(self._resolve(client_order_id), f"resolve:{client_order_id}")
+
+    def _register_unknown_cancel(self, instrument: Instrument, client_order_id: str) -> None:
+        """A cancel whose outcome is unknown: settled by sending it again (cancels are idempotent)."""
+        last = self._open.get(client_order_id)
+        entry = self._unresolved.get(client_order_id)
+        if entry is not None:
+            entry.cancel = True
+            return
+        if last is None:
+            return  # not open in our view: nothing can rest
+        request = OrderRequest(
+            client_order_id=client_order_id,
+            symbol=last.symbol,
+            side=last.side,
+            quantity=last.quantity,
+            price=last.price,
+        )
+        self._register_unknown(instrument, request, cancel=True)
 
     async def _resolve(self, client_order_id: str) -> None:
-        """Settle an order whose placement outcome is unknown, by query, without re-sending it."""
+        """Settle an order of unknown outcome by client order id until it is known (bounded backoff)."""
+        delay = self.config.resolve_interval_s
         while not self._closed:
-            await asyncio.sleep(self.config.resolve_interval_s)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max(self.config.resolve_max_interval_s, self.config.resolve_interval_s))
             entry = self._unresolved.get(client_order_id)
             if entry is None:
                 return  # an event or a reconciliation settled it
@@ -360,6 +430,8 @@ class BinanceAdapter:
                 return
 
     async def _settle(self, client_order_id: str, entry: _Unresolved) -> bool:
+        if entry.cancel:
+            return await self._settle_by_cancel(client_order_id, entry)
         try:
             response = await self.rest.query_order(entry.instrument, client_order_id)
         except (VenueError, TransportError) as error:
@@ -393,6 +465,129 @@ class BinanceAdapter:
         )
         return True
 
+    async def _settle_by_cancel(self, client_order_id: str, entry: _Unresolved) -> bool:
+        """Send the cancel again: an answer closes the order; "unknown order" sends us to the query."""
+        try:
+            response = await self.rest.cancel_order(entry.instrument, client_order_id)
+        except OrderNotFoundError:
+            response = None  # closed meanwhile (or purged): the query tells how it ended
+        except (VenueError, TransportError) as error:
+            log.info("%s: cancel of %s failed (%s); will retry", self.name, client_order_id, error)
+            return False
+        if client_order_id not in self._unresolved:
+            return True
+        if response is not None:
+            del self._unresolved[client_order_id]
+            self.stats.resolved_by_cancel += 1
+            self._emit(self._order_update(entry.instrument, response, entry.request.side))
+            return True
+        try:
+            found = await self.rest.query_order(entry.instrument, client_order_id)
+        except (VenueError, TransportError) as error:
+            log.info("%s: query of %s failed (%s); will retry", self.name, client_order_id, error)
+            return False
+        if client_order_id not in self._unresolved:
+            return True
+        del self._unresolved[client_order_id]
+        self.stats.resolved_by_query += 1
+        if found is not None:
+            self._emit(self._order_update(entry.instrument, found, entry.request.side))
+            return True
+        last = self._open.get(client_order_id)
+        if last is not None:
+            self._emit_gone(last, "unknown to the venue after a cancel: closed")
+        return True
+
+    def _emit_gone(self, last: OrderUpdate, reason: str) -> None:
+        """An order we hold open that the venue no longer knows: close it in every view, with why.
+
+        Binance keeps no record of some closed orders (cancelled or expired without fills, after a
+        while), so the order ended without further fills we could learn of: CANCELED.
+        """
+        self.stats.closed_unknown_to_venue += 1
+        log.warning("%s: %s: %s", self.name, last.client_order_id, reason)
+        self._emit(
+            msgspec.structs.replace(
+                last,
+                status=OrderStatus.CANCELED,
+                reason=reason,
+                event_time_ms=self.rest.clock_offset.now_ms(),
+                receive_ns=0,
+            )
+        )
+
+    async def _cancel_everything_on_exit(self) -> None:
+        """Shut down safe: cancel by client id every order that may rest (open or of unknown
+        outcome), emit what the venue answers, within ``exit_timeout_s``; logged, never raised."""
+        targets: dict[str, tuple[Instrument, Side]] = {}
+        for client_order_id, last in self._open.items():
+            instrument = self._instruments.get(last.symbol)
+            if instrument is not None:
+                targets[client_order_id] = (instrument, last.side)
+        for client_order_id, entry in self._unresolved.items():
+            targets[client_order_id] = (entry.instrument, entry.request.side)
+        if not targets or self.rest.closed:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.exit_timeout_s
+        attempt = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                while targets:
+                    results = await asyncio.gather(
+                        *(
+                            self._cancel_on_exit(client_order_id, instrument, side)
+                            for client_order_id, (instrument, side) in targets.items()
+                        )
+                    )
+                    for client_order_id, done in zip(list(targets), results, strict=True):
+                        if done:
+                            del targets[client_order_id]
+                    if targets:
+                        attempt += 1
+                        await asyncio.sleep(min(0.5, 0.02 * 2**attempt))
+        except TimeoutError:
+            pass
+        if targets:
+            self.stats.exit_cancel_failures += len(targets)
+            log.error(
+                "%s: cancel on exit unconfirmed within %.1f s for %s",
+                self.name,
+                self.config.exit_timeout_s,
+                sorted(targets),
+            )
+
+    async def _cancel_on_exit(self, client_order_id: str, instrument: Instrument, side: Side) -> bool:
+        """One order's cancel on exit; True when its end is known (cancelled, or closed already)."""
+        try:
+            response = await self.rest.cancel_order(instrument, client_order_id)
+        except OrderNotFoundError:
+            response = None
+        except (VenueError, TransportError) as error:
+            log.info("%s: cancel of %s on exit failed (%s)", self.name, client_order_id, error)
+            return False
+        if response is not None:
+            self.stats.cancelled_on_exit += 1
+            self._unresolved.pop(client_order_id, None)
+            self._emit(self._order_update(instrument, response, side))
+            return True
+        # nothing to cancel: learn how it ended (filled, cancelled, or never created)
+        entry = self._unresolved.get(client_order_id)
+        if entry is not None and self.rest.clock_offset.now_ms() < entry.deadline_ms:
+            return False  # it may still reach the matching engine: cancel it again
+        try:
+            if entry is not None:
+                return await self._settle(client_order_id, entry)
+            found = await self.rest.query_order(instrument, client_order_id)
+        except (VenueError, TransportError):
+            return False
+        last = self._open.get(client_order_id)
+        if found is not None:
+            self._emit(self._order_update(instrument, found, side))
+        elif last is not None:
+            self._emit_gone(last, "unknown to the venue on exit: closed")
+        return True
+
     def unresolved(self) -> list[str]:
         """Client ids of orders whose outcome is still unknown."""
         return list(self._unresolved)
@@ -404,7 +599,11 @@ class BinanceAdapter:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         instrument = self._instrument(symbol)
-        response = await self.rest.cancel_order(instrument, client_order_id)
+        try:
+            response = await self.rest.cancel_order(instrument, client_order_id)
+        except (OrderOutcomeUnknownError, asyncio.CancelledError):
+            self._register_unknown_cancel(instrument, client_order_id)
+            raise
         update = self._order_update(instrument, response, SIDES.get(response.side, Side.BUY))
         self._track(update)
         return update
@@ -424,8 +623,8 @@ class BinanceAdapter:
                 cancelled = await self.rest.open_orders(name)
                 await self.rest.cancel_all(name)
             count += len(cancelled)
-            for client_order_id, (open_symbol, _) in list(self._open.items()):
-                if open_symbol == name:
+            for client_order_id, last in list(self._open.items()):
+                if last.symbol == name:
                     del self._open[client_order_id]
             for key in [key for key in self._quotes if key[0] == name]:
                 del self._quotes[key]
@@ -535,6 +734,8 @@ class BinanceAdapter:
             else:
                 failed += 1
                 self._quotes.setdefault(key, []).append(cid)  # still ours: the next quote cancels it
+                if isinstance(result, OrderOutcomeUnknownError):
+                    self._register_unknown_cancel(instrument, cid)
                 errors.append(f"cancel {key[0]} {key[1].value} {cid}: {_describe(result)}")
         if placements:
             try:
@@ -619,15 +820,17 @@ class BinanceAdapter:
             open_now.add(response.client_order_id)
             self._emit(self._order_update(instrument, response, SIDES.get(response.side, Side.BUY)))
         # orders we believed open that are not: learn how they ended (filled, cancelled, expired)
-        for client_order_id, (symbol, side) in list(self._open.items()):
+        for client_order_id, last in list(self._open.items()):
             if client_order_id in open_now:
                 continue
-            instrument = self._instruments[symbol]
+            instrument = self._instruments[last.symbol]
             response = await self.rest.query_order(instrument, client_order_id)
+            if client_order_id not in self._open:
+                continue  # an event closed it meanwhile
             if response is not None:
-                self._emit(self._order_update(instrument, response, side))
+                self._emit(self._order_update(instrument, response, last.side))
             else:
-                self._open.pop(client_order_id, None)
+                self._emit_gone(last, "unknown to the venue at reconciliation: closed while unobserved")
         for client_order_id, entry in list(self._unresolved.items()):
             await self._settle(client_order_id, entry)
         for balance in await self.balances():

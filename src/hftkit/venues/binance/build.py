@@ -6,17 +6,34 @@ exact decimals), so a signed order costs a few microseconds, not a urlencode pas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.secrets import REDACTED
 from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
 from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner
 from hftkit.venues.binance.endpoints import ENDPOINTS, Endpoint, Market
 
+_SECRET_PARAMS = frozenset({"signature", "apiKey"})
+_SECRET_HEADERS = frozenset({"x-mbx-apikey"})
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _SIDES = {Side.BUY: "BUY", Side.SELL: "SELL"}
 _TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+
+
+def redact_query(query: str) -> str:
+    """A query string with the value of ``signature`` (and any ``apiKey``) replaced."""
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        parts.append(f"{name}={REDACTED}" if equals and name in _SECRET_PARAMS else part)
+    return "&".join(parts)
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: REDACTED if name.lower() in _SECRET_HEADERS else value for name, value in headers.items()}
 
 
 def encode_value(value: str) -> str:
@@ -30,6 +47,21 @@ class SignedRequest:
     query: str  # exactly what goes after '?', signature last
     headers: dict[str, str]
     weight: int
+
+    def __repr__(self) -> str:
+        # a signed query is replayable within recvWindow and the header carries the API key
+        return (
+            f"SignedRequest({self.endpoint.method} {self.endpoint.path}, query={redact_query(self.query)!r}, "
+            f"headers={redact_headers(self.headers)!r}, weight={self.weight})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def redacted_url_path(self) -> str:
+        """Path and query with the signature redacted: what may go into a log line or an error."""
+        query = redact_query(self.query)
+        return f"{self.endpoint.path}?{query}" if query else self.endpoint.path
 
     @property
     def method(self) -> str:
@@ -90,7 +122,7 @@ class RequestBuilder:
         self.market = market
         self._endpoints = ENDPOINTS[market]
         self._signer = HmacSigner(credentials.secret)
-        self._api_key_header = {"X-MBX-APIKEY": credentials.api_key}
+        self._api_key_header = {"X-MBX-APIKEY": credentials.api_key.reveal()}
         self._recv_window = f"&recvWindow={recv_window_ms}"
         self.clock_offset = clock_offset or ClockOffset()
 

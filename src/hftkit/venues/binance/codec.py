@@ -7,11 +7,21 @@ strings here; conversion to ticks and lots happens in ``parse_*`` with an Instru
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 
 PriceLevel = tuple[str, str]
+
+Amount = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{1,40}(?:\.[0-9]{1,40})?\Z", max_length=64)]
+"""A non-negative plain ASCII decimal, as Binance writes every quantity, price and balance.
+
+Checked by msgspec while decoding account data, so "NaN", "Infinity", "1e999999", Unicode
+digits and negative balances are a classified schema error at their JSON path, never a
+Decimal or float that reaches the tracker."""
+SignedAmount = Annotated[str, msgspec.Meta(pattern=r"\A-?[0-9]{1,40}(?:\.[0-9]{1,40})?\Z", max_length=64)]
+"""A plain ASCII decimal that may be negative: position amounts, PnL, commissions (rebates)."""
+OrderSide = Literal["BUY", "SELL"]
 
 MessageT = TypeVar("MessageT")
 
@@ -229,33 +239,33 @@ class ExecutionReport(
     event_time: int
     symbol: str
     client_order_id: str
-    side: str
+    side: OrderSide
     order_type: str
     time_in_force: str
-    quantity: str
-    price: str
+    quantity: Amount
+    price: Amount
     execution_type: str
     status: str
     order_id: int
-    last_quantity: str
-    cumulative_quantity: str
-    last_price: str
+    last_quantity: Amount
+    cumulative_quantity: Amount
+    last_price: Amount
     transaction_time: int
     trade_id: int = -1
     original_client_order_id: str = ""
     reject_reason: str = "NONE"
-    commission: str = "0"
+    commission: SignedAmount = "0"
     commission_asset: str | None = None
     is_on_book: bool = False
     is_maker: bool = False
     created_time: int = 0
-    cumulative_quote: str = "0"
+    cumulative_quote: Amount = "0"
 
 
 class AssetBalance(msgspec.Struct, frozen=True, rename={"asset": "a", "free": "f", "locked": "l"}):
     asset: str
-    free: str
-    locked: str
+    free: Amount
+    locked: Amount
 
 
 class OutboundAccountPosition(
@@ -281,7 +291,7 @@ class BalanceUpdate(
 ):
     event_time: int
     asset: str
-    delta: str
+    delta: SignedAmount
     clear_time: int
 
 
@@ -317,26 +327,26 @@ class FuturesOrderUpdate(
 
     symbol: str
     client_order_id: str
-    side: str
+    side: OrderSide
     order_type: str
     time_in_force: str
-    quantity: str
-    price: str
+    quantity: Amount
+    price: Amount
     execution_type: str
     status: str
     order_id: int
-    last_quantity: str
-    cumulative_quantity: str
-    last_price: str
+    last_quantity: Amount
+    cumulative_quantity: Amount
+    last_price: Amount
     trade_time: int
     trade_id: int = 0
-    average_price: str = "0"
+    average_price: Amount = "0"
     commission_asset: str | None = None
-    commission: str = "0"
+    commission: SignedAmount = "0"
     is_maker: bool = False
     reduce_only: bool = False
     position_side: str = "BOTH"
-    realized_profit: str = "0"
+    realized_profit: SignedAmount = "0"
 
 
 class OrderTradeUpdate(
@@ -355,8 +365,8 @@ class FuturesBalance(
     msgspec.Struct, frozen=True, rename={"asset": "a", "wallet_balance": "wb", "cross_wallet_balance": "cw"}
 ):
     asset: str
-    wallet_balance: str
-    cross_wallet_balance: str = "0"
+    wallet_balance: Amount
+    cross_wallet_balance: Amount = "0"
 
 
 class FuturesPosition(
@@ -372,11 +382,11 @@ class FuturesPosition(
     },
 ):
     symbol: str
-    position_amount: str
-    entry_price: str
-    unrealized_pnl: str = "0"
+    position_amount: SignedAmount
+    entry_price: Amount
+    unrealized_pnl: SignedAmount = "0"
     position_side: str = "BOTH"
-    accumulated_realized: str = "0"
+    accumulated_realized: SignedAmount = "0"
 
 
 class AccountUpdateData(
@@ -462,9 +472,9 @@ class ErrorResponse(msgspec.Struct, frozen=True):
 
 
 class OrderFill(msgspec.Struct, frozen=True, rename="camel"):
-    price: str
-    qty: str
-    commission: str = "0"
+    price: Amount
+    qty: Amount
+    commission: SignedAmount = "0"
     commission_asset: str = ""
     trade_id: int = -1
 
@@ -475,9 +485,9 @@ class OrderResponse(msgspec.Struct, frozen=True, rename="camel"):
     symbol: str
     order_id: int
     client_order_id: str
-    price: str = "0"
-    orig_qty: str = "0"
-    executed_qty: str = "0"
+    price: Amount = "0"
+    orig_qty: Amount = "0"
+    executed_qty: Amount = "0"
     status: str = ""
     time_in_force: str = ""
     type: str = ""
@@ -485,9 +495,9 @@ class OrderResponse(msgspec.Struct, frozen=True, rename="camel"):
     transact_time: int = 0
     update_time: int = 0
     time: int = 0
-    cummulative_quote_qty: str = "0"
-    cum_quote: str = "0"
-    avg_price: str = "0"
+    cummulative_quote_qty: Amount = "0"
+    cum_quote: Amount = "0"
+    avg_price: Amount = "0"
     reduce_only: bool = False
     orig_client_order_id: str = ""
     fills: list[OrderFill] = []
@@ -495,8 +505,8 @@ class OrderResponse(msgspec.Struct, frozen=True, rename="camel"):
 
 class SpotBalance(msgspec.Struct, frozen=True):
     asset: str
-    free: str
-    locked: str
+    free: Amount
+    locked: Amount
 
 
 class SpotAccount(msgspec.Struct, frozen=True, rename="camel"):
@@ -507,16 +517,16 @@ class SpotAccount(msgspec.Struct, frozen=True, rename="camel"):
 
 class FuturesBalanceEntry(msgspec.Struct, frozen=True, rename="camel"):
     asset: str
-    balance: str
-    available_balance: str = "0"
+    balance: SignedAmount
+    available_balance: SignedAmount = "0"
 
 
 class PositionRisk(msgspec.Struct, frozen=True, rename="camel"):
     symbol: str
-    position_amt: str
-    entry_price: str = "0"
-    mark_price: str = "0"
-    un_realized_profit: str = "0"
+    position_amt: SignedAmount
+    entry_price: Amount = "0"
+    mark_price: Amount = "0"
+    un_realized_profit: SignedAmount = "0"
     position_side: str = "BOTH"
 
 

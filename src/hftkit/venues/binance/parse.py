@@ -21,6 +21,8 @@ from functools import partial
 
 import msgspec
 
+from hftkit.codec.classify import classify_decode_error
+from hftkit.codec.errors import DEFAULT_COUNTERS, raise_counted
 from hftkit.core.errors import HftkitError
 from hftkit.core.native import NATIVE
 from hftkit.core.numbers import ConversionCache, DecimalGrid, Rounding, parse_decimal
@@ -42,6 +44,7 @@ _LEVELS = msgspec.json.Decoder(list[PriceLevel])
 _DEPTH_FRAME = msgspec.json.Decoder(CombinedStreamMessage[RawDepthUpdate])
 
 Level = tuple[int, int]
+_FAST_DIGITS = 18  # 10**18 < 2**63, as in the C fast path
 
 
 class InvalidLevelError(HftkitError, ValueError):
@@ -72,9 +75,11 @@ class _BoundedGrid(DecimalGrid):
             and (point or not fraction)
             and digits.isascii()
             and digits.isdigit()
+            and len(digits) <= _FAST_DIGITS
         ):
-            steps = int(digits)
+            steps = int(digits)  # at most 18 digits: always within the 64-bit range
         else:
+            # longer or unusual text: the general parser bounds length, exponent and range
             steps = super().to_steps(text, rounding)
         if steps < self._minimum:
             raise InvalidLevelError(f"{self._what} {text!r} is out of range")
@@ -149,8 +154,20 @@ class BinanceParser:
         )
 
     def depth_frame(self, frame: bytes, receive_ns: int = 0) -> BookDelta:
-        """A combined-stream ``depthUpdate`` frame -> BookDelta (the stream hot path)."""
-        return self.depth_update(_DEPTH_FRAME.decode(frame).data, receive_ns)
+        """A combined-stream ``depthUpdate`` frame -> BookDelta (the stream hot path).
+
+        Bad JSON raises msgspec's error; JSON nested deeper than the stack allows raises a
+        counted ``CodecError`` (``nesting_depth``) rather than a bare ``RecursionError``.
+        """
+        try:
+            update = _DEPTH_FRAME.decode(frame).data
+        except RecursionError as error:
+            return raise_counted(
+                classify_decode_error(error, frame, "CombinedStreamMessage[RawDepthUpdate]"),
+                DEFAULT_COUNTERS,
+                error,
+            )
+        return self.depth_update(update, receive_ns)
 
     def depth_snapshot(self, snapshot: DepthSnapshot, receive_ns: int = 0) -> BookDelta:
         return BookDelta(

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
 
+from hftkit.codec.decode import DECODE_FAILURES
+from hftkit.core.bounded import BoundedCounter
 from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.secrets import Secret
 from hftkit.core.types import Instrument
 from hftkit.resilience import (
     BreakerRegistry,
@@ -160,7 +164,8 @@ class RestStats:
     outcome_unknown: int = 0
     transport_failures: int = 0
     malformed_responses: int = 0
-    errors_by_code: dict[int, int] = field(default_factory=dict)
+    # keyed by the venue's error code: bounded, the rest fold into "<other>"
+    errors_by_code: BoundedCounter[int] = field(default_factory=lambda: BoundedCounter(64))
 
 
 _GROUPS = {
@@ -254,7 +259,7 @@ class BinanceRestClient:
             if credentials is not None
             else None
         )
-        self._api_key = credentials.api_key if credentials is not None else ""
+        self._api_key = credentials.api_key if credentials is not None else Secret("")
         urls = tuple(config.base_urls) or (SPOT_REST_URLS if market is Market.SPOT else USDM_REST_URLS)
         self.selector = EndpointSelector(urls, clock=clock)
         windows = RATE_LIMITS[market]
@@ -302,6 +307,11 @@ class BinanceRestClient:
         self.on_recovered: Callable[[], None] | None = None
         """Called once when a response arrives after transport failures (the adapter reconciles)."""
 
+    def __repr__(self) -> str:
+        # never the API key (tracebacks and debuggers print objects whole)
+        signed = "signed" if self._builder is not None else "public"
+        return f"BinanceRestClient({self.venue}, {self.market.value}, {signed})"
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> BinanceRestClient:
@@ -346,9 +356,16 @@ class BinanceRestClient:
         return _decode(_depth_decoder, body, self)
 
     async def new_order(
-        self, instrument: Instrument, request: OrderRequest, *, max_rate_wait_s: float | None = None
+        self,
+        instrument: Instrument,
+        request: OrderRequest,
+        *,
+        max_rate_wait_s: float | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> codec.OrderResponse:
-        """Place an order; OrderOutcomeUnknownError when it may or may not exist (never re-sent)."""
+        """Place an order; OrderOutcomeUnknownError when it may or may not exist (never re-sent).
+
+        ``on_sent`` gets ``time.monotonic_ns()`` once the request's bytes were written."""
         builder = self._signing_builder()
 
         def build() -> SignedRequest:
@@ -364,9 +381,13 @@ class BinanceRestClient:
             )
 
         body = await self._execute(
-            self._endpoints["new_order"], build, request.client_order_id, max_rate_wait_s=max_rate_wait_s
+            self._endpoints["new_order"],
+            build,
+            request.client_order_id,
+            max_rate_wait_s=max_rate_wait_s,
+            on_sent=on_sent,
         )
-        return _decode(_order_decoder, body, self)
+        return self._decode_order_answer(body, "new_order", request.client_order_id)
 
     async def cancel_order(self, instrument: Instrument, client_order_id: str) -> codec.OrderResponse:
         builder = self._signing_builder()
@@ -375,7 +396,20 @@ class BinanceRestClient:
             lambda: builder.cancel_order(instrument, client_order_id=client_order_id),
             client_order_id,
         )
-        return _decode(_order_decoder, body, self)
+        return self._decode_order_answer(body, "cancel_order", client_order_id)
+
+    def _decode_order_answer(self, body: bytes, name: str, client_order_id: str) -> codec.OrderResponse:
+        """A 2xx to an order or a cancel means the venue acted; an answer we cannot read does not
+        undo that: the outcome is unknown (settled by client order id), never a reject."""
+        try:
+            return _decode(_order_decoder, body, self)
+        except BinanceApiError as error:
+            self.stats.outcome_unknown += 1
+            raise OrderOutcomeUnknownError(
+                f"{name} {client_order_id}: 2xx with an unreadable answer: {error}",
+                venue=self.venue,
+                client_order_id=client_order_id,
+            ) from None
 
     async def query_order(self, instrument: Instrument, client_order_id: str) -> codec.OrderResponse | None:
         """The venue's view of one order by client id; None when it does not know it."""
@@ -433,7 +467,7 @@ class BinanceRestClient:
             builder = self._signing_builder()
             return await self._execute(endpoint, lambda: builder.request(name, query_params), "")
         query = "&".join(f"{key}={encode_value(value)}" for key, value in query_params.items())
-        headers = {"X-MBX-APIKEY": self._api_key} if endpoint.api_key else {}
+        headers = {"X-MBX-APIKEY": self._api_key.reveal()} if endpoint.api_key else {}
         weight = endpoint.weight_for(query_params)
         request = SignedRequest(endpoint, query, headers, weight)
         return await self._execute(endpoint, lambda: request, "")
@@ -456,11 +490,12 @@ class BinanceRestClient:
         client_order_id: str,
         *,
         max_rate_wait_s: float | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> bytes:
         idempotent = endpoint.name not in _STATE_CHANGING
         try:
             return await self._query_retry.call(
-                lambda: self._attempt(endpoint, build, client_order_id, idempotent, max_rate_wait_s)
+                lambda: self._attempt(endpoint, build, client_order_id, idempotent, max_rate_wait_s, on_sent)
             )
         except _Retryable as wrapped:
             raise wrapped.error from None
@@ -472,10 +507,13 @@ class BinanceRestClient:
         client_order_id: str,
         idempotent: bool,
         max_rate_wait_s: float | None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> bytes:
         resyncs = self.stats.time_resyncs
         try:
-            return await self._send_governed(endpoint, build(), client_order_id, idempotent, max_rate_wait_s)
+            return await self._send_governed(
+                endpoint, build(), client_order_id, idempotent, max_rate_wait_s, on_sent
+            )
         except TimestampRejectedError:
             if endpoint.name == "time" or not endpoint.signed:
                 raise
@@ -483,7 +521,7 @@ class BinanceRestClient:
             await self.sync_time(unless_synced_since=resyncs)
             try:
                 return await self._send_governed(
-                    endpoint, build(), client_order_id, idempotent, max_rate_wait_s
+                    endpoint, build(), client_order_id, idempotent, max_rate_wait_s, on_sent
                 )
             except TimestampRejectedError as again:
                 if endpoint.name == "new_order":
@@ -497,6 +535,7 @@ class BinanceRestClient:
         client_order_id: str,
         idempotent: bool,
         max_rate_wait_s: float | None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> bytes:
         if self.closed:
             raise VenueUnavailableError(f"{endpoint.name}: client closed; not sent", venue=self.venue)
@@ -526,6 +565,7 @@ class BinanceRestClient:
                 query=request.query,
                 headers=request.headers,
                 timeout_s=timeout,
+                on_sent=on_sent,
             )
         except asyncio.CancelledError:
             breaker.release(generation)
@@ -612,9 +652,9 @@ class BinanceRestClient:
     def _observe_usage(self, headers: Mapping[str, str]) -> None:
         observed: dict[str, int] = {}
         for name in self._window_headers:
-            value = headers.get(name)
-            if value is not None and value.isdigit():
-                observed[name] = int(value)
+            value = _usage_count(headers.get(name))
+            if value is not None:
+                observed[name] = value
         if observed:
             self.limiter.observe_usage(observed, in_flight=self._in_flight)
 
@@ -628,7 +668,7 @@ class BinanceRestClient:
         code = error.code if error is not None else None
         message = error.msg if error is not None else response.body[:200].decode(errors="replace")
         if code is not None:
-            self.stats.errors_by_code[code] = self.stats.errors_by_code.get(code, 0) + 1
+            self.stats.errors_by_code.add(code)
         text = f"{endpoint.name}: HTTP {status} code {code}: {message}"
         if status in (418, 429) or code in RATE_LIMIT_CODES:
             retry_after = _retry_after(response.headers)
@@ -667,24 +707,41 @@ def _is_health_failure(error: BaseException) -> bool:
 def _decode_error(body: bytes) -> codec.ErrorResponse | None:
     try:
         return _error_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_FAILURES:
         return None
 
 
+# Binance: "Bans scale 2 min -> 3 days" (../shared/protocols/binance.md, 418 + Retry-After; the
+# venue's "LIMITS" docs say the same): no honest Retry-After asks for longer.
+MAX_RETRY_AFTER_S = 3 * 24 * 3600.0
+_MAX_USAGE_DIGITS = 12  # a window's count fits in 12 digits many times over
+
+
+def _usage_count(value: str | None) -> int | None:
+    """A usage header's count: ASCII digits only, bounded length (``int()`` would take ``'١٢'``, and
+    fail on ``'²'`` or on thousands of digits); anything else is ignored."""
+    if value is None or not 0 < len(value) <= _MAX_USAGE_DIGITS or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds: finite, >= 0, at most the longest ban; None when unusable."""
     value = headers.get("Retry-After")
-    if value is None:
+    if value is None or len(value) > 32:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes, client: BinanceRestClient) -> _T:
     try:
         return decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except DECODE_FAILURES as error:  # RecursionError too: nesting no venue answer has
         client.stats.malformed_responses += 1
         raise BinanceApiError(f"malformed response: {error}", venue=client.venue) from error

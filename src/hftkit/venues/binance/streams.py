@@ -27,8 +27,9 @@ import msgspec
 
 from hftkit.book import BINANCE_FUTURES_RULES, BINANCE_SPOT_RULES, BookSynchronizer, OrderBook, SyncAction
 from hftkit.codec.classify import classify_decode_error
+from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import BookDelta, ConnectionEvent, Instrument
+from hftkit.core.types import BookDelta, BookTicker, ConnectionEvent, Instrument
 from hftkit.transport.http import TransportError
 from hftkit.transport.websocket import (
     ConnectionState,
@@ -49,6 +50,14 @@ _depth = msgspec.json.Decoder(codec.RawDepthUpdate)
 _trade = msgspec.json.Decoder(codec.TradeEvent)
 _aggregate_trade = msgspec.json.Decoder(codec.AggregateTradeEvent)
 _book_ticker = msgspec.json.Decoder(codec.BookTickerEvent)
+_PROBE_PREFIX = "hftkit-probe-"
+
+
+class _ControlAnswer(msgspec.Struct):
+    id: str | int | None = None
+
+
+_control_answer = msgspec.json.Decoder(_ControlAnswer)
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,20 @@ class StreamConfig:
     max_streams_per_connection: int = 200
     snapshot_limit: int = 1000
     max_buffer: int = 10_000
+    # Stale events in a row that make a synced book resync (its id may be wrong); 0: never.
+    max_stale_drops: int = 16
     resync_base_delay_s: float = 0.05
     resync_max_delay_s: float = 2.0
     reconnect_base_delay_s: float = 0.1
     reconnect_max_delay_s: float = 5.0
     stale_timeout_s: float = 30.0
     ping_idle_s: float = 15.0
+    # A book connection silent this long has stalled (depth@100ms and bookTicker push many
+    # times a second): reconnect and resync its books; checked every quarter of it, so a stall
+    # shows within ~1.9 s (0 disables). A quiet but live stream answers the LIST_SUBSCRIPTIONS
+    # probe sent after ``stall_probe_s`` of silence (Binance allows 5 messages/s per connection).
+    stall_timeout_s: float = 1.5
+    stall_probe_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_streams_per_connection < 1:
@@ -84,6 +101,7 @@ class StreamConfig:
 class StreamStats:
     frames: int = 0
     malformed: dict[str, int] = dataclasses.field(default_factory=dict)
+    probe_answers: int = 0
     snapshot_failures: int = 0
     server_shutdowns: int = 0
 
@@ -109,6 +127,12 @@ class _Route:
         self.book_symbols: list[str] = []  # lower-case symbols whose depth rides this route
         self.socket: ReconnectingWebSocket | None = None
         self.was_connected = False
+        self.probes = 0
+
+    def probe(self) -> bytes:
+        """A request whose answer travels the stream's own path: proof that a quiet stream lives."""
+        self.probes += 1
+        return b'{"method":"LIST_SUBSCRIPTIONS","id":"%s%d"}' % (_PROBE_PREFIX.encode(), self.probes)
 
 
 class MarketStreamSession:
@@ -155,7 +179,12 @@ class MarketStreamSession:
                 self._book_symbols[lower] = None
                 if lower not in self._books:
                     book = OrderBook(symbol)
-                    sync = BookSynchronizer(book, self._rules, max_buffer=self.config.max_buffer)
+                    sync = BookSynchronizer(
+                        book,
+                        self._rules,
+                        max_buffer=self.config.max_buffer,
+                        max_stale_drops=self.config.max_stale_drops,
+                    )
                     self._books[lower] = _SymbolBook(parser, sync, f"{lower}@depth")
             if trades:
                 self._trade_symbols[lower] = None
@@ -245,6 +274,8 @@ class MarketStreamSession:
         route.streams = streams
         route.book_symbols = book_symbols
         urls = [self._url(base, route) for base in self._bases()]
+        # only book connections have a cadence to hold them to: trades come when they come
+        stall_timeout_s = config.stall_timeout_s if book_symbols else 0.0
         if route.socket is None:
             route.socket = ReconnectingWebSocket(
                 WebSocketConfig(
@@ -253,15 +284,20 @@ class MarketStreamSession:
                     reconnect_max_delay_s=config.reconnect_max_delay_s,
                     stale_timeout_s=config.stale_timeout_s,
                     ping_idle_s=config.ping_idle_s,
+                    stall_timeout_s=stall_timeout_s,
+                    stall_probe_s=config.stall_probe_s,
                 ),
                 lambda payload, receive_ns: self._on_frame(route, payload, receive_ns),
                 on_state=lambda state, reason: self._on_state(route, state, reason),
                 random_source=self._random,
                 name=f"{self.venue}{route.name}",
+                stall_probe=route.probe,
             )
             route.socket.start()
         else:
-            route.socket.config = dataclasses.replace(route.socket.config, urls=urls)
+            route.socket.config = dataclasses.replace(
+                route.socket.config, urls=urls, stall_timeout_s=stall_timeout_s
+            )
             route.socket.reconnect()
 
     @staticmethod
@@ -282,15 +318,22 @@ class MarketStreamSession:
         why = reason.value if reason is not None else ""
         self._emit(ConnectionEvent(venue=self.venue, stream=stream, state="disconnected", reason=why))
         # Diffs were missed while down: every book on this connection starts again from a snapshot.
+        stalled = reason is DisconnectReason.STALLED
         for lower in route.book_symbols:
             state_ = self._books[lower]
             if state_.task is not None:
                 state_.task.cancel()
                 state_.task = None
-            state_.sync.request_resync(f"disconnected: {why}")
+            if stalled:
+                state_.sync.report_stall(f"stalled: no data for {self.config.stall_timeout_s:g}s")
+            else:
+                state_.sync.request_resync(f"disconnected: {why}")
             self._emit(
                 ConnectionEvent(
-                    venue=self.venue, stream=state_.stream, state="resyncing", reason="disconnected"
+                    venue=self.venue,
+                    stream=state_.stream,
+                    state="resyncing",
+                    reason=why if stalled else "disconnected",
                 )
             )
 
@@ -304,7 +347,13 @@ class MarketStreamSession:
         self.stats.frames += 1
         try:
             envelope = _envelope.decode(payload)
+        except RecursionError as error:  # nested deeper than any venue frame: malformed, not a crash
+            self._count(classify_decode_error(error, payload, "CombinedStreamMessage").kind.value)
+            return
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            if self._is_probe_answer(payload):
+                self.stats.probe_answers += 1
+                return
             self._count(classify_decode_error(error, payload, "CombinedStreamMessage").kind.value)
             return
         stream = envelope.stream
@@ -336,13 +385,26 @@ class MarketStreamSession:
             elif kind == "aggTrade":
                 self._emit(parser.trade(_aggregate_trade.decode(data), receive_ns))
             elif kind == "bookTicker":
-                self._emit(parser.book_ticker(_book_ticker.decode(data), receive_ns))
+                ticker = parser.book_ticker(_book_ticker.decode(data), receive_ns)
+                self._emit(ticker)
+                state = self._books.get(lower)
+                if state is not None:
+                    self._check_ticker(state, ticker)
             else:
                 self._count("unknown_stream")
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except DECODE_FAILURES as error:
             self._count(classify_decode_error(error, bytes(data), kind).kind.value)
         except (HftkitError, ValueError):
             self._count("invalid_value")
+
+    @staticmethod
+    def _is_probe_answer(payload: bytes) -> bool:
+        """The answer to a stall probe (any answer, even an error, proves the stream alive)."""
+        try:
+            answer = _control_answer.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return False
+        return isinstance(answer.id, str) and answer.id.startswith(_PROBE_PREFIX)
 
     def _on_depth(self, state: _SymbolBook, update: codec.RawDepthUpdate, receive_ns: int) -> None:
         delta = state.parser.depth_update(update, receive_ns)
@@ -357,15 +419,31 @@ class MarketStreamSession:
             else:
                 self._synced(state, receive_ns)
         elif action is SyncAction.FETCH_SNAPSHOT:
-            if was_synced:
-                self._emit(
-                    ConnectionEvent(
-                        venue=self.venue, stream=state.stream, state="resyncing", reason=sync.last_gap_reason
-                    )
-                )
-            self._fetch_snapshot(state)
+            self._resync(state, was_synced)
         elif sync.needs_snapshot and state.task is None:
             self._fetch_snapshot(state)  # first diff after a reconnect: the snapshot can follow it now
+
+    def _check_ticker(self, state: _SymbolBook, ticker: BookTicker) -> None:
+        """A bookTicker carries the book's update id: at that id the book's top must match it."""
+        sync = state.sync
+        was_synced = sync.is_synced
+        action = sync.on_ticker(
+            ticker.update_id, ticker.bid_price, ticker.bid_size, ticker.ask_price, ticker.ask_size
+        )
+        if action is SyncAction.FETCH_SNAPSHOT:
+            self._resync(state, was_synced)
+
+    def _resync(self, state: _SymbolBook, was_synced: bool) -> None:
+        if was_synced:
+            self._emit(
+                ConnectionEvent(
+                    venue=self.venue,
+                    stream=state.stream,
+                    state="resyncing",
+                    reason=state.sync.last_gap_reason,
+                )
+            )
+        self._fetch_snapshot(state)
 
     def _synced(self, state: _SymbolBook, receive_ns: int = 0) -> None:
         sync = state.sync

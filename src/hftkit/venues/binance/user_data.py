@@ -3,6 +3,12 @@
 Accepts the spot WebSocket-API push (``{"subscriptionId":..,"event":{..}}``), bare events
 (listenKey streams) and combined-stream envelopes. Unknown event types are counted and
 skipped; malformed frames raise the codec's classified error for the caller to count.
+
+Every failure leaves ``parse`` as one counted ``CodecError``: bad JSON and nesting too deep
+(``RecursionError`` inside msgspec) by their kind, values the schema's decimal pattern refuses
+(NaN, Infinity, Unicode digits, negative balances) as ``schema`` at their JSON path, and
+events that contradict themselves (a fill of no quantity, more filled than ordered) as
+``schema`` too, so the tracker never sees them.
 """
 
 from __future__ import annotations
@@ -12,6 +18,18 @@ from decimal import Decimal
 
 import msgspec
 
+from hftkit.codec.classify import classify_decode_error
+from hftkit.codec.decode import DECODE_FAILURES
+from hftkit.codec.errors import (
+    DEFAULT_COUNTERS,
+    CodecError,
+    CodecErrorCounters,
+    CodecErrorKind,
+    CodecOperation,
+    raise_counted,
+)
+from hftkit.core.bounded import BoundedCounter
+from hftkit.core.errors import HftkitError
 from hftkit.core.types import (
     BalanceUpdate,
     ContractKind,
@@ -50,13 +68,23 @@ _envelope = msgspec.json.Decoder(codec.UserDataEnvelope)
 _combined_raw = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
 
 
+MAX_UNKNOWN_EVENT_TYPES = 32
+
+
 class UserDataParser:
     """Turns user-data frames into normalized events for one venue name and its instruments."""
 
-    def __init__(self, venue: str, instruments: Mapping[str, Instrument]) -> None:
+    def __init__(
+        self,
+        venue: str,
+        instruments: Mapping[str, Instrument],
+        counters: CodecErrorCounters | None = None,
+    ) -> None:
         self.venue = venue
         self._instruments = instruments
-        self.unknown_events: dict[str, int] = {}
+        self.counters = DEFAULT_COUNTERS if counters is None else counters
+        # keyed by the venue's event type: bounded, the rest fold into "<other>"
+        self.unknown_events: BoundedCounter[str] = BoundedCounter(MAX_UNKNOWN_EVENT_TYPES)
         self.unknown_symbols = 0
         self._parsers: dict[str, BinanceParser] = {}
         self._handlers: dict[type, Callable[[object, int], list[UserEvent]]] = {
@@ -69,11 +97,26 @@ class UserDataParser:
         }
 
     def parse(self, frame: bytes, receive_ns: int = 0) -> list[UserEvent]:
-        """Events in one frame; [] for control frames and unknown event types."""
-        event = self.decode_event(frame)
+        """Events in one frame; [] for control frames and unknown event types.
+
+        Raises a counted ``CodecError`` for anything malformed, and nothing else.
+        """
+        try:
+            event = self.decode_event(frame)
+        except DECODE_FAILURES as error:
+            return raise_counted(classify_decode_error(error, frame, "UserEvent"), self.counters, error)
         if event is None:
             return []
-        return self._handlers[type(event)](event, receive_ns)
+        try:
+            return self._handlers[type(event)](event, receive_ns)
+        except CodecError:
+            raise
+        except HftkitError as error:  # a value off its grid or beyond the 64-bit range
+            return self._malformed(str(error), type(event).__name__, error)
+
+    def _malformed(self, detail: str, target: str, cause: BaseException | None = None) -> list[UserEvent]:
+        error = CodecError(CodecErrorKind.SCHEMA, CodecOperation.DECODE, detail, target=target)
+        return raise_counted(error, self.counters, cause)
 
     def decode_event(self, frame: bytes) -> codec.UserEvent | None:
         """The typed wire event of a frame, or None (counted) for an event type not modelled."""
@@ -90,7 +133,7 @@ class UserDataParser:
             event_type = self._event_type(frame)
             if event_type in codec.USER_EVENT_KINDS:
                 raise  # a known event that does not fit its schema: malformed, let it be counted
-            self.unknown_events[event_type] = self.unknown_events.get(event_type, 0) + 1
+            self.unknown_events.add(event_type)
             return None
         return decoded if decoder is _bare else decoded.event if decoder is _push else decoded.data
 
@@ -165,6 +208,11 @@ class UserDataParser:
         price, size = parser.price, parser.size  # bounded caches: an order's prices repeat
         side = SIDES[order.side]
         venue_order_id = str(order.order_id)
+        quantity = size(order.quantity)
+        filled = size(order.cumulative_quantity)
+        if filled > quantity and (quantity > 0 or order.order_type != "MARKET"):
+            # a quote-quantity market order may report q=0; any other order never overfills
+            self._malformed(f"filled {order.cumulative_quantity} exceeds quantity {order.quantity}", "order")
         events: list[UserEvent] = [
             OrderUpdate(
                 venue=self.venue,
@@ -174,14 +222,17 @@ class UserDataParser:
                 status=STATUSES.get(order.status, OrderStatus.UNKNOWN),
                 side=side,
                 price=price(order.price) if order.order_type != "MARKET" else 0,
-                quantity=size(order.quantity),
-                filled=size(order.cumulative_quantity),
+                quantity=quantity,
+                filled=filled,
                 reason="" if reject_reason == "NONE" else reject_reason,
                 event_time_ms=event_time_ms,
                 receive_ns=receive_ns,
             )
         ]
         if order.execution_type == "TRADE":
+            fill_quantity = size(order.last_quantity)
+            if fill_quantity <= 0:
+                self._malformed(f"a trade of quantity {order.last_quantity}", "fill")
             events.append(
                 Fill(
                     venue=self.venue,
@@ -191,7 +242,7 @@ class UserDataParser:
                     trade_id=str(order.trade_id),
                     side=side,
                     price=price(order.last_price),
-                    quantity=size(order.last_quantity),
+                    quantity=fill_quantity,
                     fee=float(order.commission),
                     fee_asset=order.commission_asset or "",
                     is_maker=order.is_maker,
@@ -202,6 +253,9 @@ class UserDataParser:
         return events
 
     def _futures_account(self, event: codec.AccountUpdate, receive_ns: int) -> list[UserEvent]:
+        for balance in event.data.balances:
+            if Decimal(balance.cross_wallet_balance) > Decimal(balance.wallet_balance):
+                self._malformed(f"{balance.asset}: cross wallet balance above the wallet balance", "balance")
         events: list[UserEvent] = [
             BalanceUpdate(
                 venue=self.venue,

@@ -30,6 +30,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from hftkit.codec.decode import DECODE_FAILURES
+from hftkit.codec.errors import CodecError
 from hftkit.core.errors import HftkitError
 from hftkit.transport.http import TransportError
 from hftkit.transport.websocket import (
@@ -136,8 +138,8 @@ class _UserStreamBase:
     def _deliver(self, payload: bytes, receive_ns: int) -> None:
         try:
             events = self._parser.parse(payload, receive_ns)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self._count("decode")
+        except CodecError as error:  # the parser's classified, already counted failure
+            self._count(error.kind.value)
             return
         except (HftkitError, ValueError, KeyError):
             self._count("invalid_value")
@@ -200,7 +202,7 @@ class SpotUserStream(_UserStreamBase):
     def subscribe_request(self, request_id: str) -> bytes:
         """The signed ``userDataStream.subscribe.signature`` request (params sorted for the HMAC)."""
         params: dict[str, object] = {
-            "apiKey": self._api_key,
+            "apiKey": self._api_key.reveal(),
             "recvWindow": self.config.recv_window_ms,
             "timestamp": self._rest.clock_offset.now_ms(),
         }
@@ -238,7 +240,7 @@ class SpotUserStream(_UserStreamBase):
         if payload.startswith(b'{"id"') or b'"status":' in payload[:48]:
             try:
                 reply = _response_decoder.decode(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_FAILURES:  # RecursionError too: nesting a venue never sends
                 self._count("decode")
                 return
             future = self._pending.get(str(reply.id))

@@ -30,12 +30,15 @@ from typing import Any, TypeVar
 import msgspec
 
 from hftkit.book.order_book import OrderBook
+from hftkit.book.sync import THALEX_RULES, BookSynchronizer, SyncAction
+from hftkit.core.bounded import LruMap
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.errors import HftkitError
 from hftkit.core.types import (
     BalanceUpdate,
     BookTicker,
     ConnectionEvent,
+    FeeCharge,
     Fill,
     Instrument,
     OrderStatus,
@@ -66,12 +69,14 @@ from hftkit.venues.base import (
     VenueCapabilities,
     VenueError,
     VenueEvent,
+    VenueStatus,
 )
 from hftkit.venues.thalex.auth import ThalexCredentials, TokenError, make_login_token
 from hftkit.venues.thalex.codec import (
     DIRECTION_NAMES,
     MassQuoteResult,
     ThalexAuthenticationError,
+    ThalexBookLevelError,
     ThalexBookNotification,
     ThalexCodec,
     ThalexError,
@@ -166,12 +171,20 @@ class ThalexConfig:
     mass_quote_label: str | None = None
     mass_quote_post_only: bool = True
     cancel_on_exit: bool = True
+    # An insert of unknown outcome is settled by client order id until known: a query (open
+    # orders, then history), then a cancel by client id; waits double from the first to the bound.
+    settle_interval_s: float = 0.1
+    settle_max_interval_s: float = 2.0
     symbols: tuple[str, ...] = ()  # market data subscribed from the start
     reconnect_base_delay_s: float = 0.1
     reconnect_max_delay_s: float = 5.0
     ping_idle_s: float = 5.0
     ping_reply_timeout_s: float = 5.0
     stale_timeout_s: float = 30.0
+    # No book or ticker push for this long while books are synced: the stream stalled behind
+    # a live session (pings and RPC answers still flow), so the books are marked unsynced and
+    # resubscribed. Checked every quarter of it, so a stall shows within 1.25x (0 disables).
+    stall_timeout_s: float = 1.5
     fill_memory: int = 65_536  # (trade id, order id) pairs remembered to drop duplicate fills
 
     def __post_init__(self) -> None:
@@ -218,7 +231,7 @@ class ClientOrderIds:
 
     _UINT64 = 1 << 64
 
-    def __init__(self, start: int, retired_memory: int = 65_536) -> None:
+    def __init__(self, start: int, retired_memory: int = 4096) -> None:  # late pushes come within seconds
         if not 0 < start < self._UINT64:
             raise ValueError("start must be a positive uint64")
         self._next = start
@@ -295,13 +308,25 @@ class _SystemEvent(msgspec.Struct, frozen=True):
 
 
 class _BookState:
-    __slots__ = ("book", "books", "channel", "subscribed_epoch", "synced", "trades")
+    __slots__ = (
+        "book",
+        "books",
+        "channel",
+        "expect_full",
+        "resync_task",
+        "subscribed_epoch",
+        "sync",
+        "trades",
+    )
 
     def __init__(self, symbol: str, channel: str) -> None:
         self.book = OrderBook(symbol)
+        self.sync = BookSynchronizer(self.book, THALEX_RULES)  # owns the synced/unsynced state
         self.channel = channel
         self.subscribed_epoch = 0  # the connection on which the channel was last subscribed
-        self.synced = False
+        # the next push is the full book (sent after a subscribe); until then pushes are dropped
+        self.expect_full = False
+        self.resync_task: asyncio.Task[None] | None = None
         self.books = False
         self.trades = False
 
@@ -313,6 +338,20 @@ class _Readiness(enum.Enum):
 
 
 # -- the adapter -----------------------------------------------------------------------------
+
+
+# What converting one pushed order or trade may raise on hostile input: counted per item, never
+# allowed to drop the rest of the push.
+_ITEM_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    RecursionError,
+    HftkitError,
+    ValueError,
+    KeyError,
+    TypeError,
+    ArithmeticError,
+)
 
 
 class ThalexAdapter:
@@ -331,6 +370,7 @@ class ThalexAdapter:
         self.name = config.venue
         self.metrics = metrics if metrics is not None else MetricsRegistry()
         self._clock = clock
+        self.order_written: Callable[[str, int], None] | None = None
         self._instruments: dict[str, Instrument] = {}
         self._products: dict[str, str] = {}
         self._codec = ThalexCodec(config.venue, self._instruments)
@@ -346,13 +386,17 @@ class ThalexAdapter:
         )
         self._ids = ClientOrderIds(start=max(1, clock.time_ns() // 1000))
         self._live: dict[str, OrderUpdate] = {}
-        self._seen_fills: OrderedDict[tuple[str, str | None], None] = OrderedDict()
+        # inserts of unknown outcome: client id -> (request, connection epoch it was sent on)
+        self._unresolved: dict[str, tuple[OrderRequest, int]] = {}
+        self._settlers: set[asyncio.Task[None]] = set()
+        self._seen_fills: OrderedDict[tuple[str, str | None], bool] = OrderedDict()
         self._listeners: list[EventListener] = []
         self._books: dict[str, _BookState] = {}
         self._tickers: dict[str, ThalexTicker] = {}
         self._channel_handlers: dict[str, Callable[[str, msgspec.Raw, int], None]] = {}
         self._mm_protection: dict[str, tuple[str, str]] = {}
-        self.mm_protection_remaining: dict[str, float] = {}
+        # keyed by the product the venue names in a push: bounded (LRU), evictions counted
+        self.mm_protection_remaining: LruMap[str, float] = LruMap(256)
         self.reconciled_open_orders: list[OrderUpdate] = []
         self.reconciled_positions: list[PositionUpdate] = []
         self.account_number: str | None = None
@@ -368,9 +412,15 @@ class ThalexAdapter:
         self._syncs = self.metrics.counter("thalex_synced_total", venue=self.name)
         self._listener_errors = self.metrics.counter("thalex_listener_errors_total", venue=self.name)
         self._duplicate_fills = self.metrics.counter("thalex_duplicate_fills_total", venue=self.name)
+        self._stall_watch: asyncio.Task[None] | None = None
+        self._market_data_ns = clock.monotonic_ns()  # the last book or ticker push
         self._register_private_handlers()
         for symbol in config.symbols:
             self._want_market_data(symbol, books=True, trades=True)
+
+    def __repr__(self) -> str:
+        # never the private key: tracebacks and debuggers print objects whole
+        return f"ThalexAdapter({self.name}, {self.config.url})"
 
     # -- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> ThalexAdapter:
@@ -385,6 +435,10 @@ class ThalexAdapter:
             name=f"{self.name}-ws",
         )
         self._ws.start()
+        if self.config.stall_timeout_s > 0 and self._stall_watch is None:
+            self._stall_watch = asyncio.get_running_loop().create_task(
+                self._watch_stalls(), name=f"{self.name}-stall-watch"
+            )
         try:
             await asyncio.wait_for(self._settled.wait(), self.config.connect_timeout_s)
         except TimeoutError:
@@ -399,21 +453,56 @@ class ThalexAdapter:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        cancelled = False
         if self.config.cancel_on_exit and self.is_ready and self.config.credentials is not None:
-            await self._cancel_everything_on_exit()
+            cancelled = await self._cancel_everything_on_exit()
         await self._shutdown()
+        if cancelled or (
+            self.config.credentials is not None and self.config.cancel_on_disconnect_s is not None
+        ):
+            self._report_closed_on_exit("cancelled on exit" if cancelled else "cancel_on_disconnect")
 
-    async def _cancel_everything_on_exit(self) -> None:
-        """Shut down safe: pull this session's orders before closing (logged, never raised)."""
+    def _report_closed_on_exit(self, reason: str) -> None:
+        """Every order of this session is gone (cancelled on exit, or pulled by the venue when the
+        session closed): say so as events, so no tracker keeps an order open after we left."""
+        now = self._clock.monotonic_ns()
+        for update in list(self._live.values()):
+            closed = msgspec.structs.replace(
+                update, status=OrderStatus.CANCELED, reason=reason, receive_ns=now
+            )
+            self._track(closed)
+            self._emit(closed)
+        for request, _ in list(self._unresolved.values()):
+            self._emit_absent(request, OrderStatus.CANCELED, f"{reason}: its outcome was never known")
+
+    async def _cancel_everything_on_exit(self) -> bool:
+        """Shut down safe: pull this session's orders before closing (logged, never raised);
+        True when the venue confirmed it."""
         method = "private/cancel_session" if self.config.cancel_on_disconnect_s else "private/cancel_all"
         try:
             await self._rpc.call(method, {}, timeout_s=min(1.0, self.config.request_timeout_s))
             logger.info("%s: %s on exit", self.name, method)
         except (ThalexError, HftkitError, ConnectionError) as error:
             logger.warning("%s: %s on exit failed: %s", self.name, method, error)
+            return False
+        # nothing of ours rests now; give each insert of unknown outcome its known end (bounded)
+        pending = list(self._unresolved)
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.request_timeout_s):
+                    await asyncio.gather(*(self._settle_quietly(cid) for cid in pending))
+        return True
 
     async def _shutdown(self) -> None:
         self._closing = True
+        tasks = [state.resync_task for state in self._books.values() if state.resync_task is not None]
+        tasks += self._settlers
+        if self._stall_watch is not None:
+            tasks.append(self._stall_watch)
+            self._stall_watch = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
@@ -499,7 +588,9 @@ class ThalexAdapter:
         )
         book_state = "disconnected" if self._closing else "resyncing"
         for state_of_book in self._books.values():
-            state_of_book.synced = False
+            state_of_book.expect_full = False
+            if state_of_book.sync.is_synced:
+                state_of_book.sync.request_resync(f"disconnected: {reason_text}")
             self._emit(
                 ConnectionEvent(
                     venue=self.name,
@@ -522,7 +613,7 @@ class ThalexAdapter:
         if credentials.account:
             params["account"] = credentials.account
         raw = await self._rpc.call("public/login", params)
-        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             result = msgspec.json.decode(raw)
             if isinstance(result, dict) and isinstance(result.get("account_number"), str):
                 self.account_number = result["account_number"]
@@ -546,19 +637,22 @@ class ThalexAdapter:
         channels: list[str] = []
         for symbol in symbols:
             state = self._books[symbol]
-            state.synced = False  # the first push after (re)subscribing is the full book
+            if state.sync.is_synced:
+                state.sync.request_resync("resubscribed")
+            state.expect_full = True  # the first push after (re)subscribing is the full book
             state.subscribed_epoch = self._epoch
             channels.append(state.channel)
             if self.config.ticker_delay is not None:
                 channels.append(self.config.ticker_channel(symbol))
         if channels:
+            self._market_data_ns = self._clock.monotonic_ns()  # the full books are due now
             await self._subscribe("public/subscribe", channels)
 
     async def _subscribe(self, method: str, channels: list[str]) -> None:
         raw = await self._call_query(method, {"channels": channels})
         try:
             accepted = set(msgspec.json.decode(raw, type=list[str]))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             self._rpc.count_malformed(f"result:{method}")
             return
         refused = [channel for channel in channels if channel not in accepted]
@@ -649,7 +743,7 @@ class ThalexAdapter:
             try:
                 wire = msgspec.json.decode(item, type=ThalexInstrument)
                 instrument = instrument_from_wire(self.name, wire)
-            except (msgspec.DecodeError, msgspec.ValidationError, HftkitError, ValueError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, HftkitError, ValueError):
                 self._rpc.count_malformed("instrument")
                 continue
             if instrument is None:
@@ -663,9 +757,20 @@ class ThalexAdapter:
         state = self._books.get(symbol)
         return None if state is None else state.book
 
+    def status(self) -> VenueStatus:
+        """The session's message-rate bucket used (a one-second burst at the session's rate)."""
+        bucket = self._rpc.bucket
+        used = 1.0 - max(0.0, bucket.tokens) / bucket.capacity if bucket.capacity else 0.0
+        return VenueStatus({"messages_1s": min(1.0, max(0.0, used))}, {})
+
     def book_synced(self, symbol: str) -> bool:
         state = self._books.get(symbol)
-        return state is not None and state.synced
+        return state is not None and state.sync.is_synced
+
+    def synchronizer(self, symbol: str) -> BookSynchronizer | None:
+        """The book's synchronizer: its counters (gaps, crossed books, stalls) are the book's health."""
+        state = self._books.get(symbol)
+        return None if state is None else state.sync
 
     def ticker(self, symbol: str) -> ThalexTicker | None:
         """The latest ``ticker`` push (mark price, index, funding) for a subscribed symbol."""
@@ -713,30 +818,52 @@ class ThalexAdapter:
             return
         try:
             handler(channel, payload, receive_ns)
-        except (msgspec.DecodeError, msgspec.ValidationError, HftkitError, ValueError, KeyError, TypeError):
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            RecursionError,  # nesting deeper than any venue push: malformed, not a crash
+            HftkitError,
+            ValueError,
+            KeyError,
+            TypeError,
+            ArithmeticError,  # an overflowing number (int(inf), a huge exponent)
+        ):
             self._rpc.count_malformed(_channel_kind(channel))
 
     def _on_book(self, symbol: str, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
-        wire = msgspec.json.decode(payload, type=ThalexBookNotification)
+        self._market_data_ns = self._clock.monotonic_ns()
         state = self._books[symbol]
-        is_snapshot = not state.synced
-        delta = self._codec.book_delta(symbol, wire, is_snapshot=is_snapshot, receive_ns=receive_ns)
+        sync = state.sync
+        is_snapshot = state.expect_full
+        if not is_snapshot and not sync.is_synced:
+            return  # a push of the subscription being replaced: the full book follows the resubscribe
+        wire = msgspec.json.decode(payload, type=ThalexBookNotification)
+        try:
+            delta = self._codec.book_delta(symbol, wire, is_snapshot=is_snapshot, receive_ns=receive_ns)
+        except ThalexBookLevelError as error:
+            self._rpc.count_malformed(f"book_level:{error.kind}")
+            self._resync_book(state, f"malformed level ({error.kind}): {error}")
+            return
         if delta is None:
             return
         trades = [] if is_snapshot or not state.trades else self._codec.book_trades(symbol, wire, receive_ns)
         if is_snapshot:
-            state.book.apply_snapshot(delta.bids, delta.asks)
-            state.synced = True
+            state.expect_full = False
+            if sync.on_snapshot(-1, delta.bids, delta.asks) is not SyncAction.APPLIED:
+                self._resync_book(state, sync.last_gap_reason)
+                return
             synced = ConnectionEvent(venue=self.name, stream=channel, state="synced", receive_ns=receive_ns)
             self._emit(synced)
-        else:
-            state.book.apply_delta(delta.bids, delta.asks)
+        elif sync.on_depth(-1, -1, -1, delta.bids, delta.asks) is not SyncAction.APPLIED:
+            self._resync_book(state, sync.last_gap_reason)  # crossed: the book is not the venue's
+            return
         if state.books:
             self._emit(delta)
         for trade in trades:  # the first push may repeat old trades: only later pushes are live
             self._emit(trade)
 
     def _on_ticker(self, symbol: str, _channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
+        self._market_data_ns = self._clock.monotonic_ns()
         ticker = msgspec.json.decode(payload, type=ThalexTicker)
         self._tickers[symbol] = ticker
         instrument = self._instruments.get(symbol)
@@ -762,15 +889,109 @@ class ThalexAdapter:
             )
         )
 
-    def _on_orders(self, _channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
-        for order in msgspec.json.decode(payload, type=list[ThalexOrderStatus]):
-            self._apply_order_status(order, receive_ns)
+    # -- book resync and stall watch ---------------------------------------------------------
+    def _resync_book(self, state: _BookState, reason: str, *, stalled: bool = False) -> None:
+        """Mark the book unsynced (once) and resubscribe its channel for a fresh full book."""
+        sync = state.sync
+        if sync.is_synced:
+            if stalled:
+                sync.report_stall(reason)
+            else:
+                sync.request_resync(reason)
+        elif stalled:
+            return
+        state.expect_full = False
+        now = self._clock.monotonic_ns()
+        self._emit(
+            ConnectionEvent(
+                venue=self.name, stream=state.channel, state="resyncing", reason=reason, receive_ns=now
+            )
+        )
+        self._start_resubscribe(state)
 
-    def _on_trades(self, _channel: str, payload: msgspec.Raw, _receive_ns: int) -> None:
-        for trade in msgspec.json.decode(payload, type=list[ThalexTrade]):
-            fill = self._codec.trade_fill(trade, self._ids.by_wire)
-            if fill is not None and self._first_sight(fill):
+    def _start_resubscribe(self, state: _BookState) -> None:
+        if self._closing or not self._rpc.attached or state.subscribed_epoch != self._epoch:
+            return  # not subscribed on this connection: the next subscribe brings the full book
+        if state.resync_task is None or state.resync_task.done():
+            state.resync_task = asyncio.get_running_loop().create_task(
+                self._resubscribe(state), name=f"{self.name}:{state.channel}:resubscribe"
+            )
+
+    async def _resubscribe(self, state: _BookState) -> None:
+        """Unsubscribe, then subscribe: once the unsubscribe is answered no old push can follow."""
+        epoch = self._epoch
+        try:
+            with contextlib.suppress(ThalexQueryError):  # not subscribed any more: fine
+                await self._call_query("unsubscribe", {"channels": [state.channel]})
+            if epoch != self._epoch or self._closing:
+                return
+            state.expect_full = True
+            self._market_data_ns = self._clock.monotonic_ns()
+            await self._subscribe("public/subscribe", [state.channel])
+        except (VenueError, HftkitError, ConnectionError) as error:
+            state.expect_full = False  # the stall watch tries again
+            logger.warning("%s: resubscribing %s failed: %s", self.name, state.channel, error)
+        finally:
+            if state.resync_task is asyncio.current_task():
+                state.resync_task = None
+
+    async def _watch_stalls(self) -> None:
+        """Books are only as fresh as their stream: no push within the timeout resyncs them."""
+        timeout_ns = int(self.config.stall_timeout_s * 1e9)
+        while True:
+            await asyncio.sleep(self.config.stall_timeout_s / 4)
+            if self._closing or not self._rpc.attached:
+                continue
+            now = self._clock.monotonic_ns()
+            silent_ns = now - self._market_data_ns
+            if silent_ns < timeout_ns:
+                continue
+            current = [state for state in self._books.values() if state.subscribed_epoch == self._epoch]
+            if not current:
+                continue
+            self._market_data_ns = now  # re-armed: the resubscribed books get a full timeout
+            reason = f"stalled: no market data for {silent_ns / 1e9:.2f}s"
+            for state in current:
+                if state.sync.is_synced:
+                    self._resync_book(state, reason, stalled=True)
+                elif not state.expect_full:
+                    self._start_resubscribe(state)  # an earlier resubscribe failed
+
+    def _on_orders(self, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
+        # each item on its own: one bad order (an overflowing field) is counted and skipped, and
+        # every other order of the push is still delivered
+        for item in msgspec.json.decode(payload, type=list[msgspec.Raw]):
+            try:
+                self._apply_order_status(msgspec.json.decode(item, type=ThalexOrderStatus), receive_ns)
+            except _ITEM_ERRORS:
+                self._rpc.count_malformed(_channel_kind(channel))
+
+    def _on_trades(self, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
+        for item in msgspec.json.decode(payload, type=list[msgspec.Raw]):
+            try:
+                fill = self._codec.trade_fill(msgspec.json.decode(item, type=ThalexTrade), self._ids.by_wire)
+            except _ITEM_ERRORS:
+                self._rpc.count_malformed(_channel_kind(channel))
+                continue
+            if fill is None:
+                continue
+            if self._first_sight(fill):
+                self._seen_fills[(fill.trade_id, fill.venue_order_id)] = True  # its fee came with it
                 self._emit(fill)
+            elif fill.fee and not self._seen_fills.get((fill.trade_id, fill.venue_order_id)):
+                # the order push delivered this fill first, without its fee: the fee follows alone
+                self._seen_fills[(fill.trade_id, fill.venue_order_id)] = True
+                self._emit(
+                    FeeCharge(
+                        venue=self.name,
+                        symbol=fill.symbol,
+                        client_order_id=fill.client_order_id,
+                        trade_id=fill.trade_id,
+                        fee=fill.fee,
+                        fee_asset=fill.fee_asset,
+                        receive_ns=receive_ns,
+                    )
+                )
 
     def _on_portfolio(self, _channel: str, payload: msgspec.Raw, _receive_ns: int) -> None:
         for entry in msgspec.json.decode(payload, type=list[ThalexPortfolioEntry]):
@@ -801,13 +1022,21 @@ class ThalexAdapter:
         try:
             order = msgspec.json.decode(late.result, type=ThalexOrderStatus)
             self._apply_order_status(order, late.receive_ns)
-        except (msgspec.DecodeError, msgspec.ValidationError, HftkitError, ValueError, KeyError):
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            RecursionError,
+            HftkitError,
+            ValueError,
+            KeyError,
+        ):
             self._rpc.count_malformed(f"result:{late.method}")
 
     def _late_insert_refused(self, request: OrderRequest, late: LateResponse) -> None:
         """A timed-out insert the venue refused after all: nothing exists, say so as an event."""
         if late.error_code in _OUTCOME_UNKNOWN_CODES:
             return
+        self._unresolved.pop(request.client_order_id, None)
         self._ids.release(request.client_order_id)
         self._emit(
             OrderUpdate(
@@ -841,6 +1070,8 @@ class ThalexAdapter:
         return update
 
     def _track(self, update: OrderUpdate) -> None:
+        if update.status is not OrderStatus.UNKNOWN:
+            self._unresolved.pop(update.client_order_id, None)
         if update.status.is_terminal:
             self._live.pop(update.client_order_id, None)
             self._ids.retire(update.client_order_id)
@@ -853,7 +1084,7 @@ class ThalexAdapter:
         if key in seen:
             self._duplicate_fills.inc()
             return False
-        seen[key] = None
+        seen[key] = False  # True once the trade's fee was delivered (with it or as a FeeCharge)
         if len(seen) > self.config.fill_memory:
             seen.popitem(last=False)
         return True
@@ -895,9 +1126,110 @@ class ThalexAdapter:
             raise OrderRejectedError(str(error), venue=self.name) from None
         params["client_order_id"] = wire_id
         params = _ordered_insert(params)
-        return await self._order_call(
-            "private/insert", params, request.client_order_id, Priority.NORMAL, context=request
+        written = self.order_written
+        client_order_id = request.client_order_id
+        try:
+            return await self._order_call(
+                "private/insert",
+                params,
+                client_order_id,
+                Priority.NORMAL,
+                context=request,
+                on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
+            )
+        except (OrderOutcomeUnknownError, asyncio.CancelledError):
+            # cancelled by the caller (its own timeout) while the insert may be out: unknown too
+            self._register_unknown(request)
+            raise
+
+    # -- settlement of unknown outcomes ------------------------------------------------------
+    def _register_unknown(self, request: OrderRequest) -> None:
+        client_order_id = request.client_order_id
+        if self._closing or client_order_id in self._unresolved or client_order_id in self._live:
+            return
+        self._unresolved[client_order_id] = (request, self._epoch)
+        task = asyncio.get_running_loop().create_task(
+            self._settle_loop(client_order_id), name=f"{self.name}:settle:{client_order_id}"
         )
+        self._settlers.add(task)
+        task.add_done_callback(self._settlers.discard)
+
+    def unresolved(self) -> list[str]:
+        """Client ids of inserts whose outcome is still unknown."""
+        return list(self._unresolved)
+
+    async def _settle_loop(self, client_order_id: str) -> None:
+        """Settle an insert of unknown outcome until known, with bounded backoff; never re-sent."""
+        delay = self.config.settle_interval_s
+        while not self._closing and client_order_id in self._unresolved:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max(self.config.settle_max_interval_s, self.config.settle_interval_s))
+            if client_order_id not in self._unresolved or not self.is_ready:
+                continue  # settled by a push or a late answer, or wait for the session's reconcile
+            if await self._settle_quietly(client_order_id):
+                return
+
+    async def _settle_quietly(self, client_order_id: str) -> bool:
+        try:
+            return await self._settle_once(client_order_id)
+        except (VenueError, HftkitError, ConnectionError) as error:
+            logger.info("%s: settling %s failed (%s); will retry", self.name, client_order_id, error)
+            return False
+
+    async def _settle_once(self, client_order_id: str) -> bool:
+        """Query by client id; if the venue shows nothing, cancel by client id; then it is known.
+
+        Thalex answers one connection's requests in order, so once our query and cancel (sent after
+        the insert) are answered, the insert was processed: absent then means never created, or, on
+        a connection since lost under cancel-on-disconnect, cancelled with it.
+        """
+        entry = self._unresolved.get(client_order_id)
+        if entry is None:
+            return True
+        request, epoch = entry
+        found = await self.query_order(request.symbol, client_order_id)
+        if found is not None:
+            self._track(found)
+            self._emit(found)
+            return True
+        if client_order_id not in self._unresolved:
+            return True
+        wire = self._ids.wire(client_order_id)
+        if wire is not None and wire[1] == self._epoch:
+            try:
+                await self.cancel_order(request.symbol, client_order_id)  # emits the CANCELED update
+                return True
+            except OrderNotFoundError:
+                pass
+        if client_order_id not in self._unresolved:
+            return True
+        lost_session = epoch != self._epoch and self.config.cancel_on_disconnect_s is not None
+        self._emit_absent(
+            request,
+            OrderStatus.CANCELED if lost_session else OrderStatus.REJECTED,
+            "cancel_on_disconnect: its session closed before the outcome was known"
+            if lost_session
+            else "absent at the venue: not open, not in its history, and a cancel by client id found nothing",
+        )
+        return True
+
+    def _emit_absent(self, request: OrderRequest, status: OrderStatus, reason: str) -> None:
+        update = OrderUpdate(
+            venue=self.name,
+            symbol=request.symbol,
+            client_order_id=request.client_order_id,
+            venue_order_id=None,
+            status=status,
+            side=request.side,
+            price=request.price,
+            quantity=request.quantity,
+            filled=0,
+            reason=reason,
+            event_time_ms=self._clock.time_ns() // 1_000_000,
+            receive_ns=self._clock.monotonic_ns(),
+        )
+        self._track(update)
+        self._emit(update)
 
     def _insert_params(self, request: OrderRequest, instrument: Instrument) -> dict[str, Any]:
         if request.quantity <= 0:
@@ -962,6 +1294,12 @@ class ThalexAdapter:
             raw = await self._order_request("private/cancel_all", {}, "", Priority.CRITICAL)
             return self._decode_order_result(raw, int, "private/cancel_all", "")
         targets = [cid for cid, update in self._live.items() if update.symbol == symbol]
+        # an insert of unknown outcome may rest too: cancel it by client id (not found is fine)
+        targets += [
+            cid
+            for cid, (request, _) in self._unresolved.items()
+            if request.symbol == symbol and cid not in targets
+        ]
         results = await asyncio.gather(
             *(self.cancel_order(symbol, cid) for cid in targets), return_exceptions=True
         )
@@ -1046,9 +1384,15 @@ class ThalexAdapter:
         await self._order_request("private/cancel_mass_quote", params, "", Priority.CRITICAL)
 
     async def _order_call(
-        self, method: str, params: dict[str, Any], client_order_id: str, priority: int, context: Any = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        client_order_id: str,
+        priority: int,
+        context: Any = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> OrderUpdate:
-        raw = await self._order_request(method, params, client_order_id, priority, context)
+        raw = await self._order_request(method, params, client_order_id, priority, context, on_sent)
         order = self._decode_order_result(raw, ThalexOrderStatus, method, client_order_id)
         update = self._apply_order_status(order, self._clock.monotonic_ns())
         if update is None:
@@ -1060,12 +1404,18 @@ class ThalexAdapter:
         return update
 
     async def _order_request(
-        self, method: str, params: dict[str, Any], client_order_id: str, priority: int, context: Any = None
+        self,
+        method: str,
+        params: dict[str, Any],
+        client_order_id: str,
+        priority: int,
+        context: Any = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> msgspec.Raw:
         """One order-affecting request, its failures sorted into known and unknown outcomes."""
         is_insert = method == "private/insert"
         try:
-            return await self._rpc.call(method, params, priority=priority, context=context)
+            return await self._rpc.call(method, params, priority=priority, context=context, on_sent=on_sent)
         except ThalexError as error:
             if is_insert and error.code not in _OUTCOME_UNKNOWN_CODES:
                 self._ids.release(client_order_id)
@@ -1096,7 +1446,7 @@ class ThalexAdapter:
     def _decode_order_result(self, raw: msgspec.Raw, kind: type[_T], method: str, client_order_id: str) -> _T:
         try:
             return msgspec.json.decode(raw, type=kind)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
             self._rpc.count_malformed(f"result:{method}")
             raise OrderOutcomeUnknownError(
                 f"{method}: unreadable answer ({error})", venue=self.name, client_order_id=client_order_id
@@ -1122,7 +1472,7 @@ class ThalexAdapter:
     def _decode_query(self, raw: msgspec.Raw, kind: type[_T], method: str) -> _T:
         try:
             return msgspec.json.decode(raw, type=kind)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
             self._rpc.count_malformed(f"result:{method}")
             raise ThalexQueryError(f"{method}: unreadable answer ({error})", venue=self.name) from error
 
@@ -1249,7 +1599,7 @@ def _channel_kind(channel: str) -> str:
 def _message_rate(raw: msgspec.Raw) -> float | None:
     try:
         result = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     rate = result.get("message_rate") if isinstance(result, dict) else None
     if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from hftkit.core.errors import HftkitError
+from hftkit.core.secrets import Secret
 
 
 class TokenError(HftkitError, ValueError):
@@ -24,9 +26,25 @@ class TokenError(HftkitError, ValueError):
 
 @dataclass(frozen=True)
 class ThalexCredentials:
+    """Key id and RSA private key; the PEM is a ``Secret`` (repr, logs and ``asdict`` redact it).
+
+    A plain ``bytes``/``str`` PEM is accepted and wrapped; it is revealed only to sign a login.
+    """
+
     key_id: str
-    private_key_pem: bytes = field(repr=False)
+    private_key_pem: Secret[bytes] = field(repr=False)
     account: str | None = None
+
+    def __post_init__(self) -> None:
+        pem: Any = self.private_key_pem
+        if isinstance(pem, Secret):
+            pem = pem.reveal()
+        if isinstance(pem, str):
+            pem = pem.encode()
+        object.__setattr__(self, "private_key_pem", Secret(pem))
+
+    def __reduce__(self) -> Any:
+        raise TypeError("credentials are never pickled or written to disk")
 
 
 def _b64url(data: bytes) -> bytes:
@@ -49,7 +67,7 @@ def make_login_token(credentials: ThalexCredentials, issued_at: float | None = N
     header = _b64url(orjson.dumps({"alg": "RS512", "kid": credentials.key_id, "typ": "JWT"}))
     payload = _b64url(orjson.dumps({"iat": time.time() if issued_at is None else issued_at}))
     signing_input = header + b"." + payload
-    signature = load_private_key(credentials.private_key_pem).sign(
+    signature = load_private_key(credentials.private_key_pem.reveal()).sign(
         signing_input, padding.PKCS1v15(), hashes.SHA512()
     )
     return (signing_input + b"." + _b64url(signature)).decode()

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from hftkit.core.errors import HftkitError
+from hftkit.core.errors import HftkitError, OffGridError, OutOfRangeError
 from hftkit.core.native import NATIVE
 from hftkit.core.numbers import DecimalGrid, Rounding
 from hftkit.core.types import (
@@ -139,7 +139,8 @@ _frame_decoder = msgspec.json.Decoder(Frame)
 
 
 def decode_frame(payload: bytes) -> Frame:
-    """Route a frame by its shape; raises msgspec.DecodeError/ValidationError on bad input."""
+    """Route a frame by its shape; raises one of ``hftkit.codec.DECODE_FAILURES`` on bad input
+    (msgspec's errors, or RecursionError for nesting deeper than the stack allows)."""
     return _frame_decoder.decode(payload)
 
 
@@ -274,6 +275,8 @@ ORDER_STATUSES: dict[str, OrderStatus] = {
     "cancelled_partially_filled": OrderStatus.CANCELED,
 }
 DIRECTIONS = {"buy": Side.BUY, "sell": Side.SELL}
+#: Thalex accounts, settles and charges fees in USD (trade history ``fee`` is a USD amount)
+FEE_ASSET = "USD"
 DIRECTION_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
 INSTRUMENT_KINDS = {
     "perpetual": ContractKind.PERPETUAL,
@@ -303,6 +306,34 @@ def number_to_steps(grid_owner: Instrument, value: float, *, price: bool) -> int
     return steps
 
 
+class ThalexBookLevelError(HftkitError, ValueError):
+    """A book level that cannot be the venue's: ``kind`` is off_grid, non_positive_price,
+    negative_size or invalid_number. The book it was meant for must be resynced."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def book_level_steps(grid_owner: Instrument, value: float, *, price: bool) -> int:
+    """A book price (ticks, > 0) or size (lots, >= 0), exact through ``repr``: never rounded."""
+    grid = grid_owner.ticks if price else grid_owner.lots
+    try:
+        steps = grid.to_steps(repr(float(value)), Rounding.EXACT)
+    except OffGridError:
+        what = "price" if price else "size"
+        raise ThalexBookLevelError(
+            "off_grid", f"book {what} {value!r} is off the grid {grid.step_text}"
+        ) from None
+    except (HftkitError, ValueError, OverflowError, TypeError):
+        raise ThalexBookLevelError("invalid_number", f"book level value {value!r} is not a number") from None
+    if price and steps <= 0:
+        raise ThalexBookLevelError("non_positive_price", f"book price {value!r} is not positive")
+    if steps < 0:
+        raise ThalexBookLevelError("negative_size", f"book size {value!r} is negative")
+    return steps
+
+
 def instrument_from_wire(venue: str, wire: ThalexInstrument) -> Instrument | None:
     kind = INSTRUMENT_KINDS.get(wire.type)
     if kind is None or wire.tick_size <= 0 or wire.volume_tick_size <= 0:
@@ -321,6 +352,27 @@ def instrument_from_wire(venue: str, wire: ThalexInstrument) -> Instrument | Non
     )
 
 
+def _fill_steps(instrument: Instrument, value: float, *, price: bool) -> int:
+    """A fill's price or amount in steps; a fill at a price or amount of zero or less (a value the
+    grid rounds to nothing, like ``1e-400``) is malformed, never a zero-priced execution."""
+    steps = number_to_steps(instrument, value, price=price)
+    if steps <= 0:
+        what = "price" if price else "amount"
+        raise OutOfRangeError(f"fill {what} {value!r} is not a positive number of steps")
+    return steps
+
+
+def _milliseconds(seconds: float) -> int:
+    """Venue seconds (a JSON number) as integer milliseconds; OutOfRangeError for 1e308 or inf,
+    which ``int()`` would answer with an unclassified OverflowError or a 300-digit integer."""
+    if not 0.0 <= seconds <= _MAX_SECONDS:
+        raise OutOfRangeError(f"timestamp {seconds!r} s is not a time the venue sends")
+    return int(seconds * 1000)
+
+
+_MAX_SECONDS = 2**63 / 1e9  # year 2262: the same instant in nanoseconds still fits 64 bits
+
+
 class ThalexCodec:
     """Normalizes Thalex payloads for one venue name and its instruments (by instrument name)."""
 
@@ -334,27 +386,32 @@ class ThalexCodec:
     def _levels(
         self, instrument: Instrument, rows: list[tuple[float, float, float]]
     ) -> list[tuple[int, int]]:
-        """``[[price, amount, outright], ...]`` -> ``[(ticks, lots), ...]``."""
+        """``[[price, amount, outright], ...]`` -> ``[(ticks, lots), ...]``, exactly or not at all.
+
+        Raises ``ThalexBookLevelError`` for a level the venue's book cannot hold: rounding an
+        off-grid price would merge two venue levels into one (a later delete of either then
+        removes both), and a non-positive price or a negative size is no level at all.
+        """
         if NATIVE is None:
             return [
                 (
-                    number_to_steps(instrument, price, price=True),
-                    number_to_steps(instrument, amount, price=False),
+                    book_level_steps(instrument, price, price=True),
+                    book_level_steps(instrument, amount, price=False),
                 )
                 for price, amount, _outright in rows
             ]
         grids = self._native_grids.get(instrument)
         if grids is None:
-            # C takes the on-grid floats; number_to_steps (exact through repr, rounding to
-            # the nearest step) takes the rest. Thalex prices may be zero or negative.
+            # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything
+            # else goes to book_level_steps, which raises the classified error.
             grids = self._native_grids[instrument] = tuple(
                 NATIVE.Grid(
                     grid.decimals,
                     grid.step_units,
-                    -(1 << 63),
-                    partial(number_to_steps, instrument, price=price),
+                    minimum,
+                    partial(book_level_steps, instrument, price=price),
                 )
-                for grid, price in ((instrument.ticks, True), (instrument.lots, False))
+                for grid, price, minimum in ((instrument.ticks, True, 1), (instrument.lots, False, 0))
             )
         return NATIVE.convert_levels(grids[0], grids[1], rows, 3)  # type: ignore[no-any-return]
 
@@ -390,7 +447,7 @@ class ThalexCodec:
                 quantity=number_to_steps(instrument, order.amount, price=False),
                 filled=number_to_steps(instrument, order.filled_amount, price=False),
                 reason=order.delete_reason or "",
-                event_time_ms=int((order.close_time or order.create_time) * 1000),
+                event_time_ms=_milliseconds(order.close_time or order.create_time),
                 receive_ns=receive_ns,
             )
         ]
@@ -405,10 +462,10 @@ class ThalexCodec:
                     venue_order_id=order.order_id,
                     trade_id=fill.trade_id,
                     side=side,
-                    price=number_to_steps(instrument, fill.price, price=True),
-                    quantity=number_to_steps(instrument, fill.amount, price=False),
+                    price=_fill_steps(instrument, fill.price, price=True),
+                    quantity=_fill_steps(instrument, fill.amount, price=False),
                     is_maker=fill.maker_taker == "maker",
-                    event_time_ms=int(fill.time * 1000),
+                    event_time_ms=_milliseconds(fill.time),
                     receive_ns=receive_ns,
                 )
             )
@@ -425,11 +482,12 @@ class ThalexCodec:
             venue_order_id=trade.order_id,
             trade_id=trade.trade_id,
             side=DIRECTIONS[trade.direction],
-            price=number_to_steps(instrument, trade.price, price=True),
-            quantity=number_to_steps(instrument, trade.amount, price=False),
+            price=_fill_steps(instrument, trade.price, price=True),
+            quantity=_fill_steps(instrument, trade.amount, price=False),
             fee=trade.fee,
+            fee_asset=FEE_ASSET,
             is_maker=trade.maker_taker == "maker",
-            event_time_ms=int(trade.time * 1000),
+            event_time_ms=_milliseconds(trade.time),
         )
 
     def position(self, entry: ThalexPortfolioEntry) -> PositionUpdate | None:
@@ -455,7 +513,7 @@ class ThalexCodec:
             bids=self._levels(instrument, book.bid_changes),
             asks=self._levels(instrument, book.ask_changes),
             is_snapshot=is_snapshot,
-            event_time_ms=int(book.time * 1000),
+            event_time_ms=_milliseconds(book.time),
             receive_ns=receive_ns,
         )
 
@@ -473,7 +531,7 @@ class ThalexCodec:
                 price=number_to_steps(instrument, price, price=True),
                 size=number_to_steps(instrument, amount, price=False),
                 aggressor=DIRECTIONS[direction],
-                event_time_ms=int(time * 1000),
+                event_time_ms=_milliseconds(time),
                 receive_ns=receive_ns,
             )
             for price, amount, direction, time, _implied in book.trades

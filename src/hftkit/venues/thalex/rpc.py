@@ -23,6 +23,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.errors import HftkitError
 from hftkit.metrics import Counter, LatencyHistogram, MetricsRegistry
@@ -196,6 +198,11 @@ class RpcSession:
             self._pump.cancel()
             self._pump = None
 
+    @property
+    def bucket(self) -> TokenBucket:
+        """The message-rate bucket of this connection (read-only use: dashboards)."""
+        return self._bucket
+
     def set_message_rate(self, rate: float) -> None:
         """Size the bucket to the session's own rate, charging what this connection already sent."""
         if rate <= 0:
@@ -211,8 +218,12 @@ class RpcSession:
         timeout_s: float | None = None,
         priority: int = Priority.NORMAL,
         context: Any = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> msgspec.Raw:
         """Send one request and wait for its answer (raw ``result`` JSON).
+
+        ``on_sent`` is called with ``time.monotonic_ns()`` right after the frame was handed to the
+        socket (picows writes synchronously), before waiting for the answer.
 
         Raises a ThalexError subclass for an error answer, RpcTimeoutError, SessionLostError,
         NotSentError. ``context`` comes back in a LateResponse if the answer arrives too late.
@@ -237,6 +248,8 @@ class RpcSession:
             del self._pending[request_id]
             self.stats.not_sent += 1
             raise NotSentError(f"{method}: send failed: {error}") from error
+        if on_sent is not None:
+            on_sent(time.monotonic_ns())
         self._sent_this_connection += 1
         self.stats.requests_sent += 1
         timeout = self.default_timeout_s if timeout_s is None else timeout_s
@@ -304,7 +317,7 @@ class RpcSession:
         """Route one text frame: a push to the notification handler, an answer to its future."""
         try:
             frame = decode_frame(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_FAILURES:  # RecursionError too: nesting no venue frame has
             self.count_malformed("frame")
             return
         if frame.channel_name is not None:
