@@ -380,3 +380,42 @@ async def test_start_adopts_what_rests_at_the_venue_and_its_positions_before_the
     assert "old-1" not in a.open_order_ids
     assert len(a.open_order_ids) == len(LADDER)
     await manager.stop("test over")
+
+
+async def test_several_new_quotes_on_a_batching_venue_go_in_one_request() -> None:
+    from dataclasses import replace
+
+    a = venue("a")
+    a.capabilities = replace(a.capabilities, max_batch_orders=5)
+    ladder = (
+        Quote(Side.BUY, 4_999_990, 5),
+        Quote(Side.BUY, 4_999_980, 5, level=1),
+        Quote(Side.SELL, 5_000_020, 5),
+        Quote(Side.SELL, 5_000_030, 5, level=1),
+    )
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    a.update_book(BTC, bids=[(5_000_000, 101)])
+    await manager.wait_idle()
+    assert [len(batch) for batch in a.batches] == [4]  # one request for the whole ladder
+    assert sorted(a.open_order_ids) == sorted(a.batches[0])
+    assert all(order.status is OrderStatus.NEW for order in manager.tracker.open_orders("a", BTC))
+    await manager.stop("test over")
+
+
+async def test_a_batching_venue_refusing_one_order_of_the_batch_rejects_only_that_one() -> None:
+    from dataclasses import replace
+
+    a = venue("a")
+    a.capabilities = replace(a.capabilities, max_batch_orders=5)
+    ladder = (Quote(Side.BUY, 4_999_990, 5), Quote(Side.SELL, 5_000_020, 5))
+    a.fail_next(FailureKind.REJECT, RequestKind.PLACE)
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    await manager.wait_idle()
+    assert [len(batch) for batch in a.batches] == [2]
+    statuses = sorted(order.status.value for order in manager.tracker.all_orders())
+    assert statuses == ["new", "rejected"]
+    await manager.stop("test over")

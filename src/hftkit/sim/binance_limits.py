@@ -212,11 +212,14 @@ class OrderRateLimiter:
     def counts(self, account: str) -> list[int]:
         return [window.count for window in self._windows(account, self.clock.time_ns())]
 
-    def charge(self, account: str) -> Verdict:
+    def charge(self, account: str, counts: tuple[int, ...] | None = None) -> Verdict:
+        """Count one order request in every window (``counts``: what it costs per window, in
+        order; a USD-M batch costs 5 in the 10 s window and 1 in the minute's)."""
         now = self.clock.time_ns()
         windows = self._windows(account, now)
-        for window, (seconds, limit) in zip(windows, self.settings.order_windows, strict=True):
-            if window.count >= limit:
+        costs = counts or (1,) * len(windows)
+        for window, (seconds, limit), cost in zip(windows, self.settings.order_windows, costs, strict=True):
+            if window.count + cost > limit:
                 self.rejected += 1
                 interval, number = interval_name(seconds)
                 unit = interval if number == 1 else f"{number} {interval}"
@@ -226,8 +229,8 @@ class OrderRateLimiter:
                     f"Too many new orders; current limit is {limit} orders per {unit}.",
                     _ceil_seconds(window.start_ns + seconds * NANOS - now),
                 )
-        for window in windows:
-            window.count += 1
+        for window, cost in zip(windows, costs, strict=True):
+            window.count += cost
         return ALLOWED
 
 

@@ -14,6 +14,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
+
 from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
 from hftkit.sim.binance_params import BinanceApiError, Params, illegal
 from hftkit.sim.binance_rest import Call
@@ -354,6 +356,35 @@ async def new_order(call: Call) -> Any:
     result = place_order(call, request)
     assert result.order is not None
     return futures_order_body(call.state, result.order, as_new=request.response_type == "ACK")
+
+
+MAX_BATCH_ORDERS = 5  # POST /fapi/v1/batchOrders
+_INVALID_BATCH = "Data sent for parameter 'batchOrders' is not valid."
+
+
+async def batch_orders(call: Call) -> Any:
+    """USD-M ``batchOrders``: up to 5 orders as a JSON list of string-valued objects; one answer
+    each, in order: the order as a single new order answers it, or that order's own error."""
+    raw = call.params.text("batchOrders")
+    try:
+        items = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BinanceApiError(-1130, _INVALID_BATCH) from None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH_ORDERS:
+        raise BinanceApiError(-1130, _INVALID_BATCH)
+    answers: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in item.items()
+        ):
+            answers.append(BinanceApiError(-1130, _INVALID_BATCH).body())
+            continue
+        single = Call(Params(dict(item)), call.state, call.account, call.api_key, call.server, call.headers)
+        try:
+            answers.append(await new_order(single))
+        except BinanceApiError as error:
+            answers.append(error.body())
+    return answers
 
 
 async def order_test(call: Call) -> Any:

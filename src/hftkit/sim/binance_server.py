@@ -89,6 +89,7 @@ class Route:
     weight: Weight
     security: str = NONE
     places_order: bool = False
+    order_counts: tuple[int, ...] | None = None  # per order window; None: 1 in each
 
     def weight_for(self, params: Params) -> int:
         weight = self.weight
@@ -181,6 +182,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/fapi/v1/ticker/bookTicker", rest.book_ticker, USDM, _endpoint_weight(USDM, "book_ticker")),
     Route("GET", "/fapi/v1/premiumIndex", rest.premium_index, USDM, _with_symbol(1, 10)),
     Route("POST", "/fapi/v1/order", orders.new_order, USDM, 1, SIGNED, places_order=True),
+    Route(
+        "POST",
+        "/fapi/v1/batchOrders",
+        orders.batch_orders,
+        USDM,
+        5,
+        SIGNED,
+        places_order=True,
+        order_counts=(5, 1),
+    ),
     Route("DELETE", "/fapi/v1/order", orders.cancel_order, USDM, 1, SIGNED),
     Route("GET", "/fapi/v1/order", orders.query_order, USDM, 1, SIGNED),
     Route(
@@ -492,7 +503,7 @@ class BinanceSimServer:
             call = Call(params, state, account, api_key, self, headers)
             if route.places_order:
                 assert account is not None
-                verdict = state.order_limits.charge(account)
+                verdict = state.order_limits.charge(account, route.order_counts)
                 headers.update(self._order_count_headers(state, account))
                 if verdict.status:
                     raise BinanceApiError(

@@ -708,6 +708,15 @@ class TradingEngine:
         if plan.dropped:
             self.counters["quote_levels_dropped"] += plan.dropped  # merged or under venue minimums
         order_type = self.quote_order_type
+        # several new orders on a venue that takes them in one request: one batch (after the
+        # cancels and amends of this plan went out, as the loop below sends them first)
+        batch: list[Order] | None = (
+            []
+            if adapter is not None
+            and adapter.capabilities.max_batch_orders > 1
+            and sum(type(action) is PlaceOrder for action in plan.actions) > 1
+            else None
+        )
         for action in plan.actions:
             if type(action) is CancelOrder:
                 if tracker.request_cancel(action.client_order_id):
@@ -724,9 +733,19 @@ class TradingEngine:
                     order_type=order_type,
                     time_in_force=TimeInForce.GTC,
                 )
-                self._place(strategy, intent, decided, trigger)
+                if batch is None:
+                    self._place(strategy, intent, decided, trigger)
+                else:
+                    prepared = self.gateway.prepare(intent)
+                    if not isinstance(prepared, Order):
+                        self.counters["risk_rejects"] += 1
+                        continue
+                    self._owners[prepared.client_order_id] = strategy
+                    batch.append(prepared)
             elif type(action) is AmendOrder:
                 self._amend(venue, symbol, action)
+        if batch:
+            self._spawn(self._send(self.gateway.send_batch(batch, decided, trigger)))
 
     def _place(self, strategy: Strategy, intent: OrderIntent, decided: int, trigger: int = 0) -> None:
         prepared = self.gateway.prepare(intent)

@@ -21,7 +21,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -264,6 +264,74 @@ class OrderGateway:
             self._acked[order.venue].inc()
         self.apply_answer(update)
         return update
+
+    async def send_batch(
+        self, orders: Sequence[Order], decided_ns: int | None = None, trigger_ns: int = 0
+    ) -> list[OrderUpdate | None]:
+        """Send prepared orders of one venue in as few requests as it allows (``place_orders``);
+        each order's outcome is handled exactly as ``send`` handles a single one."""
+        if not orders:
+            return []
+        venue = orders[0].venue
+        if any(order.venue != venue for order in orders):
+            raise ValueError("a batch goes to one venue")
+        adapter = self.adapters[venue]
+        requests = [
+            OrderRequest(
+                client_order_id=order.client_order_id,
+                symbol=order.symbol,
+                side=order.side,
+                quantity=order.quantity,
+                price=order.price,
+                order_type=order.order_type,
+                time_in_force=order.time_in_force,
+                reduce_only=order.reduce_only,
+            )
+            for order in orders
+        ]
+        sent_ns = _perf_ns()
+        if decided_ns is not None:
+            self.decision_to_send.record(sent_ns - decided_ns)
+        self.counters["orders_sent"] += len(orders)
+        self.counters["batches_sent"] += 1
+        self._sent[venue].inc(len(orders))
+        if trigger_ns:
+            for order in orders:
+                self._triggers[order.client_order_id] = trigger_ns
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                answers: list[OrderUpdate | Exception] = list(await adapter.place_orders(requests))
+        except asyncio.CancelledError:
+            for order in orders:
+                self.tracker.request_timed_out(order.client_order_id, RequestKind.NEW)
+            raise
+        except Exception as error:  # the whole request: timeout, disconnect, anything unforeseen
+            answers = [error] * len(orders)
+        finally:
+            for order in orders:
+                self._triggers.pop(order.client_order_id, None)
+        self.round_trip[venue].record(_perf_ns() - sent_ns)
+        results: list[OrderUpdate | None] = []
+        for order, answer in zip(orders, answers, strict=True):
+            client_order_id = order.client_order_id
+            if isinstance(answer, OrderRejectedError | RateLimitedError):
+                self.counters["venue_rejects"] += 1
+                self._rejected[venue].inc()
+                self.tracker.reject(client_order_id, f"{type(answer).__name__}: {answer}")
+                results.append(None)
+            elif isinstance(answer, Exception):
+                self.counters["outcome_unknown"] += 1
+                _log.warning("order %s outcome unknown (%r): settling", client_order_id, answer)
+                self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
+                results.append(await self.settle(order))
+            else:
+                if answer.status is OrderStatus.REJECTED:
+                    self._rejected[venue].inc()
+                else:
+                    self._acked[venue].inc()
+                self.apply_answer(answer)
+                results.append(answer)
+        return results
 
     def apply_answer(self, update: OrderUpdate) -> None:
         """Feed a request's answer to the tracker (an ack, then the venue's view of the order)."""

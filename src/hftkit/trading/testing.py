@@ -48,8 +48,10 @@ from hftkit.venues.base import (
     OrderRequest,
     RateLimitedError,
     VenueCapabilities,
+    VenueError,
     VenueEvent,
     VenueStatus,
+    place_one_by_one,
 )
 
 __all__ = ["FAKE_CAPABILITIES", "FailureKind", "FakeVenue", "RequestKind"]
@@ -126,6 +128,7 @@ class FakeVenue:
         self.name = name
         self.capabilities = capabilities
         self.order_written: Callable[[str, int], None] | None = None
+        self.batches: list[list[str]] = []  # client order ids of each place_orders request
         self._instruments = {instrument.symbol: instrument for instrument in instruments}
         for instrument in self._instruments.values():
             if instrument.venue != name:
@@ -248,6 +251,16 @@ class FakeVenue:
                         is_snapshot=True,
                     )
                 )
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderUpdate | VenueError]:
+        """In chunks of ``capabilities.max_batch_orders`` (each chunk recorded in ``batches``)."""
+        size = max(1, self.capabilities.max_batch_orders)
+        results: list[OrderUpdate | VenueError] = []
+        for start in range(0, len(requests), size):
+            chunk = list(requests[start : start + size])
+            self.batches.append([request.client_order_id for request in chunk])
+            results.extend(await place_one_by_one(self.place_order, chunk))
+        return results
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         self.requests.append((RequestKind.PLACE, request))

@@ -12,7 +12,7 @@ coroutines whose failures say whether the outcome is known:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -132,6 +132,7 @@ class VenueCapabilities:
     cancel_on_disconnect: bool
     post_only_reprices: bool  # Thalex: post-only reprices one tick away instead of rejecting
     positions: bool  # derivatives: the venue reports positions
+    max_batch_orders: int = 1  # new orders one request may carry (Binance USD-M batchOrders: 5)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,20 @@ class VenueStatus:
 
     rate_budget_used: Mapping[str, float]
     breakers: Mapping[str, str]
+
+
+async def place_one_by_one(
+    place: Callable[[OrderRequest], Awaitable[OrderUpdate]], requests: Sequence[OrderRequest]
+) -> list[OrderUpdate | VenueError]:
+    """``place_orders`` for a venue with no batch endpoint: each order on its own request, each
+    failure reported in its place."""
+    results: list[OrderUpdate | VenueError] = []
+    for request in requests:
+        try:
+            results.append(await place(request))
+        except VenueError as error:
+            results.append(error)
+    return results
 
 
 @runtime_checkable
@@ -182,6 +197,14 @@ class VenueAdapter(Protocol):
         ...
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate: ...
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderUpdate | VenueError]:
+        """Several new orders, in as few requests as the venue allows (``max_batch_orders``).
+
+        One result per request, in order: its ``OrderUpdate``, or the ``VenueError`` that refused
+        it, or an ``OrderOutcomeUnknownError`` (the adapter settles that order by client order id,
+        like a single one; when a whole batch request's outcome is unknown, every order of it)."""
+        ...
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate: ...
 

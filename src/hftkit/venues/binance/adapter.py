@@ -39,6 +39,7 @@ from hftkit.book import OrderBook
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.types import (
     BalanceUpdate,
+    BookTicker,
     ConnectionEvent,
     Instrument,
     OrderStatus,
@@ -61,10 +62,11 @@ from hftkit.venues.base import (
     VenueError,
     VenueEvent,
     VenueStatus,
+    place_one_by_one,
 )
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
-from hftkit.venues.binance.endpoints import Market
+from hftkit.venues.binance.endpoints import USDM_MAX_BATCH_ORDERS, Market
 from hftkit.venues.binance.rest import BinanceRestClient, RestConfig, VenueUnavailableError
 from hftkit.venues.binance.streams import MarketStreamSession, StreamConfig
 from hftkit.venues.binance.user_data import SIDES, STATUSES, UserDataParser, instruments_from_exchange_info
@@ -150,6 +152,7 @@ class BinanceAdapter:
             cancel_on_disconnect=False,
             post_only_reprices=False,
             positions=config.market is Market.USDM,
+            max_batch_orders=USDM_MAX_BATCH_ORDERS if config.market is Market.USDM else 1,
         )
         self.stats = AdapterStats()
         self._credentials = credentials
@@ -386,6 +389,95 @@ class BinanceAdapter:
         update = self._order_update(instrument, response, request.side)
         self._track(update)
         return update
+
+    async def book_tickers(self, symbols: Sequence[str]) -> list[BookTicker]:
+        """Best bid/ask of many symbols in one request, on each instrument's grids."""
+        tickers = []
+        for row in await self.rest.book_tickers(symbols):
+            instrument = self._instrument(row.symbol)
+            tickers.append(
+                BookTicker(
+                    venue=self.name,
+                    symbol=row.symbol,
+                    update_id=row.update_id,
+                    bid_price=instrument.ticks.to_steps(row.bid_price),
+                    bid_size=instrument.lots.to_steps(row.bid_quantity),
+                    ask_price=instrument.ticks.to_steps(row.ask_price),
+                    ask_size=instrument.lots.to_steps(row.ask_quantity),
+                    event_time_ms=row.time,
+                )
+            )
+        return tickers
+
+    async def prices(self, symbols: Sequence[str]) -> dict[str, int]:
+        """Last traded price of many symbols in one request, in ticks."""
+        return {
+            row.symbol: self._instrument(row.symbol).ticks.to_steps(row.price)
+            for row in await self.rest.prices(symbols)
+        }
+
+    async def tickers_24h(self, symbols: Sequence[str]) -> list[codec.Ticker24h]:
+        """Rolling 24 h statistics of many symbols in one request (decimal strings)."""
+        return await self.rest.tickers_24h(symbols)
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderUpdate | VenueError]:
+        """USD-M: ``batchOrders`` in chunks of 5 (one request each); spot: one by one. A batch whose
+        request failed with an unknown outcome puts every order of it under settlement."""
+        if self.capabilities.max_batch_orders <= 1:
+            return await place_one_by_one(self.place_order, requests)
+        results: list[OrderUpdate | VenueError] = []
+        size = self.capabilities.max_batch_orders
+        for start in range(0, len(requests), size):
+            results.extend(await self._place_batch(list(requests[start : start + size])))
+        return results
+
+    async def _place_batch(self, requests: list[OrderRequest]) -> list[OrderUpdate | VenueError]:
+        checked: list[tuple[Instrument, OrderRequest]] = []
+        refused: dict[int, VenueError] = {}
+        for index, request in enumerate(requests):
+            try:
+                instrument = self._instrument(request.symbol)
+                self._check(instrument, request)
+            except VenueError as error:
+                refused[index] = error
+                continue
+            checked.append((instrument, request))
+        answers: list[codec.OrderResponse | VenueError] = []
+        if checked:
+            await self._wait_ready()
+            written = self.order_written
+            ids = [request.client_order_id for _, request in checked]
+
+            def sent(sent_ns: int) -> None:
+                if written is not None:
+                    for client_order_id in ids:
+                        written(client_order_id, sent_ns)
+
+            try:
+                answers = await self.rest.batch_orders(checked, on_sent=sent)
+            except (OrderOutcomeUnknownError, asyncio.CancelledError) as error:
+                for instrument, request in checked:
+                    self._register_unknown(instrument, request)
+                if isinstance(error, asyncio.CancelledError):
+                    raise
+                answers = [error] * len(checked)
+        results: list[OrderUpdate | VenueError] = []
+        answered = iter(zip(checked, answers, strict=True))
+        for index in range(len(requests)):
+            if index in refused:
+                results.append(refused[index])
+                continue
+            (instrument, request), answer = next(answered)
+            if isinstance(answer, OrderOutcomeUnknownError):
+                self._register_unknown(instrument, request)
+                results.append(answer)
+            elif isinstance(answer, VenueError):
+                results.append(answer)
+            else:
+                update = self._order_update(instrument, answer, request.side)
+                self._track(update)
+                results.append(update)
+        return results
 
     def _register_unknown(
         self, instrument: Instrument, request: OrderRequest, *, cancel: bool = False

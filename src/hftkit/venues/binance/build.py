@@ -6,13 +6,16 @@ exact decimals), so a signed order costs a few microseconds, not a urlencode pas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
+
+import orjson
 
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.secrets import REDACTED
 from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
+from hftkit.venues.base import OrderRequest
 from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner
 from hftkit.venues.binance.endpoints import ENDPOINTS, Endpoint, Market
 
@@ -21,6 +24,27 @@ _SECRET_HEADERS = frozenset({"x-mbx-apikey"})
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 _SIDES = {Side.BUY: "BUY", Side.SELL: "SELL"}
 _TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+
+
+def _order_object(instrument: Instrument, request: OrderRequest) -> dict[str, str]:
+    """One USD-M order as ``batchOrders`` carries it (the same fields as a single new order)."""
+    order = {
+        "symbol": instrument.symbol,
+        "side": _SIDES[request.side],
+        "quantity": instrument.lots.to_text(request.quantity),
+        "newClientOrderId": request.client_order_id,
+        "newOrderRespType": "RESULT",
+    }
+    if request.order_type is OrderType.MARKET:
+        order["type"] = "MARKET"
+    else:
+        maker = request.order_type is OrderType.LIMIT_MAKER
+        order["type"] = "LIMIT"
+        order["timeInForce"] = "GTX" if maker else _TIME_IN_FORCE[request.time_in_force]
+        order["price"] = instrument.ticks.to_text(request.price)
+    if request.reduce_only:
+        order["reduceOnly"] = "true"
+    return order
 
 
 def redact_query(query: str) -> str:
@@ -181,6 +205,14 @@ class RequestBuilder:
             parts.append("&newOrderRespType=RESULT")
         endpoint = self._endpoints["new_order"]
         return self._sign(endpoint, "".join(parts), 1)
+
+    def batch_orders(self, orders: Sequence[tuple[Instrument, OrderRequest]]) -> SignedRequest:
+        """USD-M ``batchOrders``: each order as a JSON object of strings, the list percent-encoded."""
+        if self.market is not Market.USDM:
+            raise ValueError("batch orders are a USD-M endpoint")
+        objects = [_order_object(instrument, request) for instrument, request in orders]
+        query = "batchOrders=" + quote(orjson.dumps(objects).decode(), safe="")
+        return self._sign(self._endpoints["batch_orders"], query, 5)
 
     def cancel_order(
         self, instrument: Instrument, *, client_order_id: str | None = None, venue_order_id: str | None = None

@@ -153,6 +153,70 @@ class AggregateTradeEvent(
     best_match: bool = True
 
 
+class RestBookTicker(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "bid_price": "bidPrice",
+        "bid_quantity": "bidQty",
+        "ask_price": "askPrice",
+        "ask_quantity": "askQty",
+        "update_id": "lastUpdateId",
+    },
+):
+    """``GET ticker/bookTicker`` row (USD-M adds ``time`` and ``lastUpdateId``)."""
+
+    symbol: str
+    bid_price: str
+    bid_quantity: str
+    ask_price: str
+    ask_quantity: str
+    update_id: int = -1
+    time: int = 0
+
+
+class RestPrice(msgspec.Struct, frozen=True):
+    """``GET ticker/price`` row: the last traded price."""
+
+    symbol: str
+    price: str
+    time: int = 0
+
+
+class Ticker24h(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "price_change": "priceChange",
+        "price_change_percent": "priceChangePercent",
+        "weighted_average_price": "weightedAvgPrice",
+        "last_price": "lastPrice",
+        "open_price": "openPrice",
+        "high_price": "highPrice",
+        "low_price": "lowPrice",
+        "quote_volume": "quoteVolume",
+        "open_time": "openTime",
+        "close_time": "closeTime",
+        "trade_count": "count",
+    },
+):
+    """``GET ticker/24hr`` row: rolling 24-hour statistics (decimal strings as the venue sends)."""
+
+    symbol: str
+    price_change: str
+    price_change_percent: str
+    weighted_average_price: str
+    last_price: str
+    open_price: str
+    high_price: str
+    low_price: str
+    volume: str
+    quote_volume: str
+    open_time: int
+    close_time: int
+    trade_count: int
+
+
 class BookTickerEvent(
     msgspec.Struct,
     frozen=True,

@@ -79,6 +79,9 @@ PUBLISHED_URLS: dict[tuple[Market, str], VenueUrls] = {
     (Market.USDM, "testnet"): VenueUrls(USDM_TESTNET_REST_URLS, USDM_TESTNET_STREAM_URL, None, "private"),
 }
 
+#: Binance USD-M ``POST /fapi/v1/batchOrders`` takes at most this many orders per request.
+USDM_MAX_BATCH_ORDERS = 5
+
 SPOT_RATE_LIMITS = (
     RateLimitWindow("REQUEST_WEIGHT", 60, 6000, "x-mbx-used-weight-1m"),
     RateLimitWindow("ORDERS", 10, 100, "x-mbx-order-count-10s"),
@@ -113,6 +116,17 @@ def _usdm_depth_weight(params: Mapping[str, str]) -> int:
     return 20
 
 
+def _spot_ticker_24h_weight(params: Mapping[str, str]) -> int:
+    """Spot ``ticker/24hr``: 2 for one symbol or a list of up to 20, 40 up to 100, else 80."""
+    if "symbol" in params:
+        return 2
+    listed = params.get("symbols")
+    if listed is None:
+        return 80
+    count = listed.count(",") + 1
+    return 2 if count <= 20 else 40 if count <= 100 else 80
+
+
 def _with_or_without_symbol(with_symbol: int, without: int) -> Callable[[Mapping[str, str]], int]:
     return lambda params: with_symbol if "symbol" in params else without
 
@@ -125,6 +139,8 @@ _SPOT = (
     Endpoint("trades", "GET", "/api/v3/trades", 25),
     Endpoint("aggregate_trades", "GET", "/api/v3/aggTrades", 4),
     Endpoint("book_ticker", "GET", "/api/v3/ticker/bookTicker", _with_or_without_symbol(2, 4)),
+    Endpoint("ticker_price", "GET", "/api/v3/ticker/price", _with_or_without_symbol(2, 4)),
+    Endpoint("ticker_24h", "GET", "/api/v3/ticker/24hr", _spot_ticker_24h_weight),
     Endpoint("new_order", "POST", "/api/v3/order", 1, orders=1, signed=True),
     Endpoint("cancel_order", "DELETE", "/api/v3/order", 1, signed=True, is_cancel=True),
     Endpoint("cancel_all", "DELETE", "/api/v3/openOrders", 1, signed=True, is_cancel=True),
@@ -139,7 +155,12 @@ _USDM = (
     Endpoint("exchange_info", "GET", "/fapi/v1/exchangeInfo", 1),
     Endpoint("depth", "GET", "/fapi/v1/depth", _usdm_depth_weight),
     Endpoint("book_ticker", "GET", "/fapi/v1/ticker/bookTicker", _with_or_without_symbol(2, 5)),
+    Endpoint("ticker_price", "GET", "/fapi/v1/ticker/price", _with_or_without_symbol(1, 2)),
+    Endpoint("ticker_24h", "GET", "/fapi/v1/ticker/24hr", _with_or_without_symbol(1, 40)),
     Endpoint("new_order", "POST", "/fapi/v1/order", 1, orders=1, signed=True),
+    # up to 5 orders; weight 5, counted as 5 in the 10 s order window (and 1 in the minute's: we
+    # count 5 in every order window, never less than the venue does)
+    Endpoint("batch_orders", "POST", "/fapi/v1/batchOrders", 5, orders=5, signed=True),
     Endpoint("cancel_order", "DELETE", "/fapi/v1/order", 1, signed=True, is_cancel=True),
     Endpoint("cancel_all", "DELETE", "/fapi/v1/allOpenOrders", 1, signed=True, is_cancel=True),
     Endpoint("query_order", "GET", "/fapi/v1/order", 1, signed=True),

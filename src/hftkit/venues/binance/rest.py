@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
+import orjson
 
 from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.bounded import BoundedCounter
@@ -64,6 +65,7 @@ from hftkit.venues.binance.endpoints import (
     ENDPOINTS,
     RATE_LIMITS,
     SPOT_REST_URLS,
+    USDM_MAX_BATCH_ORDERS,
     USDM_REST_URLS,
     Endpoint,
     Market,
@@ -116,6 +118,13 @@ RATE_LIMIT_CODES = frozenset({-1003, -1015})
 UNKNOWN_OUTCOME_CODES = frozenset({-1000, -1001, -1006, -1007})
 
 _error_decoder = msgspec.json.Decoder(codec.ErrorResponse)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_book_ticker_decoder = msgspec.json.Decoder(codec.RestBookTicker)
+_book_tickers_decoder = msgspec.json.Decoder(list[codec.RestBookTicker])
+_price_decoder = msgspec.json.Decoder(codec.RestPrice)
+_prices_decoder = msgspec.json.Decoder(list[codec.RestPrice])
+_ticker_24h_decoder = msgspec.json.Decoder(codec.Ticker24h)
+_tickers_24h_decoder = msgspec.json.Decoder(list[codec.Ticker24h])
 _order_decoder = msgspec.json.Decoder(codec.OrderResponse)
 _orders_decoder = msgspec.json.Decoder(list[codec.OrderResponse])
 _time_decoder = msgspec.json.Decoder(codec.ServerTime)
@@ -170,6 +179,7 @@ class RestStats:
 
 _GROUPS = {
     "new_order": "orders",
+    "batch_orders": "orders",
     "cancel_order": "orders",
     "cancel_all": "orders",
     "query_order": "orders",
@@ -181,7 +191,7 @@ _GROUPS = {
     "keepalive_listen_key": "account",
     "close_listen_key": "account",
 }
-_STATE_CHANGING = frozenset({"new_order", "cancel_order", "cancel_all"})
+_STATE_CHANGING = frozenset({"new_order", "batch_orders", "cancel_order", "cancel_all"})
 
 
 class _Retryable(Exception):
@@ -398,6 +408,57 @@ class BinanceRestClient:
         )
         return self._decode_order_answer(body, "cancel_order", client_order_id)
 
+    async def batch_orders(
+        self,
+        orders: Sequence[tuple[Instrument, OrderRequest]],
+        *,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> list[codec.OrderResponse | VenueError]:
+        """USD-M ``batchOrders`` (at most 5): one answer per order, in order, each the venue's order
+        or the error that refused that order alone. A failure of the request itself raises as for a
+        single order (``OrderOutcomeUnknownError``: every order of it may exist)."""
+        if not 1 <= len(orders) <= USDM_MAX_BATCH_ORDERS:
+            raise ValueError(f"a batch carries 1 to {USDM_MAX_BATCH_ORDERS} orders, not {len(orders)}")
+        builder = self._signing_builder()
+        first = orders[0][1].client_order_id
+        body = await self._execute(
+            self._endpoints["batch_orders"], lambda: builder.batch_orders(orders), first, on_sent=on_sent
+        )
+        try:
+            answers = _batch_decoder.decode(body)
+        except DECODE_FAILURES:
+            answers = []
+        if len(answers) != len(orders):
+            self.stats.outcome_unknown += 1
+            raise OrderOutcomeUnknownError(
+                f"batch_orders: 2xx without one answer per order ({len(answers)} for {len(orders)})",
+                venue=self.venue,
+                client_order_id=first,
+            )
+        results: list[codec.OrderResponse | VenueError] = []
+        for (_, request), answer in zip(orders, answers, strict=True):
+            client_order_id = request.client_order_id
+            error = _decode_error(answer)
+            if error is not None:
+                self.stats.errors_by_code.add(error.code)
+                results.append(self._batch_item_error(error, client_order_id))
+                continue
+            try:
+                results.append(self._decode_order_answer(answer, "batch_orders", client_order_id))
+            except OrderOutcomeUnknownError as unknown:
+                results.append(unknown)
+        return results
+
+    def _batch_item_error(self, error: codec.ErrorResponse, client_order_id: str) -> VenueError:
+        """One order's refusal inside a batch, sorted like a single order's answer would be."""
+        text = f"batch_orders {client_order_id}: code {error.code}: {error.msg}"
+        if error.code in UNKNOWN_OUTCOME_CODES:
+            self.stats.outcome_unknown += 1
+            return OrderOutcomeUnknownError(text, venue=self.venue, client_order_id=client_order_id)
+        if error.code in RATE_LIMIT_CODES:
+            return RateLimitedError(text, venue=self.venue, retry_after_s=self.config.default_retry_after_s)
+        return OrderRejectedError(text, venue=self.venue, code=error.code)
+
     def _decode_order_answer(self, body: bytes, name: str, client_order_id: str) -> codec.OrderResponse:
         """A 2xx to an order or a cancel means the venue acted; an answer we cannot read does not
         undo that: the outcome is unknown (settled by client order id), never a reject."""
@@ -423,6 +484,35 @@ class BinanceRestClient:
         except OrderNotFoundError:
             return None
         return _decode(_order_decoder, body, self)
+
+    # many symbols' market data in one request -------------------------------------------------
+    async def book_tickers(self, symbols: Sequence[str]) -> list[codec.RestBookTicker]:
+        """Best bid/ask of every symbol named, in one request."""
+        return await self._market_rows("book_ticker", symbols, _book_tickers_decoder, _book_ticker_decoder)
+
+    async def prices(self, symbols: Sequence[str]) -> list[codec.RestPrice]:
+        """Last price of every symbol named, in one request."""
+        return await self._market_rows("ticker_price", symbols, _prices_decoder, _price_decoder)
+
+    async def tickers_24h(self, symbols: Sequence[str]) -> list[codec.Ticker24h]:
+        """Rolling 24 h statistics of every symbol named, in one request."""
+        return await self._market_rows("ticker_24h", symbols, _tickers_24h_decoder, _ticker_24h_decoder)
+
+    async def _market_rows(self, name: str, symbols: Sequence[str], many: Any, one: Any) -> list[Any]:
+        """Spot takes ``symbols=["A","B"]``; USD-M takes one ``symbol`` or none (every symbol, then
+        filtered here): either way one request, in the order the symbols were named."""
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            return []
+        if len(wanted) == 1:
+            rows = [_decode(one, await self.call(name, {"symbol": wanted[0]}), self)]
+        elif self.market is Market.SPOT:
+            listed = orjson.dumps(wanted).decode()
+            rows = _decode(many, await self.call(name, {"symbols": listed}), self)
+        else:
+            rows = _decode(many, await self.call(name), self)
+        by_symbol = {row.symbol: row for row in rows}
+        return [by_symbol[symbol] for symbol in wanted if symbol in by_symbol]
 
     async def open_orders(self, symbol: str | None = None) -> list[codec.OrderResponse]:
         params = {"symbol": symbol} if symbol else {}
@@ -694,7 +784,7 @@ class BinanceRestClient:
             raise BinanceAuthenticationError(text, venue=self.venue, code=code, status=status)
         if code == -1125:
             raise ListenKeyInvalidError(text, venue=self.venue, code=code, status=status)
-        if endpoint.name == "new_order":
+        if endpoint.name in ("new_order", "batch_orders"):
             # 4xx on a new order is the caller's fault and final: no order was created.
             raise OrderRejectedError(text, venue=self.venue, code=code)
         raise BinanceApiError(text, venue=self.venue, code=code, status=status)

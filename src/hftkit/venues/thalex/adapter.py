@@ -70,6 +70,7 @@ from hftkit.venues.base import (
     VenueError,
     VenueEvent,
     VenueStatus,
+    place_one_by_one,
 )
 from hftkit.venues.thalex.auth import ThalexCredentials, TokenError, make_login_token
 from hftkit.venues.thalex.codec import (
@@ -1115,6 +1116,10 @@ class ThalexAdapter:
         if live is not None and live.venue_order_id:
             return {"order_id": live.venue_order_id}
         raise OrderNotFoundError(f"no open order with client id {client_order_id!r}", venue=self.name)
+
+    async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderUpdate | VenueError]:
+        """Thalex has no batch insert for plain orders (mass quotes are the batch): one by one."""
+        return await place_one_by_one(self.place_order, requests)
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         """``private/insert``; FOK is not a Thalex time in force and is refused locally."""
