@@ -70,13 +70,10 @@ async def test_a_book_that_drifts_from_the_venue_fails_the_verdict(tmp_path, mon
 
 
 async def test_health_turns_not_ready_when_a_venue_connection_drops(tmp_path):
-    # book_health reject: a lost book blocks its own orders until resynced instead of tripping the
-    # kill switch (which stays tripped, and so not ready, until an operator resets it)
-    fast_default(tmp_path, speed=1)  # writes node.yaml
-    text = (tmp_path / "node.yaml").read_text(encoding="utf-8")
-    text = text.replace("max_book_age_ms: 1500}", "max_book_age_ms: 1500, book_health: reject}")
-    (tmp_path / "node.yaml").write_text(text, encoding="utf-8")
-    loaded = node_config.load(tmp_path / "node.yaml")
+    # the default's book_health is reject: a lost book blocks its own orders until resynced instead
+    # of tripping the kill switch (which stays tripped, and so not ready, until an operator resets it)
+    loaded = fast_default(tmp_path, speed=1)
+    assert "book_health: reject" in (tmp_path / "node.yaml").read_text(encoding="utf-8")
     node = TradingNode.from_config(loaded, seconds=30, metrics_port=0)
     task = asyncio.create_task(node.run())
     statuses: list[tuple[int, dict]] = []

@@ -244,7 +244,9 @@ class TradingNode:
     def _sim_adapter(self, name: str, venue: node_config.VenueConfig, sim: Simulator) -> VenueAdapter:
         if isinstance(venue, BinanceVenue):
             market = Market.SPOT if venue.market == "spot" else Market.USDM
-            return BinanceAdapter(binance_credentials(sim), binance_config(sim, market, name=name))
+            return BinanceAdapter(
+                binance_credentials(sim), binance_config(sim, market, name=name), metrics=self.metrics
+            )
         return ThalexAdapter(
             thalex_config(sim, venue=name, cancel_on_disconnect_s=venue.cancel_on_disconnect_s),
             metrics=self.metrics,
@@ -311,7 +313,7 @@ class TradingNode:
                             continue  # a sim venue no strategy trades
                         adapter = self._sim_adapter(name, venue, self.sim)
                     else:
-                        adapter = build_adapter(name, venue, self.loaded)
+                        adapter = build_adapter(name, venue, self.loaded, metrics=self.metrics)
                     self.adapters[name] = adapter
                 self.engine = engine = self._engine()
                 for name, adapter in self.adapters.items():
@@ -485,27 +487,29 @@ class TradingNode:
                     paid
                 )
 
+    def _traded(self) -> list[tuple[str, str, Instrument]]:
+        """Every (venue, symbol, instrument) the node trades whose adapter knows the instrument."""
+        traded = []
+        for venue, symbols in self.instruments().items():
+            adapter = self.adapters.get(venue)
+            for symbol in symbols:
+                instrument = None if adapter is None else adapter.instruments.get(symbol)
+                if instrument is not None:
+                    traded.append((venue, symbol, instrument))
+        return traded
+
     def _position_figures(self) -> dict[InstrumentKey, tuple[int, Decimal, Decimal]]:
         engine = self.engine
         assert engine is not None
         figures: dict[InstrumentKey, tuple[int, Decimal, Decimal]] = {}
-        for venue, symbols in self.instruments().items():
-            adapter = self.adapters.get(venue)
-            if adapter is None:
-                continue
-            for symbol in symbols:
-                instrument = adapter.instruments.get(symbol)
-                if instrument is None:
-                    continue
-                position = engine.tracker.positions.get(venue, symbol)
-                realized = ticks_lots_to_money(position.realized, instrument)
-                mid = self._mid(venue, symbol)
-                unrealized = (
-                    ticks_lots_to_money(position.unrealized(mid), instrument)
-                    if mid is not None
-                    else Decimal(0)
-                )
-                figures[(venue, symbol)] = (position.quantity, realized, unrealized)
+        for venue, symbol, instrument in self._traded():
+            position = engine.tracker.positions.get(venue, symbol)
+            realized = ticks_lots_to_money(position.realized, instrument)
+            mid = self._mid(venue, symbol)
+            unrealized = (
+                ticks_lots_to_money(position.unrealized(mid), instrument) if mid is not None else Decimal(0)
+            )
+            figures[(venue, symbol)] = (position.quantity, realized, unrealized)
         return figures
 
     def _mid(self, venue: str, symbol: str) -> Fraction | None:
@@ -538,43 +542,36 @@ class TradingNode:
             tally[1] += order.venue_order_id is not None
             tally[2] += order.status is OrderStatus.REJECTED
         rows = []
-        for venue, symbols in self.instruments().items():
-            adapter = self.adapters.get(venue)
-            if adapter is None:
-                continue
-            for symbol in symbols:
-                instrument = adapter.instruments.get(symbol)
-                if instrument is None:
-                    continue
-                book = engine.book(venue, symbol)
-                bid = book.best_bid_price() if book is not None else None
-                ask = book.best_ask_price() if book is not None else None
-                open_orders = engine.tracker.open_orders(venue, symbol)
-                our_bid = max((o.price for o in open_orders if o.side is Side.BUY), default=None)
-                our_ask = min((o.price for o in open_orders if o.side is Side.SELL), default=None)
-                quantity, realized, unrealized = figures.get((venue, symbol), (0, Decimal(0), Decimal(0)))
-                fees = engine.tracker.positions.get(venue, symbol).fees
-                sent, acked, rejected = counts.get((venue, symbol), [0, 0, 0])
+        for venue, symbol, instrument in self._traded():
+            book = engine.book(venue, symbol)
+            bid = book.best_bid_price() if book is not None else None
+            ask = book.best_ask_price() if book is not None else None
+            open_orders = engine.tracker.open_orders(venue, symbol)
+            our_bid = max((o.price for o in open_orders if o.side is Side.BUY), default=None)
+            our_ask = min((o.price for o in open_orders if o.side is Side.SELL), default=None)
+            quantity, realized, unrealized = figures.get((venue, symbol), (0, Decimal(0), Decimal(0)))
+            fees = engine.tracker.positions.get(venue, symbol).fees
+            sent, acked, rejected = counts.get((venue, symbol), [0, 0, 0])
 
-                def price(ticks: int | None, instrument: Instrument = instrument) -> str:
-                    return "-" if ticks is None else str(instrument.ticks_to_price(ticks))
+            def price(ticks: int | None, instrument: Instrument = instrument) -> str:
+                return "-" if ticks is None else str(instrument.ticks_to_price(ticks))
 
-                rows.append(
-                    (
-                        venue,
-                        symbol,
-                        price(bid),
-                        price(ask),
-                        price(our_bid),
-                        price(our_ask),
-                        str((Decimal(quantity) * instrument.lot_size * instrument.contract_size).normalize()),
-                        f"{realized:.4f}",
-                        f"{unrealized:.4f}",
-                        ", ".join(f"{value:.4f} {asset}" for asset, value in fees.items()) or "0",
-                        str(self._fills[(venue, symbol)]),
-                        f"{sent}/{acked}/{rejected}",
-                    )
+            rows.append(
+                (
+                    venue,
+                    symbol,
+                    price(bid),
+                    price(ask),
+                    price(our_bid),
+                    price(our_ask),
+                    str((Decimal(quantity) * instrument.lot_size * instrument.contract_size).normalize()),
+                    f"{realized:.4f}",
+                    f"{unrealized:.4f}",
+                    ", ".join(f"{value:.4f} {asset}" for asset, value in fees.items()) or "0",
+                    str(self._fills[(venue, symbol)]),
+                    f"{sent}/{acked}/{rejected}",
                 )
+            )
         return rows
 
     def venue_rows(self) -> list[tuple[str, ...]]:
@@ -763,38 +760,29 @@ class TradingNode:
             orders.setdefault((order.venue, order.symbol), []).append(order)
         figures = self._position_figures()
         result = []
-        for venue, symbols in self.instruments().items():
-            adapter = self.adapters.get(venue)
-            if adapter is None:
-                continue
-            for symbol in symbols:
-                instrument: Instrument | None = adapter.instruments.get(symbol)
-                mine = orders.get((venue, symbol), [])
-                quantity, realized, unrealized = figures.get((venue, symbol), (0, Decimal(0), Decimal(0)))
-                position = engine.tracker.positions.get(venue, symbol)
-                base = (
-                    Decimal(quantity) * instrument.lot_size * instrument.contract_size
-                    if instrument is not None
-                    else Decimal(quantity)
+        for venue, symbol, instrument in self._traded():
+            mine = orders.get((venue, symbol), [])
+            quantity, realized, unrealized = figures.get((venue, symbol), (0, Decimal(0), Decimal(0)))
+            position = engine.tracker.positions.get(venue, symbol)
+            base = Decimal(quantity) * instrument.lot_size * instrument.contract_size
+            tick_to_trade = self.metrics.histogram("tick_to_trade_ns", venue=venue)
+            counted = tick_to_trade.count > 0
+            result.append(
+                InstrumentSummary(
+                    venue=venue,
+                    symbol=symbol,
+                    fills=self._fills[(venue, symbol)],
+                    orders_sent=len(mine),
+                    orders_acked=sum(1 for order in mine if order.venue_order_id is not None),
+                    orders_rejected=sum(1 for order in mine if order.status is OrderStatus.REJECTED),
+                    position=str(base.normalize()),
+                    realized_pnl=f"{realized:.8f}",
+                    unrealized_pnl=f"{unrealized:.8f}",
+                    fees=dict(position.fees),
+                    tick_to_trade_p50_us=tick_to_trade.percentile(50) / 1000 if counted else None,
+                    tick_to_trade_p99_us=tick_to_trade.percentile(99) / 1000 if counted else None,
                 )
-                tick_to_trade = self.metrics.histogram("tick_to_trade_ns", venue=venue)
-                counted = tick_to_trade.count > 0
-                result.append(
-                    InstrumentSummary(
-                        venue=venue,
-                        symbol=symbol,
-                        fills=self._fills[(venue, symbol)],
-                        orders_sent=len(mine),
-                        orders_acked=sum(1 for order in mine if order.venue_order_id is not None),
-                        orders_rejected=sum(1 for order in mine if order.status is OrderStatus.REJECTED),
-                        position=str(base.normalize()),
-                        realized_pnl=f"{realized:.8f}",
-                        unrealized_pnl=f"{unrealized:.8f}",
-                        fees=dict(position.fees),
-                        tick_to_trade_p50_us=tick_to_trade.percentile(50) / 1000 if counted else None,
-                        tick_to_trade_p99_us=tick_to_trade.percentile(99) / 1000 if counted else None,
-                    )
-                )
+            )
         return result
 
 

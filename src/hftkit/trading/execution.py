@@ -111,6 +111,20 @@ class TrackerExposure:
         return self._tracker.active_count
 
 
+def order_request(order: Order) -> OrderRequest:
+    """The venue request of a tracked order (what every send of a new order carries)."""
+    return OrderRequest(
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        price=order.price,
+        order_type=order.order_type,
+        time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only,
+    )
+
+
 class OrderGateway:
     """Risk check -> tracker submit -> venue call -> outcome, for every order of a process.
 
@@ -222,16 +236,7 @@ class OrderGateway:
         """
         adapter = self.adapters[order.venue]
         client_order_id = order.client_order_id
-        request = OrderRequest(
-            client_order_id=client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=order.quantity,
-            price=order.price,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-            reduce_only=order.reduce_only,
-        )
+        request = order_request(order)
         sent_ns = _perf_ns()
         if decided_ns is not None:
             self.decision_to_send.record(sent_ns - decided_ns)
@@ -276,19 +281,7 @@ class OrderGateway:
         if any(order.venue != venue for order in orders):
             raise ValueError("a batch goes to one venue")
         adapter = self.adapters[venue]
-        requests = [
-            OrderRequest(
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                quantity=order.quantity,
-                price=order.price,
-                order_type=order.order_type,
-                time_in_force=order.time_in_force,
-                reduce_only=order.reduce_only,
-            )
-            for order in orders
-        ]
+        requests = [order_request(order) for order in orders]
         sent_ns = _perf_ns()
         if decided_ns is not None:
             self.decision_to_send.record(sent_ns - decided_ns)

@@ -48,6 +48,7 @@ from hftkit.core.types import (
     PositionUpdate,
     Side,
 )
+from hftkit.metrics import MetricsRegistry
 from hftkit.transport.http import TransportError
 from hftkit.venues.base import (
     AmendRequest,
@@ -140,11 +141,13 @@ class BinanceAdapter:
         config: BinanceConfig | None = None,
         *,
         clock: Clock = REAL_CLOCK,
+        metrics: MetricsRegistry | None = None,
     ) -> None:
         self.config = config = config or BinanceConfig()
         self.market = config.market
         self.name = config.venue
         self.order_written: Callable[[str, int], None] | None = None
+        self.metrics = metrics  # when given: book_apply_ns{venue} per depth update
         self.capabilities = VenueCapabilities(
             amend=False,
             amend_keeps_priority_on_size_down=False,
@@ -201,6 +204,8 @@ class BinanceAdapter:
         self.streams = MarketStreamSession(
             self.market, self.rest, self._instruments, self._emit, config.streams, venue=self.name
         )
+        if self.metrics is not None:
+            self.streams.book_apply = self.metrics.histogram("book_apply_ns", venue=self.name)
         if self._credentials is None or not config.user_data:
             return
         parser = UserDataParser(self.name, self._instruments)

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from hftkit.codec.classify import classify_decode_error
 from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.errors import HftkitError
 from hftkit.core.types import BookDelta, BookTicker, ConnectionEvent, Instrument
+from hftkit.metrics import LatencyHistogram
 from hftkit.transport.http import TransportError
 from hftkit.transport.websocket import (
     ConnectionState,
@@ -44,6 +46,7 @@ from hftkit.venues.binance.parse import BinanceParser
 from hftkit.venues.binance.rest import BinanceRestClient
 
 log = logging.getLogger(__name__)
+_perf_ns = time.perf_counter_ns
 
 _envelope = msgspec.json.Decoder(codec.CombinedStreamMessage[msgspec.Raw])
 _depth = msgspec.json.Decoder(codec.RawDepthUpdate)
@@ -156,6 +159,8 @@ class MarketStreamSession:
         self._rest = rest
         self._instruments = instruments
         self._emit = emit
+        # set by the adapter's owner (the node): the per-level work of each depth update, timed here
+        self.book_apply: LatencyHistogram | None = None
         self._random = random_source or random.Random()
         self._rules = BINANCE_SPOT_RULES if market is Market.SPOT else BINANCE_FUTURES_RULES
         self._parsers: dict[str, BinanceParser] = {}  # lower-case symbol -> parser (trades, tickers)
@@ -410,9 +415,12 @@ class MarketStreamSession:
         delta = state.parser.depth_update(update, receive_ns)
         sync = state.sync
         was_synced = sync.is_synced
+        started = _perf_ns()
         action = sync.on_depth(
             delta.first_update_id, delta.last_update_id, delta.previous_update_id, delta.bids, delta.asks
         )
+        if self.book_apply is not None:
+            self.book_apply.record(_perf_ns() - started)
         if action is SyncAction.APPLIED:
             if was_synced:
                 self._emit(delta)

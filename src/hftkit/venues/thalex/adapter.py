@@ -20,6 +20,7 @@ import contextlib
 import enum
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -370,6 +371,8 @@ class ThalexAdapter:
         self.config = config
         self.name = config.venue
         self.metrics = metrics if metrics is not None else MetricsRegistry()
+        # the per-level work of a book change, done once here (the one owner of the book)
+        self._book_apply = self.metrics.histogram("book_apply_ns", venue=self.name)
         self._clock = clock
         self.order_written: Callable[[str, int], None] | None = None
         self._instruments: dict[str, Instrument] = {}
@@ -855,9 +858,13 @@ class ThalexAdapter:
                 return
             synced = ConnectionEvent(venue=self.name, stream=channel, state="synced", receive_ns=receive_ns)
             self._emit(synced)
-        elif sync.on_depth(-1, -1, -1, delta.bids, delta.asks) is not SyncAction.APPLIED:
-            self._resync_book(state, sync.last_gap_reason)  # crossed: the book is not the venue's
-            return
+        else:
+            started = time.perf_counter_ns()
+            applied = sync.on_depth(-1, -1, -1, delta.bids, delta.asks)
+            self._book_apply.record(time.perf_counter_ns() - started)
+            if applied is not SyncAction.APPLIED:
+                self._resync_book(state, sync.last_gap_reason)  # crossed: the book is not the venue's
+                return
         if state.books:
             self._emit(delta)
         for trade in trades:  # the first push may repeat old trades: only later pushes are live
