@@ -169,6 +169,7 @@ class TradingNode:
         self._connection_state: dict[str, bool] = {}
         self._fills: Counter[InstrumentKey] = Counter()
         self._on_tick: list[Callable[[], None]] = []
+        self._final_rows: tuple[list[tuple[str, ...]], list[tuple[str, ...]]] | None = None
 
     # building ---------------------------------------------------------------------------------------
     @classmethod
@@ -531,6 +532,8 @@ class TradingNode:
 
     def instrument_rows(self) -> list[tuple[str, ...]]:
         """One row per traded instrument: top of book, our best quotes, position, PnL, fees, orders."""
+        if self._final_rows is not None:
+            return self._final_rows[0]
         engine = self.engine
         if engine is None:
             return []
@@ -576,6 +579,8 @@ class TradingNode:
 
     def venue_rows(self) -> list[tuple[str, ...]]:
         """One row per venue: connection, reconnects and resyncs, rate budget, breakers."""
+        if self._final_rows is not None:
+            return self._final_rows[1]
         rows = []
         snapshot = self.metrics.snapshot()
         for venue in self.adapters:
@@ -609,6 +614,9 @@ class TradingNode:
         assert engine is not None
         await self._verify_orders(verdict)
         await self._verify_positions(verdict)
+        # what the end-of-run tables show: every order settled, the books and sessions still up
+        # (the book check below pauses the market)
+        self._final_rows = (self.instrument_rows(), self.venue_rows())
         if self.sim is not None:
             await self._verify_books(verdict)
             self._verify_ledger(verdict)
