@@ -50,10 +50,9 @@ from hftkit.metrics import MetricsRegistry
 from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, THALEX, SimConfig, config_from_mapping
 from hftkit.sim.runner import Simulator
 from hftkit.trading.engine import TradingEngine
-from hftkit.trading.execution import ExecutionConfig, ExecutionEngine, OrderGateway, TrackerExposure
+from hftkit.trading.execution import ExecutionConfig, TrackerExposure
 from hftkit.trading.positions import Position, ticks_lots_to_money
-from hftkit.trading.quoting import QuotingPolicy, QuotingService
-from hftkit.trading.risk import InstrumentLimits, KillSwitchShell, RiskGate
+from hftkit.trading.risk import InstrumentLimits, RiskGate
 from hftkit.trading.state import OrderStateTracker
 from hftkit.trading.strategy import Strategy
 from hftkit.venues.base import VenueAdapter
@@ -164,7 +163,7 @@ class TradingNode:
         self.summary = NodeSummary()
         self.phase = "starting"
         self.started = 0.0
-        self.stop_requested = asyncio.Event() if _has_loop() else None
+        self.stop_requested: asyncio.Event | None = None  # made by run(), on its loop
         self._stop_reason = "time"
         self._connection_state: dict[str, bool] = {}
         self._fills: Counter[InstrumentKey] = Counter()
@@ -254,32 +253,24 @@ class TradingNode:
         )
 
     def _engine(self) -> TradingEngine:
-        """The engine and its parts: one tracker, one risk gate, one gateway every order goes
-        through, one quoting service per venue."""
+        """The engine with the config's risk: one tracker, a gate holding the configured limits
+        (every traded instrument registered, with default limits where none are named); the
+        gateway, execution and quoting parts are the engine's standard ones."""
         tracker = OrderStateTracker()
-        risk = RiskGate(TrackerExposure(tracker), self.risk_limits)
         limits = dict(self.limits)
         for venue, symbols in self.instruments().items():
             for symbol in symbols:
                 limits.setdefault((venue, symbol), InstrumentLimits())
-        gateway = OrderGateway(self.adapters, tracker, risk, metrics=self.metrics)
-        execution = ExecutionEngine(gateway, ExecutionConfig(latency_budget_us=None), is_halted=self._halted)
-        return TradingEngine(
+        return TradingEngine.build(
             list(self.adapters.values()),
             self.strategies,
             tracker=tracker,
-            risk=risk,
-            kill_switch=KillSwitchShell(risk),
-            quoting={venue: QuotingService(QuotingPolicy()) for venue in self.adapters},
-            gateway=gateway,
-            execution=execution,
-            metrics=self.metrics,
+            risk=RiskGate(TrackerExposure(tracker), self.risk_limits),
             instrument_limits=limits,
+            execution=ExecutionConfig(latency_budget_us=None),
+            metrics=self.metrics,
             manage_adapters=False,
         )
-
-    def _halted(self) -> bool:
-        return self.engine is None or self.engine.trading_halted
 
     # running ----------------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -800,14 +791,6 @@ def sim_config_files(sim: Simulator) -> list[Any]:
     for driver in sim.drivers.values():
         files.extend(getattr(driver, "paths", ()) or ())
     return files
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def builtin_config() -> LoadedConfig:

@@ -207,8 +207,8 @@ class TradingEngine:
         gateway = OrderGateway(
             by_name, tracker, risk, metrics=metrics, request_timeout_s=request_timeout_s, id_prefix=id_prefix
         )
-        halted: list[Callable[[], bool]] = []
-        engine_execution = ExecutionEngine(gateway, execution, is_halted=lambda: halted[0]())
+        # the engine's halt state, read when an execution runs (the engine exists by then)
+        engine_execution = ExecutionEngine(gateway, execution, is_halted=lambda: engine.trading_halted)
         services = {}
         for venue in by_name:
             policy = quoting.get(venue, QuotingPolicy()) if isinstance(quoting, Mapping) else quoting
@@ -228,7 +228,6 @@ class TradingEngine:
             clock=clock,
             **options,
         )
-        halted.append(lambda: engine.trading_halted)
         return engine
 
     # lifecycle ---------------------------------------------------------------------------------

@@ -246,29 +246,39 @@ class OrderGateway:
             self._triggers[client_order_id] = trigger_ns
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                update = await adapter.place_order(request)
-        except (OrderRejectedError, RateLimitedError) as error:  # definitive: nothing was placed
-            self.counters["venue_rejects"] += 1
-            self._rejected[order.venue].inc()
-            self.tracker.reject(client_order_id, f"{type(error).__name__}: {error}")
-            return None
+                answer: OrderUpdate | Exception = await adapter.place_order(request)
         except asyncio.CancelledError:
             self.tracker.request_timed_out(client_order_id, RequestKind.NEW)  # may have gone out
             raise
-        except Exception as error:  # timeout, disconnect, 5xx, anything unforeseen: ambiguous
-            self.counters["outcome_unknown"] += 1
-            _log.warning("order %s outcome unknown (%r): querying the venue", client_order_id, error)
-            self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
-            return await self.settle(order)
+        except Exception as error:  # a refusal, or an outcome the venue has not told yet
+            answer = error
         finally:
             self._triggers.pop(client_order_id, None)  # written or not, the stamp is done with
-        self.round_trip[order.venue].record(_perf_ns() - sent_ns)
-        if update.status is OrderStatus.REJECTED:
-            self._rejected[order.venue].inc()
+        if not isinstance(answer, Exception):
+            self.round_trip[order.venue].record(_perf_ns() - sent_ns)
+        return await self._conclude(order, answer)
+
+    async def _conclude(self, order: Order, answer: OrderUpdate | Exception) -> OrderUpdate | None:
+        """What one new order's answer means for the tracker: a definitive refusal (nothing was
+        placed), an ambiguous failure (timeout, disconnect, 5xx, anything unforeseen: settled by
+        client order id), or the venue's view of the order."""
+        venue, client_order_id = order.venue, order.client_order_id
+        if isinstance(answer, OrderRejectedError | RateLimitedError):
+            self.counters["venue_rejects"] += 1
+            self._rejected[venue].inc()
+            self.tracker.reject(client_order_id, f"{type(answer).__name__}: {answer}")
+            return None
+        if isinstance(answer, Exception):
+            self.counters["outcome_unknown"] += 1
+            _log.warning("order %s outcome unknown (%r): settling", client_order_id, answer)
+            self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
+            return await self.settle(order)
+        if answer.status is OrderStatus.REJECTED:
+            self._rejected[venue].inc()
         else:
-            self._acked[order.venue].inc()
-        self.apply_answer(update)
-        return update
+            self._acked[venue].inc()
+        self.apply_answer(answer)
+        return answer
 
     async def send_batch(
         self, orders: Sequence[Order], decided_ns: int | None = None, trigger_ns: int = 0
@@ -304,27 +314,7 @@ class OrderGateway:
             for order in orders:
                 self._triggers.pop(order.client_order_id, None)
         self.round_trip[venue].record(_perf_ns() - sent_ns)
-        results: list[OrderUpdate | None] = []
-        for order, answer in zip(orders, answers, strict=True):
-            client_order_id = order.client_order_id
-            if isinstance(answer, OrderRejectedError | RateLimitedError):
-                self.counters["venue_rejects"] += 1
-                self._rejected[venue].inc()
-                self.tracker.reject(client_order_id, f"{type(answer).__name__}: {answer}")
-                results.append(None)
-            elif isinstance(answer, Exception):
-                self.counters["outcome_unknown"] += 1
-                _log.warning("order %s outcome unknown (%r): settling", client_order_id, answer)
-                self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
-                results.append(await self.settle(order))
-            else:
-                if answer.status is OrderStatus.REJECTED:
-                    self._rejected[venue].inc()
-                else:
-                    self._acked[venue].inc()
-                self.apply_answer(answer)
-                results.append(answer)
-        return results
+        return [await self._conclude(order, answer) for order, answer in zip(orders, answers, strict=True)]
 
     def apply_answer(self, update: OrderUpdate) -> None:
         """Feed a request's answer to the tracker (an ack, then the venue's view of the order)."""

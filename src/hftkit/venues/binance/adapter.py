@@ -460,12 +460,12 @@ class BinanceAdapter:
 
             try:
                 answers = await self.rest.batch_orders(checked, on_sent=sent)
-            except (OrderOutcomeUnknownError, asyncio.CancelledError) as error:
-                for instrument, request in checked:
+            except asyncio.CancelledError:
+                for instrument, request in checked:  # the request may be out: settle every order
                     self._register_unknown(instrument, request)
-                if isinstance(error, asyncio.CancelledError):
-                    raise
-                answers = [error] * len(checked)
+                raise
+            except OrderOutcomeUnknownError as error:
+                answers = [error] * len(checked)  # each is put under settlement below
         results: list[OrderUpdate | VenueError] = []
         answered = iter(zip(checked, answers, strict=True))
         for index in range(len(requests)):
