@@ -927,10 +927,12 @@ async def test_a_stalled_book_stream_is_noticed_from_its_cadence_and_resubscribe
         await server.push(BOOK, {"bid_changes": [[47000, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 1.0})
         await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
         # nothing more is pushed: the stream stalled
-        await until(lambda: recorder.states(BOOK) == ["synced", "resyncing"])
-        (event,) = [event for event in recorder.of(ConnectionEvent) if event.state == "resyncing"]
+        # (on a loaded machine the resubscribed, still silent stream may stall again before the
+        # next push: the first resync is the one this test is about)
+        await until(lambda: recorder.states(BOOK)[:2] == ["synced", "resyncing"])
+        event = next(event for event in recorder.of(ConnectionEvent) if event.state == "resyncing")
         assert event.reason.startswith("stalled")
-        assert adapter.synchronizer("BTC-PERPETUAL").counters.stalls == 1
+        assert adapter.synchronizer("BTC-PERPETUAL").counters.stalls >= 1
         assert adapter.is_ready  # the session itself is fine: only the book is resynced
         await resubscribed(server, subscribes + 1)
         await server.push(BOOK, {"bid_changes": [[47001, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 2.0})
