@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -336,3 +337,51 @@ async def test_an_unknown_outcome_the_adapter_settles_is_left_to_its_events() ->
     )
     assert tracker.get(order.client_order_id).status is OrderStatus.NEW  # type: ignore[union-attr]
     assert gateway.counters["settled_by_adapter"] == 1
+
+
+async def test_an_order_written_inside_the_callback_is_stamped_at_every_stage_and_exported() -> None:
+    from hftkit.metrics import MetricsRegistry
+    from hftkit.metrics.prometheus import prometheus_text
+
+    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
+    venue = FakeVenue("fake", [instrument], writes_now=True)
+    venue.set_book(SYMBOL, [(4_999_990, 100)], [(5_000_000, 10)])
+    tracker = OrderStateTracker()
+    gate = RiskGate(TrackerExposure(tracker))
+    gate.add_instrument(instrument)
+    registry = MetricsRegistry()
+    gateway = OrderGateway({"fake": venue}, tracker, gate, metrics=registry)
+    frame_ns = time.monotonic_ns()
+    decided_ns = time.monotonic_ns()
+    order = gateway.prepare(buy(1, price=4_999_000))
+    assert isinstance(order, Order)
+    answered: list[OrderUpdate | None] = []
+    assert gateway.send_now(order, decided_ns, frame_ns, answered.append)
+    assert venue.requests[-1][0] is RequestKind.PLACE  # on the wire before send_now returned
+    for _ in range(100):
+        if answered:
+            break
+        await asyncio.sleep(0.001)
+    # an IOC under the touch: the venue's answer (expired, unfilled) is the tracker's view
+    assert answered and answered[0] is not None and answered[0].status is OrderStatus.EXPIRED
+    assert tracker.get(order.client_order_id).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    for stage in (
+        "frame_to_decision",
+        "decision_to_send_by_venue",
+        "send_to_written",
+        "tick_to_trade",
+        "round_trip",
+    ):
+        assert getattr(gateway, stage)["fake"].count == 1, stage
+    text = prometheus_text(registry).decode()
+    for name in ("frame_to_decision_ns", "decision_to_send_ns", "send_to_written_ns", "tick_to_trade_ns"):
+        assert f"{name}" in text and 'venue="fake"' in text, name
+
+
+async def test_a_venue_that_cannot_write_now_leaves_the_order_to_the_awaited_path() -> None:
+    engine, venue, _tracker = make_engine()  # a FakeVenue without writes_now
+    order = engine.gateway.prepare(buy(1, price=4_999_000))
+    assert isinstance(order, Order)
+    assert not engine.gateway.send_now(order, time.monotonic_ns(), 0, None)
+    assert venue.requests == [] and engine.gateway.counters["orders_sent"] == 0
+    assert (await engine.gateway.send(order)) is not None  # the awaited path still sends it

@@ -28,8 +28,19 @@ def instruments(venue: str) -> list[Instrument]:
     ]
 
 
+WRITES_NOW = [False]
+
+
+@pytest.fixture(autouse=True, params=["awaited", "written_now"])
+def order_path(request: pytest.FixtureRequest) -> str:
+    """Every scenario twice: orders sent by a task awaiting the venue, and orders written inside
+    the decision's callback (a synchronous transport); what the strategy sees must not differ."""
+    WRITES_NOW[0] = request.param == "written_now"
+    return str(request.param)
+
+
 def venue(name: str) -> FakeVenue:
-    fake = FakeVenue(name, instruments(name))
+    fake = FakeVenue(name, instruments(name), writes_now=WRITES_NOW[0])
     fake.set_book(BTC, [(5_000_000, 100)], [(5_000_010, 100)])
     fake.set_book(ETH, [(300_000, 100)], [(300_010, 100)])
     return fake

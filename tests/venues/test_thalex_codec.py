@@ -243,3 +243,50 @@ def test_book_levels_off_grid_or_non_positive_are_malformed_never_rounded(monkey
     with pytest.raises(codec.ThalexBookLevelError) as raised:
         thalex.book_delta("BTC-PERPETUAL", bad, is_snapshot=False)
     assert raised.value.kind == kind
+
+
+def test_the_insert_prefix_is_byte_for_byte_what_the_generic_encoder_makes():
+    params = {
+        "direction": "sell",
+        "instrument_name": "BTC-PERPETUAL",
+        "amount": codec.wire_number("0.25"),
+        "price": codec.wire_number("61234.5"),
+        "order_type": "limit",
+        "time_in_force": "good_till_cancelled",
+        "post_only": True,
+        "reject_post_only": True,
+        "reduce_only": True,
+        "client_order_id": 18446744073709551615,
+        "label": 'quote "A"',
+    }
+    prefix = codec.insert_prefix(
+        direction="sell",
+        instrument_name="BTC-PERPETUAL",
+        amount="0.25",
+        price="61234.5",
+        order_type="limit",
+        time_in_force="good_till_cancelled",
+        post_only=True,
+        reject_post_only=True,
+        reduce_only=True,
+        client_order_id=18446744073709551615,
+        label='quote "A"',
+    )
+    assert prefix + b"77}" == codec.encode_request("private/insert", params, 77)
+    market = codec.insert_prefix(
+        direction="buy",
+        instrument_name="ETH-PERPETUAL",
+        amount="3",
+        price=None,
+        order_type="market",
+        time_in_force="immediate_or_cancel",
+        client_order_id=5,
+    )
+    assert orjson.loads(market + b"1}")["params"] == {
+        "direction": "buy",
+        "instrument_name": "ETH-PERPETUAL",
+        "amount": 3,
+        "order_type": "market",
+        "time_in_force": "immediate_or_cancel",
+        "client_order_id": 5,
+    }

@@ -20,6 +20,7 @@ first served. ``try_acquire`` never jumps ahead of a waiter of the same or highe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import itertools
 import math
@@ -153,6 +154,19 @@ class WeightedLimiter:
         self.corrections = 0
         self.stale_observations = 0
         self.blocks = 0
+
+    def set_limit(self, name: str, limit: int) -> None:
+        """Resize one window (e.g. to the limit the venue reports for this account); usage so far
+        stays counted, the high-priority reserve keeps its fraction."""
+        index = self._index.get(name)
+        if index is None:
+            raise UnknownWindowError(f"no rate window named {name!r}; windows are {sorted(self._index)}")
+        window = dataclasses.replace(self.windows[index], limit=limit)
+        windows = list(self.windows)
+        windows[index] = window
+        self.windows = tuple(windows)
+        self._limit_full[index] = window.limit
+        self._limit_normal[index] = window.limit - window.reserved
 
     # -- costs ------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ from hftkit.metrics import LatencyHistogram, MetricsRegistry
 from hftkit.trading.execution import (
     ExecutionConfig,
     ExecutionEngine,
+    ExecutionReport,
     OrderGateway,
     OrderIntent,
     TrackerExposure,
@@ -74,7 +75,11 @@ from hftkit.venues.base import VenueAdapter, VenueEvent
 __all__ = ["TradingEngine"]
 
 _log = logging.getLogger(__name__)
-_perf_ns = time.perf_counter_ns
+# the order path's one clock: frames are stamped on receipt with ``time.monotonic_ns()``
+_perf_ns = time.monotonic_ns
+#: an unchanged top is told to the risk gate at most this often (its freshness), far inside any
+#: sane ``max_book_age``; a changed top is told at once
+TOP_REFRESH_NS = 10_000_000
 
 
 # the engine --------------------------------------------------------------------------------------
@@ -143,12 +148,16 @@ class TradingEngine:
         self.closed_owner_capacity = 10_000
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # orders written inside a callback (no task) whose answer has not come back yet
+        self._answers_due = 0
+        self._idle: asyncio.Future[None] | None = None
         self._pending_orders: deque[Order] = deque()
         self._pending_fills: deque[Fill] = deque()
         self._draining = False
         self._aggregate_cache: tuple[int, dict[str, Decimal]] | None = None
         self._fill_count = 0
         self._unknown_risk_instruments: set[InstrumentKey] = set()
+        self._tops: dict[InstrumentKey, tuple[int, int, int]] = {}  # last top told to risk, and when
         self._logged_failures: set[tuple[str, str]] = set()
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._running = False
@@ -370,15 +379,24 @@ class TradingEngine:
                 _log.exception("closing adapters failed")
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
-        """Wait until every send, cancel and execution task has finished."""
+        """Wait until every send, cancel and execution has finished (tasks, and orders written
+        inside a callback whose answer is still due)."""
         async with asyncio.timeout(timeout_s):
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            while self._tasks or self._answers_due:
+                if self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                else:
+                    if self._idle is None or self._idle.done():
+                        self._idle = asyncio.get_running_loop().create_future()
+                    await self._idle
 
     async def _settle_tasks(self, timeout_s: float) -> None:
         try:
             await self.wait_idle(timeout_s)
         except TimeoutError:
+            # answers still due are bounded by their adapters' request timeouts; the venue's
+            # cancel_all and the reconciliation that follow stop stand for them
+            self.counters["answers_due_on_stop"] += self._answers_due
             stragglers = list(self._tasks)
             self.counters["tasks_cancelled_on_stop"] += len(stragglers)
             for task in stragglers:
@@ -531,11 +549,18 @@ class TradingEngine:
             )
 
     def _report_top(self, key: InstrumentKey, bid: int, ask: int) -> None:
+        """The risk gate's view of the top: on every change of it, and at least every
+        ``TOP_REFRESH_NS`` while it holds (the book's freshness), not on every deeper delta."""
+        now = self.clock.monotonic_ns()
+        last = self._tops.get(key)
+        if last is not None and last[0] == bid and last[1] == ask and now - last[2] < TOP_REFRESH_NS:
+            return
         if key in self._unknown_risk_instruments:
             return
+        self._tops[key] = (bid, ask, now)
         try:
-            self.risk.update_mid(key[0], key[1], bid, ask)
-            self.risk.report_book(key[0], key[1], True, self.clock.monotonic_ns())
+            self.risk.update_mid(key[0], key[1], bid, ask, now)
+            self.risk.report_book(key[0], key[1], True, now)
         except RiskInputError:
             self._unknown_risk_instruments.add(key)
             self.counters["books_unknown_to_risk"] += 1
@@ -579,6 +604,7 @@ class TradingEngine:
                 and not adapter.book_synced(symbol)
                 and key not in self._unknown_risk_instruments
             ):
+                self._tops.pop(key, None)  # the next top after the resync is told at once
                 with contextlib.suppress(RiskInputError):
                     self.risk.report_book(event.venue, symbol, False, now)
         if self._running and self.cancel_on_disconnect and self._managed.get(event.venue):
@@ -684,7 +710,7 @@ class TradingEngine:
             if intent.time_in_force is TimeInForce.GTC and intent.order_type is not OrderType.MARKET:
                 self._place(strategy, intent, decided, trigger)
             else:
-                self._spawn(self._execute(strategy, intent, decided, trigger))
+                self._execute_now(strategy, intent, decided, trigger)
 
     def _quote(
         self,
@@ -752,7 +778,20 @@ class TradingEngine:
             self.counters["risk_rejects"] += 1
             return
         self._owners[prepared.client_order_id] = strategy
-        self._spawn(self._send(self.gateway.send(prepared, decided, trigger)))
+        if self.gateway.send_now(prepared, decided, trigger, self._answered):
+            self._answers_due += 1
+        else:
+            self._spawn(self._send(self.gateway.send(prepared, decided, trigger)))
+
+    def _answered(self, outcome: OrderUpdate | None) -> None:
+        """An order written inside a callback has its outcome (applied by the gateway)."""
+        self._answer_arrived()
+        self._drain()
+
+    def _answer_arrived(self) -> None:
+        self._answers_due -= 1
+        if not self._answers_due and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     def _amend(self, venue: str, symbol: str, action: AmendOrder) -> None:
         order = self.tracker.get(action.client_order_id)
@@ -779,12 +818,29 @@ class TradingEngine:
         finally:
             self._drain()
 
-    async def _execute(self, strategy: Strategy, intent: OrderIntent, decided: int, trigger: int = 0) -> None:
+    def _execute_now(self, strategy: Strategy, intent: OrderIntent, decided: int, trigger: int = 0) -> None:
+        """A taker order: written inside this callback where the venue allows, else by a task."""
+
         def own(order: Order) -> None:
             self._owners[order.client_order_id] = strategy
 
+        def reported(report: ExecutionReport) -> None:
+            self._answer_arrived()
+            self._drain()
+            self._dispatch(strategy, strategy.on_execution, report)
+            self._drain()
+
+        self._answers_due += 1
+        rest = self.execution.execute_now(intent, decided, own, trigger, reported)
+        if rest is not None:
+            self._answers_due -= 1
+            self._spawn(self._finish_execution(strategy, rest))
+
+    async def _finish_execution(
+        self, strategy: Strategy, execution: Coroutine[Any, Any, ExecutionReport]
+    ) -> None:
         try:
-            report = await self.execution.execute(intent, decided, own, trigger)
+            report = await execution
         finally:
             self._drain()
         self._dispatch(strategy, strategy.on_execution, report)

@@ -21,13 +21,14 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from hftkit.core.types import Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
-from hftkit.metrics import LatencyHistogram, MetricsRegistry
+from hftkit.metrics import HistogramSnapshot, LatencyHistogram, MetricsRegistry
 from hftkit.trading.risk import RejectReason, RiskDecision, RiskGate
 from hftkit.trading.state import OrderReport, OrderStateTracker, RequestKind
 from hftkit.venues.base import (
@@ -37,6 +38,8 @@ from hftkit.venues.base import (
     OrderRequest,
     RateLimitedError,
     VenueAdapter,
+    VenueError,
+    WritesOrdersNow,
 )
 
 __all__ = [
@@ -54,7 +57,16 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_perf_ns = time.perf_counter_ns
+# One clock for every stamp of the order path: the transports stamp a frame's receipt with
+# ``time.monotonic_ns()``, so decisions, sends and writes are stamped on it too.
+_perf_ns = time.monotonic_ns
+
+
+class _Settle:
+    """An answer whose outcome the venue has not told yet: query it by client order id."""
+
+
+_SETTLE = _Settle()
 
 
 class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,31 +168,60 @@ class OrderGateway:
         self.round_trip: dict[str, LatencyHistogram] = {
             venue: self.metrics.histogram("order_round_trip_ns", venue=venue) for venue in self.adapters
         }
-        self.decision_to_send: LatencyHistogram = self.metrics.histogram("decision_to_send_ns")
         self.risk_check: LatencyHistogram = self.metrics.histogram("risk_check_ns")
-        # tick-to-trade: the triggering frame's receive stamp -> the adapter wrote the order's bytes
-        self.tick_to_trade: dict[str, LatencyHistogram] = {
-            venue: self.metrics.histogram("tick_to_trade_ns", venue=venue) for venue in self.adapters
-        }
-        self._triggers: dict[str, int] = {}  # client order id -> trigger receive_ns, until written
+        # the stages of tick-to-trade per venue: the triggering frame's receipt -> the strategy's
+        # decision -> the gateway's send -> the adapter wrote the order's bytes (tick_to_trade)
         registry = self.metrics
-        self._sent = {venue: registry.counter("orders_sent_total", venue=venue) for venue in self.adapters}
-        self._acked = {venue: registry.counter("orders_acked_total", venue=venue) for venue in self.adapters}
-        self._rejected = {
-            venue: registry.counter("orders_rejected_total", venue=venue) for venue in self.adapters
+        venues = list(self.adapters)
+        self.frame_to_decision = {
+            venue: registry.histogram("frame_to_decision_ns", venue=venue) for venue in venues
         }
+        self.decision_to_send_by_venue = {
+            venue: registry.histogram("decision_to_send_ns", venue=venue) for venue in venues
+        }
+        self.send_to_written = {
+            venue: registry.histogram("send_to_written_ns", venue=venue) for venue in venues
+        }
+        self.tick_to_trade: dict[str, LatencyHistogram] = {
+            venue: registry.histogram("tick_to_trade_ns", venue=venue) for venue in venues
+        }
+        self._triggers: dict[str, tuple[int, int]] = {}  # client order id -> (frame, send) stamps
+        self._sent = {venue: registry.counter("orders_sent_total", venue=venue) for venue in venues}
+        self._acked = {venue: registry.counter("orders_acked_total", venue=venue) for venue in venues}
+        self._rejected = {venue: registry.counter("orders_rejected_total", venue=venue) for venue in venues}
+        # venues whose adapter writes an order inside the caller's callback (no task hop)
+        self._write_now = {
+            venue: adapter.place_order_now
+            for venue, adapter in self.adapters.items()
+            if isinstance(adapter, WritesOrdersNow)
+        }
+        self._settlers: set[asyncio.Task[OrderUpdate | None]] = set()
         for venue, adapter in self.adapters.items():
             adapter.order_written = self._writer(venue)
 
+    @property
+    def decision_to_send(self) -> HistogramSnapshot:
+        """Decision -> send over every venue (tests, notebooks; /metrics has it per venue)."""
+        merged = HistogramSnapshot.empty()
+        for histogram in self.decision_to_send_by_venue.values():
+            merged = merged.merged(histogram.snapshot())
+        return merged
+
     def _writer(self, venue: str) -> Callable[[str, int], None]:
         """The adapter's hook: called with (client order id, monotonic ns) once the bytes are out."""
-        histogram = self.tick_to_trade[venue]
+        tick_to_trade = self.tick_to_trade[venue]
+        send_to_written = self.send_to_written[venue]
         triggers = self._triggers
 
         def written(client_order_id: str, written_ns: int) -> None:
-            trigger = triggers.pop(client_order_id, 0)
+            stamps = triggers.pop(client_order_id, None)
+            if stamps is None:
+                return
+            trigger, sent = stamps
+            if written_ns >= sent:
+                send_to_written.record(written_ns - sent)
             if trigger and written_ns >= trigger:
-                histogram.record(written_ns - trigger)
+                tick_to_trade.record(written_ns - trigger)
 
         return written
 
@@ -237,13 +278,8 @@ class OrderGateway:
         adapter = self.adapters[order.venue]
         client_order_id = order.client_order_id
         request = order_request(order)
-        sent_ns = _perf_ns()
-        if decided_ns is not None:
-            self.decision_to_send.record(sent_ns - decided_ns)
-        self.counters["orders_sent"] += 1
-        self._sent[order.venue].inc()
-        if trigger_ns:
-            self._triggers[client_order_id] = trigger_ns
+        sent_ns = self._stamp(order, trigger_ns)
+        self._count_sent(order, decided_ns, trigger_ns, sent_ns)
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 answer: OrderUpdate | Exception = await adapter.place_order(request)
@@ -258,10 +294,89 @@ class OrderGateway:
             self.round_trip[order.venue].record(_perf_ns() - sent_ns)
         return await self._conclude(order, answer)
 
+    def _stamp(self, order: Order, trigger_ns: int) -> int:
+        """The send stamp of one new order, kept with its frame's until the adapter writes it."""
+        sent_ns = _perf_ns()
+        self._triggers[order.client_order_id] = (trigger_ns, sent_ns)
+        return sent_ns
+
+    def _count_sent(self, order: Order, decided_ns: int | None, trigger_ns: int, sent_ns: int) -> None:
+        venue = order.venue
+        if decided_ns is not None:
+            self.decision_to_send_by_venue[venue].record(sent_ns - decided_ns)
+            if trigger_ns and decided_ns >= trigger_ns:
+                self.frame_to_decision[venue].record(decided_ns - trigger_ns)
+        self.counters["orders_sent"] += 1
+        self._sent[venue].inc()
+
+    def send_now(
+        self,
+        order: Order,
+        decided_ns: int | None = None,
+        trigger_ns: int = 0,
+        on_outcome: Callable[[OrderUpdate | None], None] | None = None,
+    ) -> bool:
+        """Write a prepared order before returning, where the venue's adapter can (True): no task
+        and no loop iteration between the decision and the socket. Its outcome is handled exactly
+        as ``send`` handles it, then ``on_outcome`` hears what ``send`` would have returned.
+        False, with nothing sent and nothing counted: the adapter cannot write it now (not
+        ready, rate budget), so the caller awaits ``send`` instead."""
+        place_now = self._write_now.get(order.venue)
+        if place_now is None:
+            return False
+        client_order_id = order.client_order_id
+        sent_ns = self._stamp(order, trigger_ns)
+
+        def answered(answer: OrderUpdate | VenueError) -> None:
+            self._triggers.pop(client_order_id, None)
+            if not isinstance(answer, Exception):
+                self.round_trip[order.venue].record(_perf_ns() - sent_ns)
+            self._finish(order, answer, on_outcome)
+
+        try:
+            written = place_now(order_request(order), answered)
+        except Exception as error:  # refused locally before anything was sent
+            self._triggers.pop(client_order_id, None)
+            self._count_sent(order, decided_ns, trigger_ns, sent_ns)
+            self._finish(order, error, on_outcome)
+            return True
+        if not written:
+            self._triggers.pop(client_order_id, None)
+            self.counters["write_now_deferred"] += 1
+            return False
+        self._count_sent(order, decided_ns, trigger_ns, sent_ns)
+        return True
+
+    def _finish(
+        self,
+        order: Order,
+        answer: OrderUpdate | Exception,
+        on_outcome: Callable[[OrderUpdate | None], None] | None,
+    ) -> None:
+        outcome = self._outcome(order, answer)
+        if isinstance(outcome, _Settle):
+            task = asyncio.get_running_loop().create_task(self.settle(order))
+            self._settlers.add(task)
+
+            def settled(done: asyncio.Task[OrderUpdate | None]) -> None:
+                self._settlers.discard(done)
+                if on_outcome is not None:
+                    on_outcome(None if done.cancelled() or done.exception() else done.result())
+
+            task.add_done_callback(settled)
+        elif on_outcome is not None:
+            on_outcome(outcome)
+
     async def _conclude(self, order: Order, answer: OrderUpdate | Exception) -> OrderUpdate | None:
+        outcome = self._outcome(order, answer)
+        if isinstance(outcome, _Settle):
+            return await self.settle(order)
+        return outcome
+
+    def _outcome(self, order: Order, answer: OrderUpdate | Exception) -> OrderUpdate | _Settle | None:
         """What one new order's answer means for the tracker: a definitive refusal (nothing was
-        placed), an ambiguous failure (timeout, disconnect, 5xx, anything unforeseen: settled by
-        client order id), or the venue's view of the order."""
+        placed), an ambiguous failure (timeout, disconnect, 5xx, anything unforeseen: ``_SETTLE``,
+        settled by client order id), or the venue's view of the order."""
         venue, client_order_id = order.venue, order.client_order_id
         if isinstance(answer, OrderRejectedError | RateLimitedError):
             self.counters["venue_rejects"] += 1
@@ -272,7 +387,7 @@ class OrderGateway:
             self.counters["outcome_unknown"] += 1
             _log.warning("order %s outcome unknown (%r): settling", client_order_id, answer)
             self.tracker.request_timed_out(client_order_id, RequestKind.NEW)
-            return await self.settle(order)
+            return _SETTLE
         if answer.status is OrderStatus.REJECTED:
             self._rejected[venue].inc()
         else:
@@ -293,14 +408,10 @@ class OrderGateway:
         adapter = self.adapters[venue]
         requests = [order_request(order) for order in orders]
         sent_ns = _perf_ns()
-        if decided_ns is not None:
-            self.decision_to_send.record(sent_ns - decided_ns)
-        self.counters["orders_sent"] += len(orders)
+        for order in orders:
+            self._stamp(order, trigger_ns)
+            self._count_sent(order, decided_ns, trigger_ns, sent_ns)
         self.counters["batches_sent"] += 1
-        self._sent[venue].inc(len(orders))
-        if trigger_ns:
-            for order in orders:
-                self._triggers[order.client_order_id] = trigger_ns
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 answers: list[OrderUpdate | Exception] = list(await adapter.place_orders(requests))
@@ -317,8 +428,18 @@ class OrderGateway:
         return [await self._conclude(order, answer) for order, answer in zip(orders, answers, strict=True)]
 
     def apply_answer(self, update: OrderUpdate) -> None:
-        """Feed a request's answer to the tracker (an ack, then the venue's view of the order)."""
+        """Feed a request's answer to the tracker (an ack, then the venue's view of the order).
+        An answer the tracker already holds (the adapter's event carried it first) is skipped."""
         tracker = self.tracker
+        known = tracker.get(update.client_order_id)
+        if (
+            known is not None
+            and known.status is update.status
+            and known.filled == update.filled
+            and known.venue_order_id == update.venue_order_id
+        ):
+            self.counters["answers_already_known"] += 1
+            return
         if update.status is OrderStatus.REJECTED:
             tracker.reject(update.client_order_id, update.reason)
             return
@@ -503,6 +624,61 @@ class ExecutionEngine:
     ) -> ExecutionReport:
         """Send one taker order; ``decided_ns`` is the ``time.perf_counter_ns()`` of the decision,
         ``on_submitted`` sees the tracked order before it is sent (to record who owns it)."""
+        started = self._start(intent, decided_ns, on_submitted)
+        if isinstance(started, ExecutionReport):
+            return started
+        prepared, overrun, waited = started
+        sent_ns = _perf_ns()
+        update = await self.gateway.send(prepared, decided_ns, trigger_ns)
+        return self._concluded(intent, prepared, update, overrun, waited, _perf_ns() - sent_ns)
+
+    def execute_now(
+        self,
+        intent: OrderIntent,
+        decided_ns: int | None,
+        on_submitted: Callable[[Order], None] | None,
+        trigger_ns: int,
+        on_report: Callable[[ExecutionReport], None],
+    ) -> Coroutine[Any, Any, ExecutionReport] | None:
+        """``execute`` with the order written before returning where its adapter can: the report
+        goes to ``on_report`` when the answer arrives (a refusal before sending: at the next loop
+        iteration, never from inside this call). Returns None when that is arranged, else the
+        coroutine that finishes the execution the awaited way (the caller runs it as a task)."""
+        started = self._start(intent, decided_ns, on_submitted)
+        if isinstance(started, ExecutionReport):
+            asyncio.get_running_loop().call_soon(on_report, started)
+            return None
+        prepared, overrun, waited = started
+        sent_ns = _perf_ns()
+
+        def outcome(update: OrderUpdate | None) -> None:
+            on_report(self._concluded(intent, prepared, update, overrun, waited, _perf_ns() - sent_ns))
+
+        if self.gateway.send_now(prepared, decided_ns, trigger_ns, outcome):
+            return None
+        return self._send_prepared(intent, prepared, overrun, waited, decided_ns, trigger_ns)
+
+    async def _send_prepared(
+        self,
+        intent: OrderIntent,
+        prepared: Order,
+        overrun: bool,
+        waited: int,
+        decided_ns: int | None,
+        trigger_ns: int,
+    ) -> ExecutionReport:
+        sent_ns = _perf_ns()
+        update = await self.gateway.send(prepared, decided_ns, trigger_ns)
+        return self._concluded(intent, prepared, update, overrun, waited, _perf_ns() - sent_ns)
+
+    def _start(
+        self,
+        intent: OrderIntent,
+        decided_ns: int | None,
+        on_submitted: Callable[[Order], None] | None,
+    ) -> ExecutionReport | tuple[Order, bool, int]:
+        """The latency budget and the risk gate: a report when the order goes no further, else
+        the tracked order with (overrun, waited)."""
         if intent.time_in_force is TimeInForce.GTC and intent.order_type is not OrderType.MARKET:
             raise ValueError("the execution engine sends taker orders only (IOC, FOK or market)")
         waited = 0 if decided_ns is None else _perf_ns() - decided_ns
@@ -527,9 +703,17 @@ class ExecutionEngine:
             )
         if on_submitted is not None:
             on_submitted(prepared)
-        sent_ns = _perf_ns()
-        update = await self.gateway.send(prepared, decided_ns, trigger_ns)
-        elapsed = _perf_ns() - sent_ns
+        return prepared, overrun, waited
+
+    def _concluded(
+        self,
+        intent: OrderIntent,
+        prepared: Order,
+        update: OrderUpdate | None,
+        overrun: bool,
+        waited: int,
+        elapsed: int,
+    ) -> ExecutionReport:
         order = self.gateway.tracker.get(prepared.client_order_id) or prepared
         if update is not None:
             self.execution_latency[intent.venue].record(elapsed)

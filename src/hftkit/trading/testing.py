@@ -42,6 +42,7 @@ from hftkit.venues.base import (
     EventListener,
     MassQuote,
     MassQuoteReport,
+    OrderAnswer,
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     OrderRejectedError,
@@ -111,7 +112,9 @@ class FakeVenue:
 
     ``latency_s`` delays every request before the venue acts on it; ``hang_s`` is how long a
     HANG failure sleeps (default: an hour, i.e. until the caller gives up). ``requests`` logs
-    every request in arrival order as ``(kind, payload)`` for assertions.
+    every request in arrival order as ``(kind, payload)`` for assertions. ``writes_now``: new
+    orders also go the way of a synchronous transport (``place_order_now``), answered later and
+    bounded by ``request_timeout_s`` as a real adapter's own request timeout bounds them.
     """
 
     def __init__(
@@ -124,8 +127,13 @@ class FakeVenue:
         capabilities: VenueCapabilities = FAKE_CAPABILITIES,
         balances: Mapping[str, Decimal | str | int] | None = None,
         consume_liquidity: bool = True,
+        writes_now: bool = False,
+        request_timeout_s: float = 5.0,
     ) -> None:
         self.name = name
+        self.writes_now = writes_now
+        self.request_timeout_s = request_timeout_s
+        self._answering: set[asyncio.Task[None]] = set()
         self.capabilities = capabilities
         self.order_written: Callable[[str, int], None] | None = None
         self.batches: list[list[str]] = []  # client order ids of each place_orders request
@@ -262,11 +270,41 @@ class FakeVenue:
             results.extend(await place_one_by_one(self.place_order, chunk))
         return results
 
+    def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        """With ``writes_now``: the order is on the wire when this returns; its answer comes later."""
+        if not self.writes_now:
+            return False
+        self.requests.append((RequestKind.PLACE, request))
+        written = self.order_written
+        if written is not None:
+            written(request.client_order_id, time.monotonic_ns())
+
+        async def answer() -> None:
+            try:
+                outcome: OrderUpdate | VenueError = await asyncio.wait_for(
+                    self._place(request), self.request_timeout_s
+                )
+            except VenueError as error:
+                outcome = error
+            except TimeoutError:
+                outcome = OrderOutcomeUnknownError(
+                    "no answer in time", venue=self.name, client_order_id=request.client_order_id
+                )
+            on_answer(outcome)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        return True
+
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         self.requests.append((RequestKind.PLACE, request))
         written = self.order_written
         if written is not None:  # in memory, "on the wire" is the moment the request arrives
             written(request.client_order_id, time.monotonic_ns())
+        return await self._place(request)
+
+    async def _place(self, request: OrderRequest) -> OrderUpdate:
         failure = await self._before(RequestKind.PLACE)
         if failure is FailureKind.REJECT:
             raise OrderRejectedError("scripted reject", venue=self.name, code=-2010)

@@ -161,6 +161,26 @@ async def place_one_by_one(
     return results
 
 
+OrderAnswer = Callable[[OrderUpdate | VenueError], None]
+"""Told a new order's answer: the venue's ``OrderUpdate``, or the ``VenueError`` that says what
+became of it (``OrderRejectedError``/``RateLimitedError``: nothing was placed;
+``OrderOutcomeUnknownError``: the adapter settles it by client order id)."""
+
+
+@runtime_checkable
+class WritesOrdersNow(Protocol):
+    """An adapter whose transport writes synchronously (picows WebSockets, a raw keep-alive HTTP
+    connection): the order's bytes leave inside the caller's frame callback, with no task and no
+    loop iteration between the decision and the socket."""
+
+    def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        """Write the order before returning (True) and tell ``on_answer`` exactly once, later and
+        never from inside this call, bounded by the adapter's own request timeout. False, with
+        nothing sent, when it cannot be written without waiting (not ready, rate budget, no idle
+        connection): use ``place_order``. A request refused locally raises its ``VenueError``."""
+        ...
+
+
 @runtime_checkable
 class VenueAdapter(Protocol):
     """What the trading core needs from a venue."""

@@ -8,6 +8,7 @@ the simulator's fault counters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,16 @@ class VenueCase:
     malformed: Callable[[Adapter], int]  # malformed frames the adapter counted and skipped
     # the client order id the venue stores -> ours (Thalex numbers them on the wire)
     from_venue_id: Callable[[Adapter, str], str | None] = lambda adapter, venue_id: venue_id
+    # new orders written inside the call (place_order_now, a synchronous transport) rather than awaited
+    immediate: bool = False
+    # requests the immediate path's own transport wrote (proof that it, not a fallback, carried them)
+    immediate_writes: Callable[[Adapter], int] = lambda adapter: 0
 
 
 # -- Binance ---------------------------------------------------------------------------------------
 
 
-def binance_config(sim: Simulator, market: Market) -> BinanceConfig:
+def binance_config(sim: Simulator, market: Market, order_transport: str = "rest") -> BinanceConfig:
     """Fast timers: the simulator answers in microseconds, so every wait can be short."""
     rest_url = sim.urls["binance_rest"]
     ws_url = rest_url.replace("http", "ws", 1)
@@ -90,14 +95,18 @@ def binance_config(sim: Simulator, market: Market) -> BinanceConfig:
         resolve_interval_s=0.05,
         resolve_margin_ms=200,
         reconcile_retry_max_s=0.2,
+        order_transport=order_transport,
+        order_api_urls=(sim.urls["binance_spot_ws_api" if market is Market.SPOT else "binance_usdm_ws_api"],)
+        if order_transport == "websocket_api"
+        else (),
     )
 
 
-def binance_adapter(market: Market) -> Callable[[Simulator], BinanceAdapter]:
+def binance_adapter(market: Market, order_transport: str = "rest") -> Callable[[Simulator], BinanceAdapter]:
     def make(sim: Simulator) -> BinanceAdapter:
         assert sim.credentials is not None
         credentials = BinanceCredentials(sim.credentials.binance_api_key, sim.credentials.binance_secret_key)
-        return BinanceAdapter(credentials, binance_config(sim, market))
+        return BinanceAdapter(credentials, binance_config(sim, market, order_transport))
 
     return make
 
@@ -106,6 +115,8 @@ def _binance_sockets(adapter: BinanceAdapter) -> list[Any]:
     sockets = list(adapter.streams.sockets) if adapter.streams is not None else []
     if adapter.user_stream is not None and adapter.user_stream.socket is not None:
         sockets.append(adapter.user_stream.socket)
+    if adapter.order_api is not None and adapter.order_api.socket is not None:
+        sockets.append(adapter.order_api.socket)
     return sockets
 
 
@@ -116,6 +127,15 @@ def _peer_closed(socket: Any) -> int:
 
 def _binance_reconnects(adapter: BinanceAdapter) -> int:
     return sum(_peer_closed(socket) for socket in _binance_sockets(adapter))
+
+
+def _binance_api_writes(adapter: BinanceAdapter) -> int:
+    return 0 if adapter.order_api is None else adapter.order_api.stats.requests
+
+
+def _binance_lean_writes(adapter: BinanceAdapter) -> int:
+    lean = adapter.rest._lean
+    return 0 if lean is None else lean.stats_requests
 
 
 def _binance_resyncs(adapter: BinanceAdapter, symbol: str) -> int:
@@ -130,13 +150,22 @@ def _binance_malformed(adapter: BinanceAdapter) -> int:
     return count
 
 
-def _binance_case(name: str, sim_venue: str, market: Market, connections: int) -> VenueCase:
+def _binance_case(
+    name: str,
+    sim_venue: str,
+    market: Market,
+    connections: int,
+    order_transport: str = "rest",
+    immediate: bool = False,
+) -> VenueCase:
     return VenueCase(
         name=name,
         sim_venue=sim_venue,
         symbol="BTCUSDT",
-        make_adapter=binance_adapter(market),
-        amend=False,
+        make_adapter=binance_adapter(market, order_transport),
+        immediate=immediate,
+        immediate_writes=_binance_api_writes if order_transport == "websocket_api" else _binance_lean_writes,
+        amend=market is Market.USDM,  # USD-M modify (WS API order.modify, else PUT /fapi/v1/order)
         positions=market is Market.USDM,
         account_stream="user",
         connections=connections,
@@ -153,6 +182,27 @@ def _binance_case(name: str, sim_venue: str, market: Market, connections: int) -
 # USD-M: /public (depth, bookTicker) + /market (trades) + the listen-key user stream
 BINANCE_SPOT_CASE = _binance_case("binance-spot", BINANCE_SPOT, Market.SPOT, connections=2)
 BINANCE_USDM_CASE = _binance_case("binance-usdm", BINANCE_USDM, Market.USDM, connections=3)
+# the low-latency order paths: written inside the call, on a warm keep-alive REST connection
+# (bytes built once) or on the WebSocket API session (one more socket)
+BINANCE_SPOT_LEAN_REST_CASE = _binance_case(
+    "binance-spot lean REST", BINANCE_SPOT, Market.SPOT, connections=2, immediate=True
+)
+BINANCE_SPOT_WS_API_CASE = _binance_case(
+    "binance-spot WS API",
+    BINANCE_SPOT,
+    Market.SPOT,
+    connections=3,
+    order_transport="websocket_api",
+    immediate=True,
+)
+BINANCE_USDM_WS_API_CASE = _binance_case(
+    "binance-usdm WS API",
+    BINANCE_USDM,
+    Market.USDM,
+    connections=4,
+    order_transport="websocket_api",
+    immediate=True,
+)
 
 
 # -- Thalex ----------------------------------------------------------------------------------------
@@ -212,6 +262,13 @@ THALEX_CASE = VenueCase(
     book_resyncs=lambda adapter, symbol: 0,  # Thalex books carry no sequence: a new connection resends all
     malformed=_thalex_malformed,
     from_venue_id=_thalex_from_venue_id,
+)
+
+THALEX_IMMEDIATE_CASE = dataclasses.replace(
+    THALEX_CASE,
+    name="thalex immediate",
+    immediate=True,
+    immediate_writes=lambda adapter: adapter.rpc.stats.requests_sent,
 )
 
 CASES = (BINANCE_SPOT_CASE, BINANCE_USDM_CASE, THALEX_CASE)

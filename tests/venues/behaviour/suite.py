@@ -303,6 +303,21 @@ class Harness:
         quantity = Decimal(self.case.order_notional) / Decimal(price)
         return max(self.instrument.quantity_to_lots(str(quantity), Rounding.UP), self.instrument.min_quantity)
 
+    async def place(self, request: OrderRequest) -> OrderUpdate:
+        """A new order the way the case sends it: written inside the call (``place_order_now``,
+        answered later) for an immediate case, else awaited (``place_order``)."""
+        adapter = self.adapter
+        if not self.case.immediate:
+            return await adapter.place_order(request)
+        answered: asyncio.Future[OrderUpdate | Exception] = asyncio.get_running_loop().create_future()
+        writes = self.case.immediate_writes(adapter)
+        assert adapter.place_order_now(request, answered.set_result), "the immediate path did not write"
+        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the order"
+        outcome = await asyncio.wait_for(answered, 10)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
     def resting(self, tag: str, side: Side = Side.BUY, ticks_away: int = 20) -> OrderRequest:
         """A limit order well behind the touch: it rests and nothing the mover does fills it."""
         engine = self.venue.engine
@@ -422,7 +437,7 @@ class VenueBehaviourSuite:
     async def test_place_amend_cancel_and_cancel_all(self, harness: Harness) -> None:
         adapter = await harness.start()
         request = harness.resting("r")
-        placed = await adapter.place_order(request)
+        placed = await harness.place(request)
         assert placed.status is OrderStatus.NEW and placed.client_order_id == request.client_order_id
         order = harness.sim_order(request.client_order_id)
         assert order is not None and order.is_open
@@ -453,7 +468,7 @@ class VenueBehaviourSuite:
         others = [harness.resting("a", ticks_away=20 + index) for index in range(3)]
         others.append(harness.resting("s", side=Side.SELL))
         for other in others:
-            assert (await adapter.place_order(other)).status is OrderStatus.NEW
+            assert (await harness.place(other)).status is OrderStatus.NEW
         assert set(harness.sim_open()) == {other.client_order_id for other in others}
         assert await adapter.cancel_all(harness.symbol) == len(others)
         assert harness.sim_open() == {}
@@ -465,7 +480,7 @@ class VenueBehaviourSuite:
         adapter = await harness.start()
         request = harness.marketable("m")
         assert request is not None, "the simulator's book is too thin for a test order"
-        result = await adapter.place_order(request)
+        result = await harness.place(request)
         cid = request.client_order_id
         order = harness.sim_order(cid)
         assert order is not None and order.status is OrderStatus.FILLED
@@ -524,7 +539,7 @@ class VenueBehaviourSuite:
             price=best_bid[0] + 1,
         )
         for request in (kept, cancelled, filled):
-            assert (await adapter.place_order(request)).status is OrderStatus.NEW
+            assert (await harness.place(request)).status is OrderStatus.NEW
         await wait_until(
             lambda: all(
                 harness.recorder.status(r.client_order_id) is OrderStatus.NEW for r in (kept, filled)

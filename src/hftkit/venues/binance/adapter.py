@@ -36,6 +36,7 @@ from decimal import Decimal
 import msgspec
 
 from hftkit.book import OrderBook
+from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.types import (
     BalanceUpdate,
@@ -55,6 +56,7 @@ from hftkit.venues.base import (
     EventListener,
     MassQuote,
     MassQuoteReport,
+    OrderAnswer,
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     OrderRejectedError,
@@ -67,16 +69,44 @@ from hftkit.venues.base import (
 )
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
+from hftkit.venues.binance.build import modify_params, order_params
 from hftkit.venues.binance.endpoints import USDM_MAX_BATCH_ORDERS, Market
-from hftkit.venues.binance.rest import BinanceRestClient, RestConfig, VenueUnavailableError
+from hftkit.venues.binance.rest import (
+    BinanceRestClient,
+    RestConfig,
+    TimestampRejectedError,
+    VenueUnavailableError,
+    classify_answer,
+)
 from hftkit.venues.binance.streams import MarketStreamSession, StreamConfig
 from hftkit.venues.binance.user_data import SIDES, STATUSES, UserDataParser, instruments_from_exchange_info
 from hftkit.venues.binance.user_stream import FuturesUserStream, SpotUserStream, UserStreamConfig
+from hftkit.venues.binance.ws_api import (
+    SessionNotReadyError,
+    WebSocketApiConfig,
+    WebSocketApiSession,
+    rate_usage,
+)
 
 log = logging.getLogger(__name__)
 
+_order_decoder = msgspec.json.Decoder(codec.OrderResponse)
 _OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_NEW})
 _TERMINAL_MEMORY = 4096
+
+
+def binance_capabilities(market: Market) -> VenueCapabilities:
+    """What a Binance market supports through this adapter (the backtest's simulated venue too)."""
+    usdm = market is Market.USDM
+    return VenueCapabilities(
+        amend=usdm,  # USD-M order.modify / PUT /fapi/v1/order; spot only cuts size (keepPriority)
+        amend_keeps_priority_on_size_down=False,  # every USD-M modify loses queue priority
+        native_mass_quote=False,
+        cancel_on_disconnect=False,
+        post_only_reprices=False,
+        positions=usdm,
+        max_batch_orders=USDM_MAX_BATCH_ORDERS if usdm else 1,
+    )
 
 
 class UnsupportedOperationError(VenueError):
@@ -102,6 +132,19 @@ class BinanceConfig:
     # (open or of unknown outcome), waiting at most exit_timeout_s for the answers (as Thalex does).
     cancel_on_exit: bool = True
     exit_timeout_s: float = 3.0
+    # How new orders and cancels go out: "rest", or "websocket_api", the venue's low-latency path
+    # (one persistent signed session, one frame per order, written inside the decision's
+    # callback); while that session is down they go over REST. ``order_api_urls``: its URLs.
+    order_transport: str = "rest"
+    order_api_urls: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.order_transport not in ("rest", "websocket_api"):
+            raise ValueError(
+                f"order_transport must be 'rest' or 'websocket_api', got {self.order_transport!r}"
+            )
+        if self.order_transport == "websocket_api" and not self.order_api_urls:
+            raise ValueError("order_transport 'websocket_api' needs order_api_urls")
 
     @property
     def venue(self) -> str:
@@ -148,15 +191,7 @@ class BinanceAdapter:
         self.name = config.venue
         self.order_written: Callable[[str, int], None] | None = None
         self.metrics = metrics  # when given: book_apply_ns{venue} per depth update
-        self.capabilities = VenueCapabilities(
-            amend=False,
-            amend_keeps_priority_on_size_down=False,
-            native_mass_quote=False,
-            cancel_on_disconnect=False,
-            post_only_reprices=False,
-            positions=config.market is Market.USDM,
-            max_batch_orders=USDM_MAX_BATCH_ORDERS if config.market is Market.USDM else 1,
-        )
+        self.capabilities = binance_capabilities(config.market)
         self.stats = AdapterStats()
         self._credentials = credentials
         self.rest = BinanceRestClient(config.market, credentials, config.rest, venue=self.name, clock=clock)
@@ -165,6 +200,7 @@ class BinanceAdapter:
         self._listeners: list[EventListener] = []
         self.streams: MarketStreamSession | None = None
         self.user_stream: SpotUserStream | FuturesUserStream | None = None
+        self.order_api: WebSocketApiSession | None = None
         self._ready = asyncio.Event()
         self._reconcile_task: asyncio.Task[None] | None = None
         self._reconcile_again = False
@@ -197,16 +233,22 @@ class BinanceAdapter:
 
     async def _start(self) -> None:
         config = self.config
-        if self._credentials is not None:
-            await self.rest.sync_time()
+        # the account's own limits first: every later answer's usage counts against them
         info = await self.rest.exchange_info()
         self._instruments = instruments_from_exchange_info(self.name, info)
+        self.rest.adopt_limits(info.rate_limits)
+        if self._credentials is not None:
+            await self.rest.sync_time()
         self.streams = MarketStreamSession(
             self.market, self.rest, self._instruments, self._emit, config.streams, venue=self.name
         )
         if self.metrics is not None:
             self.streams.book_apply = self.metrics.histogram("book_apply_ns", venue=self.name)
-        if self._credentials is None or not config.user_data:
+        if self._credentials is None:
+            return
+        if config.order_transport == "websocket_api":
+            await self._start_order_api(self._credentials)
+        if not config.user_data:
             return
         parser = UserDataParser(self.name, self._instruments)
         if self.market is Market.SPOT:
@@ -236,6 +278,24 @@ class BinanceAdapter:
                 f"user stream and reconciliation not ready within {config.start_timeout_s} s", venue=self.name
             ) from None
 
+    async def _start_order_api(self, credentials: BinanceCredentials) -> None:
+        config = self.config
+        self.order_api = WebSocketApiSession(
+            credentials,
+            WebSocketApiConfig(
+                urls=config.order_api_urls,
+                request_timeout_s=config.rest.order_timeout_s,
+                recv_window_ms=config.rest.recv_window_ms,
+            ),
+            clock_offset=self.rest.clock_offset,
+            name=f"{self.name}/ws-api-orders",
+        )
+        self.order_api.start()
+        try:
+            await self.order_api.wait_connected(config.start_timeout_s)
+        except TimeoutError:
+            log.warning("%s: WebSocket API not connected yet; orders go over REST until it is", self.name)
+
     async def close(self) -> None:
         if not self._closed and self.config.cancel_on_exit and self._credentials is not None:
             await self._cancel_everything_on_exit()
@@ -251,6 +311,8 @@ class BinanceAdapter:
                 await task
         if self.user_stream is not None:
             await self.user_stream.close()
+        if self.order_api is not None:
+            await self.order_api.close()
         if self.streams is not None:
             await self.streams.close()
         await self.rest.close()
@@ -375,10 +437,156 @@ class BinanceAdapter:
             self.stats.local_rejects += 1
             raise OrderRejectedError(f"{request.client_order_id}: {problem}; not sent", venue=self.name)
 
+    def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        """``order.place`` on the WebSocket API session, written before returning; the answer goes
+        to ``on_answer`` from the frame that carries it. False (nothing sent): no session, the
+        account not reconciled, or no rate budget now: ``place_order`` waits or uses REST."""
+        if not self._orders_ready():
+            return False
+        instrument = self._instrument(request.symbol)
+        self._check(instrument, request)
+        api = self.order_api
+        if api is not None and api.ready:
+            if not self.rest.admit_now("new_order"):
+                return False
+            try:
+                self._place_over_api(api, instrument, request, on_answer)
+            except SessionNotReadyError:
+                return False
+            return True
+        written = self.order_written
+        client_order_id = request.client_order_id
+
+        def answered(answer: codec.OrderResponse | VenueError) -> None:
+            if isinstance(answer, codec.OrderResponse):
+                update = self._order_update(instrument, answer, request.side)
+                self._track(update)
+                outcome: OrderUpdate | VenueError = update
+            else:
+                outcome = self._refusal(answer)
+            self._tell_owner(instrument, request, "new_order", outcome, on_answer)
+
+        return self.rest.new_order_now(
+            instrument,
+            request,
+            answered,
+            on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
+        )
+
+    def _orders_ready(self) -> bool:
+        return self._ready.is_set() or self._credentials is None or not self.config.user_data
+
+    def _place_over_api(
+        self,
+        api: WebSocketApiSession,
+        instrument: Instrument,
+        request: OrderRequest,
+        on_answer: OrderAnswer,
+    ) -> None:
+        written = self.order_written
+        client_order_id = request.client_order_id
+        api.request_now(
+            "order.place",
+            order_params(self.market, instrument, request),
+            _ApiAnswer(self, instrument, request, "new_order", on_answer),
+            on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
+        )
+
+    def _api_answer(
+        self, instrument: Instrument, request: OrderRequest, name: str, answer: codec.WebSocketApiResponse
+    ) -> OrderUpdate | VenueError:
+        """One WebSocket API order answer as ``place_order``/``cancel_order`` would return or raise it."""
+        client_order_id = request.client_order_id
+        usage = rate_usage(answer)
+        if usage:
+            self.rest.observe_window_counts(usage)
+        if answer.status == 200 and answer.result:
+            try:
+                response = _order_decoder.decode(answer.result)
+            except DECODE_FAILURES as error:
+                self.rest.stats.outcome_unknown += 1
+                return OrderOutcomeUnknownError(
+                    f"{name} {client_order_id}: 200 with an unreadable answer: {error}",
+                    venue=self.name,
+                    client_order_id=client_order_id,
+                )
+            update = self._order_update(instrument, response, request.side)
+            self._track(update)
+            return update
+        code = answer.error.code if answer.error is not None else None
+        message = answer.error.msg if answer.error is not None else "no error object"
+        retry_after = 0.0
+        if answer.status in (418, 429):
+            retry_after = (
+                self.config.rest.default_ban_s
+                if answer.status == 418
+                else self.config.rest.default_retry_after_s
+            )
+            self.rest.limiter.block_for(retry_after)
+        error = classify_answer(
+            name,
+            answer.status,
+            code,
+            f"{name} over the WebSocket API: status {answer.status} code {code}: {message}",
+            venue=self.name,
+            client_order_id=client_order_id,
+            retry_after_s=retry_after,
+        )
+        return self._refusal(error)
+
+    def _refusal(self, error: VenueError) -> VenueError:
+        """A refusal of an order written inside a callback (no second attempt there)."""
+        if isinstance(error, TimestampRejectedError):
+            # refused before execution: nothing was placed; the clock is resynced for the next
+            self._spawn(self._resync_time(), "resync time")
+            return OrderRejectedError(str(error), venue=self.name, code=error.code)
+        return error
+
+    def _tell_owner(
+        self,
+        instrument: Instrument,
+        request: OrderRequest,
+        name: str,
+        outcome: OrderUpdate | VenueError,
+        on_answer: OrderAnswer,
+    ) -> None:
+        if isinstance(outcome, OrderOutcomeUnknownError):
+            if name == "new_order":
+                self._register_unknown(instrument, request)  # settled by client id, never re-sent
+            elif name == "cancel_order":
+                self._register_unknown_cancel(instrument, request.client_order_id)
+            # a modify of unknown outcome: the order exists either way; its stream and the next
+            # reconciliation say which price and size it has
+        try:
+            on_answer(outcome)
+        except Exception:
+            log.exception("%s: the owner of %s failed on its answer", self.name, request.client_order_id)
+
+    async def _resync_time(self) -> None:
+        with contextlib.suppress(VenueError, TransportError):
+            await self.rest.sync_time()
+
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         instrument = self._instrument(request.symbol)
         self._check(instrument, request)
         await self._wait_ready()
+        api = self.order_api
+        if api is not None and api.ready:
+            await self.rest.admit("new_order")
+            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
+            try:
+                self._place_over_api(api, instrument, request, answered.set_result)
+            except SessionNotReadyError:
+                pass  # lost between the check and the write: REST below
+            else:
+                try:
+                    outcome = await answered
+                except asyncio.CancelledError:
+                    self._register_unknown(instrument, request)
+                    raise
+                if isinstance(outcome, VenueError):
+                    raise outcome
+                return outcome
         written = self.order_written
         client_order_id = request.client_order_id
         try:
@@ -690,12 +898,85 @@ class BinanceAdapter:
         return list(self._unresolved)
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
-        raise UnsupportedOperationError(
-            "Binance adapter does not amend (capabilities.amend is False): cancel and place", venue=self.name
+        """USD-M: a new price and total quantity in place (``order.modify`` on the WebSocket API
+        session, else ``PUT /fapi/v1/order``); the order loses its queue priority. Spot has no such
+        amend (only a size cut, keepPriority): cancel and place there."""
+        if self.market is not Market.USDM:
+            raise UnsupportedOperationError(
+                "Binance spot does not amend price and size (capabilities.amend is False): cancel and place",
+                venue=self.name,
+            )
+        instrument = self._instrument(request.symbol)
+        last = self._open.get(request.client_order_id)
+        if last is None:
+            raise OrderNotFoundError(f"no open order {request.client_order_id!r} to amend", venue=self.name)
+        if request.quantity <= 0 or request.price <= 0:
+            raise OrderRejectedError("amend needs a positive price and quantity", venue=self.name)
+        await self._wait_ready()
+        api = self.order_api
+        if api is not None and api.ready:
+            await self.rest.admit("modify_order")
+            as_request = OrderRequest(
+                symbol=request.symbol,
+                client_order_id=request.client_order_id,
+                side=last.side,
+                quantity=request.quantity,
+                price=request.price,
+            )
+            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
+            try:
+                api.request_now(
+                    "order.modify",
+                    modify_params(
+                        instrument, request.client_order_id, last.side, request.price, request.quantity
+                    ),
+                    _ApiAnswer(self, instrument, as_request, "modify_order", answered.set_result),
+                )
+            except SessionNotReadyError:
+                pass  # REST below
+            else:
+                outcome = await answered
+                if isinstance(outcome, VenueError):
+                    raise outcome
+                return outcome
+        response = await self.rest.modify_order(
+            instrument, request.client_order_id, last.side, request.price, request.quantity
         )
+        update = self._order_update(instrument, response, last.side)
+        self._track(update)
+        return update
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         instrument = self._instrument(symbol)
+        api = self.order_api
+        if api is not None and api.ready:
+            await self.rest.admit("cancel_order")
+            last = self._open.get(client_order_id)
+            # the request an answer is read against: the side is the order's own when known
+            request = OrderRequest(
+                symbol=symbol,
+                client_order_id=client_order_id,
+                side=last.side if last is not None else Side.BUY,
+                quantity=0,
+            )
+            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
+            try:
+                api.request_now(
+                    "order.cancel",
+                    {"symbol": symbol, "origClientOrderId": client_order_id},
+                    _ApiAnswer(self, instrument, request, "cancel_order", answered.set_result),
+                )
+            except SessionNotReadyError:
+                pass  # REST below
+            else:
+                try:
+                    outcome = await answered
+                except asyncio.CancelledError:
+                    self._register_unknown_cancel(instrument, client_order_id)
+                    raise
+                if isinstance(outcome, VenueError):
+                    raise outcome
+                return outcome
         try:
             response = await self.rest.cancel_order(instrument, client_order_id)
         except (OrderOutcomeUnknownError, asyncio.CancelledError):
@@ -977,3 +1258,46 @@ def _base36(value: int) -> str:
         value, remainder = divmod(value, 36)
         text = digits[remainder] + text
     return text or "0"
+
+
+class _ApiAnswer:
+    """The answer to one WebSocket API order request, converted and handed on inside the frame
+    that carried it, with the outcomes the REST path has (a lost answer: outcome unknown, settled
+    by client order id, never re-sent)."""
+
+    __slots__ = ("_adapter", "_done", "_instrument", "_name", "_on_answer", "_request")
+
+    def __init__(
+        self,
+        adapter: BinanceAdapter,
+        instrument: Instrument,
+        request: OrderRequest,
+        name: str,
+        on_answer: OrderAnswer,
+    ) -> None:
+        self._adapter = adapter
+        self._instrument = instrument
+        self._request = request
+        self._name = name
+        self._on_answer = on_answer
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: codec.WebSocketApiResponse) -> None:
+        self._done = True
+        self._tell(self._adapter._api_answer(self._instrument, self._request, self._name, result))
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._done = True
+        self._tell(
+            OrderOutcomeUnknownError(
+                f"{self._name} {self._request.client_order_id} over the WebSocket API: {exception}",
+                venue=self._adapter.name,
+                client_order_id=self._request.client_order_id,
+            )
+        )
+
+    def _tell(self, answer: OrderUpdate | VenueError) -> None:
+        self._adapter._tell_owner(self._instrument, self._request, self._name, answer, self._on_answer)

@@ -26,8 +26,9 @@ _SIDES = {Side.BUY: "BUY", Side.SELL: "SELL"}
 _TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 
 
-def _order_object(instrument: Instrument, request: OrderRequest) -> dict[str, str]:
-    """One USD-M order as ``batchOrders`` carries it (the same fields as a single new order)."""
+def order_params(market: Market, instrument: Instrument, request: OrderRequest) -> dict[str, str]:
+    """One new order's parameters as strings, as USD-M ``batchOrders`` and the WebSocket API's
+    ``order.place`` carry them (the same fields as the REST query of a single order)."""
     order = {
         "symbol": instrument.symbol,
         "side": _SIDES[request.side],
@@ -37,14 +38,30 @@ def _order_object(instrument: Instrument, request: OrderRequest) -> dict[str, st
     }
     if request.order_type is OrderType.MARKET:
         order["type"] = "MARKET"
+    elif request.order_type is OrderType.LIMIT_MAKER and market is Market.SPOT:
+        order["type"] = "LIMIT_MAKER"
+        order["price"] = instrument.ticks.to_text(request.price)
     else:
         maker = request.order_type is OrderType.LIMIT_MAKER
         order["type"] = "LIMIT"
         order["timeInForce"] = "GTX" if maker else _TIME_IN_FORCE[request.time_in_force]
         order["price"] = instrument.ticks.to_text(request.price)
-    if request.reduce_only:
+    if request.reduce_only and market is Market.USDM:
         order["reduceOnly"] = "true"
     return order
+
+
+def modify_params(
+    instrument: Instrument, client_order_id: str, side: Side, price: int, quantity: int
+) -> dict[str, str]:
+    """A USD-M modify's parameters (REST ``PUT /fapi/v1/order`` and WS API ``order.modify``)."""
+    return {
+        "symbol": instrument.symbol,
+        "origClientOrderId": client_order_id,
+        "side": _SIDES[side],
+        "quantity": instrument.lots.to_text(quantity),
+        "price": instrument.ticks.to_text(price),
+    }
 
 
 def redact_query(query: str) -> str:
@@ -210,7 +227,7 @@ class RequestBuilder:
         """USD-M ``batchOrders``: each order as a JSON object of strings, the list percent-encoded."""
         if self.market is not Market.USDM:
             raise ValueError("batch orders are a USD-M endpoint")
-        objects = [_order_object(instrument, request) for instrument, request in orders]
+        objects = [order_params(Market.USDM, instrument, request) for instrument, request in orders]
         query = "batchOrders=" + quote(orjson.dumps(objects).decode(), safe="")
         return self._sign(self._endpoints["batch_orders"], query, 5)
 
@@ -224,6 +241,14 @@ class RequestBuilder:
         else:
             raise ValueError("cancel_order needs a client or a venue order id")
         return self._sign(self._endpoints["cancel_order"], query, 1)
+
+    def modify_order(
+        self, instrument: Instrument, client_order_id: str, side: Side, price: int, quantity: int
+    ) -> SignedRequest:
+        """USD-M ``PUT /fapi/v1/order``: the order's new price and total quantity."""
+        params = modify_params(instrument, client_order_id, side, price, quantity)
+        query = "&".join(f"{key}={encode_value(value)}" for key, value in params.items())
+        return self._sign(self._endpoints["modify_order"], query, 0)
 
     def query_order(self, instrument: Instrument, *, client_order_id: str) -> SignedRequest:
         query = f"symbol={instrument.symbol}&origClientOrderId={encode_value(client_order_id)}"

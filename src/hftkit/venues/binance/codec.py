@@ -535,6 +535,27 @@ class ErrorResponse(msgspec.Struct, frozen=True):
     msg: str
 
 
+class RateLimitUsage(msgspec.Struct, frozen=True, rename="camel"):
+    """One window's count in a WebSocket API answer (``rateLimits``)."""
+
+    rate_limit_type: str = ""
+    interval: str = ""
+    interval_num: int = 0
+    limit: int = 0
+    count: int = 0
+
+
+class WebSocketApiResponse(msgspec.Struct, frozen=True, rename={"rate_limits": "rateLimits"}):
+    """A WebSocket API answer: ``{"id", "status", "result" | "error", "rateLimits"}``; the result
+    stays raw until its owner decodes it with the request's own type (empty when absent)."""
+
+    id: int | str | None = None
+    status: int = 0
+    result: msgspec.Raw = msgspec.Raw()
+    error: ErrorResponse | None = None
+    rate_limits: list[RateLimitUsage] | None = None
+
+
 class OrderFill(msgspec.Struct, frozen=True, rename="camel"):
     price: Amount
     qty: Amount
@@ -620,6 +641,7 @@ class SymbolInfo(msgspec.Struct, frozen=True, rename="camel"):
 class ExchangeInfo(msgspec.Struct, frozen=True, rename="camel"):
     symbols: list[SymbolInfo]
     server_time: int = 0
+    rate_limits: list[RateLimitUsage] = []  # this account's windows, as the venue states them
 
 
 class ListenKeyResponse(msgspec.Struct, frozen=True, rename="camel"):

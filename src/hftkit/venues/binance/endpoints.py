@@ -27,6 +27,22 @@ class RateLimitWindow:
     header: str  # the response header that reports our usage of this window
 
 
+_INTERVAL_SUFFIXES = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
+
+
+def window_header(rate_limit_type: str, interval: str, interval_num: int) -> str | None:
+    """The response header that counts a window the venue describes as ``rateLimits`` do
+    (exchangeInfo, WebSocket API answers): REQUEST_WEIGHT/MINUTE/1 -> ``x-mbx-used-weight-1m``."""
+    suffix = _INTERVAL_SUFFIXES.get(interval)
+    if suffix is None:
+        return None
+    if rate_limit_type == "REQUEST_WEIGHT":
+        return f"x-mbx-used-weight-{interval_num}{suffix}"
+    if rate_limit_type == "ORDERS":
+        return f"x-mbx-order-count-{interval_num}{suffix}"
+    return None
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -48,6 +64,7 @@ SPOT_STREAM_URL = "wss://stream.binance.com:9443"
 SPOT_WEBSOCKET_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 USDM_REST_URLS = ("https://fapi.binance.com",)
 USDM_STREAM_URL = "wss://fstream.binance.com"
+USDM_WEBSOCKET_API_URL = "wss://ws-fapi.binance.com/ws-fapi/v1"
 
 # Testnets (shared/protocols/binance.md §1): same paths and payloads, separate keys and balances.
 SPOT_TESTNET_REST_URLS = ("https://testnet.binance.vision",)
@@ -55,6 +72,7 @@ SPOT_TESTNET_STREAM_URL = "wss://stream.testnet.binance.vision"
 SPOT_TESTNET_WEBSOCKET_API_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 USDM_TESTNET_REST_URLS = ("https://testnet.binancefuture.com",)
 USDM_TESTNET_STREAM_URL = "wss://fstream.binancefuture.com"
+USDM_TESTNET_WEBSOCKET_API_URL = "wss://testnet.binancefuture.com/ws-fapi/v1"
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,7 @@ class VenueUrls:
 
     rest: tuple[str, ...]
     stream: str
-    websocket_api: str | None
+    websocket_api: str  # requests and answers (orders; spot user data too)
     # user data over a listen key: spot on ``/ws/<key>``, USD-M on ``/private/ws?listenKey=``
     listen_key_path: str
 
@@ -75,8 +93,10 @@ PUBLISHED_URLS: dict[tuple[Market, str], VenueUrls] = {
     (Market.SPOT, "testnet"): VenueUrls(
         SPOT_TESTNET_REST_URLS, SPOT_TESTNET_STREAM_URL, SPOT_TESTNET_WEBSOCKET_API_URL, "ws"
     ),
-    (Market.USDM, "mainnet"): VenueUrls(USDM_REST_URLS, USDM_STREAM_URL, None, "private"),
-    (Market.USDM, "testnet"): VenueUrls(USDM_TESTNET_REST_URLS, USDM_TESTNET_STREAM_URL, None, "private"),
+    (Market.USDM, "mainnet"): VenueUrls(USDM_REST_URLS, USDM_STREAM_URL, USDM_WEBSOCKET_API_URL, "private"),
+    (Market.USDM, "testnet"): VenueUrls(
+        USDM_TESTNET_REST_URLS, USDM_TESTNET_STREAM_URL, USDM_TESTNET_WEBSOCKET_API_URL, "private"
+    ),
 }
 
 #: Binance USD-M ``POST /fapi/v1/batchOrders`` takes at most this many orders per request.
@@ -162,6 +182,9 @@ _USDM = (
     # count 5 in every order window, never less than the venue does)
     Endpoint("batch_orders", "POST", "/fapi/v1/batchOrders", 5, orders=5, signed=True),
     Endpoint("cancel_order", "DELETE", "/fapi/v1/order", 1, signed=True, is_cancel=True),
+    # a new price and/or quantity for a resting LIMIT order: weight 0, one order in each order
+    # window; every accepted modify loses queue priority (docs/simulator.md §2)
+    Endpoint("modify_order", "PUT", "/fapi/v1/order", 0, orders=1, signed=True),
     Endpoint("cancel_all", "DELETE", "/fapi/v1/allOpenOrders", 1, signed=True, is_cancel=True),
     Endpoint("query_order", "GET", "/fapi/v1/order", 1, signed=True),
     Endpoint("open_orders", "GET", "/fapi/v1/openOrders", _with_or_without_symbol(1, 40), signed=True),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.bounded import BoundedCounter
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.secrets import Secret
-from hftkit.core.types import Instrument
+from hftkit.core.types import Instrument, Side
 from hftkit.resilience import (
     BreakerRegistry,
     CircuitBreaker,
@@ -50,6 +51,7 @@ from hftkit.transport.http import (
     HttpSession,
     TransportError,
 )
+from hftkit.transport.http1 import LeanHttpPool
 from hftkit.venues.base import (
     OrderNotFoundError,
     OrderOutcomeUnknownError,
@@ -69,6 +71,7 @@ from hftkit.venues.binance.endpoints import (
     USDM_REST_URLS,
     Endpoint,
     Market,
+    window_header,
 )
 
 log = logging.getLogger(__name__)
@@ -160,6 +163,9 @@ class RestConfig:
     breaker_failure_threshold: int = 5
     breaker_recovery_s: float = 2.0
     http: HttpConfig = field(default_factory=HttpConfig)
+    # Warm keep-alive connections that new orders are written on synchronously, the request's
+    # bytes built once (0: every order goes through the pooled aiohttp session).
+    order_connections: int = 2
 
 
 @dataclass
@@ -180,6 +186,7 @@ class RestStats:
 _GROUPS = {
     "new_order": "orders",
     "batch_orders": "orders",
+    "modify_order": "orders",
     "cancel_order": "orders",
     "cancel_all": "orders",
     "query_order": "orders",
@@ -191,7 +198,7 @@ _GROUPS = {
     "keepalive_listen_key": "account",
     "close_listen_key": "account",
 }
-_STATE_CHANGING = frozenset({"new_order", "batch_orders", "cancel_order", "cancel_all"})
+_STATE_CHANGING = frozenset({"new_order", "batch_orders", "modify_order", "cancel_order", "cancel_all"})
 
 
 class _Retryable(Exception):
@@ -314,6 +321,7 @@ class BinanceRestClient:
         self._time_lock = asyncio.Lock()
         self._degraded = False
         self.closed = False
+        self._lean: LeanHttpPool | None = None
         self.on_recovered: Callable[[], None] | None = None
         """Called once when a response arrives after transport failures (the adapter reconciles)."""
 
@@ -326,6 +334,14 @@ class BinanceRestClient:
 
     async def __aenter__(self) -> BinanceRestClient:
         await self.http.open()
+        if self.config.order_connections > 0 and self._builder is not None:
+            self._lean = LeanHttpPool(
+                self.selector.current(),
+                size=self.config.order_connections,
+                connect_timeout_s=self.config.http.connect_timeout_s,
+                request_timeout_s=self.config.order_timeout_s,
+            )
+            await self._lean.open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -333,6 +349,8 @@ class BinanceRestClient:
 
     async def close(self) -> None:
         self.closed = True
+        if self._lean is not None:
+            await self._lean.close()
         if self._owns_http:
             await self.http.close()
 
@@ -407,6 +425,18 @@ class BinanceRestClient:
             client_order_id,
         )
         return self._decode_order_answer(body, "cancel_order", client_order_id)
+
+    async def modify_order(
+        self, instrument: Instrument, client_order_id: str, side: Side, price: int, quantity: int
+    ) -> codec.OrderResponse:
+        """USD-M: a resting order's new price and total quantity (a refusal leaves it as it was)."""
+        builder = self._signing_builder()
+        body = await self._execute(
+            self._endpoints["modify_order"],
+            lambda: builder.modify_order(instrument, client_order_id, side, price, quantity),
+            client_order_id,
+        )
+        return self._decode_order_answer(body, "modify_order", client_order_id)
 
     async def batch_orders(
         self,
@@ -680,6 +710,19 @@ class BinanceRestClient:
         finally:
             for name, weight in costs.items():
                 self._in_flight[name] -= weight
+        return self._receive(endpoint, url, response, client_order_id, idempotent, breaker, generation)
+
+    def _receive(
+        self,
+        endpoint: Endpoint,
+        url: str,
+        response: HttpResponse,
+        client_order_id: str,
+        idempotent: bool,
+        breaker: CircuitBreaker | _Unguarded,
+        generation: int,
+    ) -> bytes:
+        """A response, whichever way it came: usage, health, and the body or the classified error."""
         self.stats.responses += 1
         self.selector.record_latency(url, response.elapsed_ns)
         self._observe_usage(response.headers)
@@ -699,6 +742,73 @@ class BinanceRestClient:
             raise
         breaker.record_success(generation)
         return body
+
+    def new_order_now(
+        self,
+        instrument: Instrument,
+        request: OrderRequest,
+        on_answer: Callable[[codec.OrderResponse | VenueError], None],
+        *,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Write a new order before returning, on a warm keep-alive connection with its request
+        bytes built once; ``on_answer`` hears the venue's order or the classified error, once.
+        False (nothing sent): no such connection idle, the breaker open, or no rate budget now:
+        ``new_order`` queues, retries and reports instead."""
+        pool = self._lean
+        if pool is None or self.closed or not pool.idle_connections:
+            return False
+        endpoint = self._endpoints["new_order"]
+        breaker = self.breakers.get(_GROUPS.get(endpoint.name, "market_data"))
+        if not breaker.allow():
+            return False
+        generation = breaker.generation
+        if not self.admit_now("new_order"):
+            breaker.release(generation)
+            return False
+        client_order_id = request.client_order_id
+        signed = self._signing_builder().new_order(
+            instrument,
+            client_order_id,
+            request.side,
+            request.order_type,
+            request.quantity,
+            request.price,
+            request.time_in_force,
+            reduce_only=request.reduce_only,
+        )
+        costs = self._weights(endpoint, signed.weight)
+
+        def answered(answer: HttpResponse | TransportError) -> None:
+            for name, weight in costs.items():
+                self._in_flight[name] -= weight
+            if isinstance(answer, TransportError):
+                self.stats.transport_failures += 1
+                self._degraded = True
+                breaker.record_failure(generation)
+                self.stats.outcome_unknown += 1
+                text = f"new_order {client_order_id}: {answer}"
+                on_answer(OrderOutcomeUnknownError(text, venue=self.venue, client_order_id=client_order_id))
+                return
+            try:
+                origin = pool.origin
+                body = self._receive(endpoint, origin, answer, client_order_id, False, breaker, generation)
+                on_answer(self._decode_order_answer(body, "new_order", client_order_id))
+            except VenueError as error:
+                on_answer(error)
+
+        for name, weight in costs.items():
+            self._in_flight[name] += weight
+        data = pool.request_bytes(endpoint.method, f"{endpoint.path}?{signed.query}", signed.headers)
+        if not pool.write_now(data, answered):
+            for name, weight in costs.items():
+                self._in_flight[name] -= weight
+            breaker.release(generation)
+            return False
+        if on_sent is not None:
+            on_sent(time.monotonic_ns())
+        self.stats.requests += 1
+        return True
 
     async def _admit(self, endpoint: Endpoint, weight: int, max_rate_wait_s: float | None) -> None:
         """Take the call's weight (and order count) from the limiter, or refuse without sending."""
@@ -739,6 +849,38 @@ class BinanceRestClient:
             costs = self._costs_cache[key] = self.limiter.costs(self._weights(endpoint, weight))
         return costs
 
+    # -- the shared budget, for requests that go another way (the WebSocket API) -----------
+    def admit_now(self, name: str) -> bool:
+        """Take one ``name`` request's weight and order count from the account's windows now;
+        False when it would wait. The WebSocket API draws from the same windows as REST."""
+        endpoint = self._endpoints[name]
+        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
+        return self.limiter.try_acquire(self._costs(endpoint, endpoint.weight_for({})), priority)
+
+    async def admit(self, name: str) -> None:
+        """``admit_now``, waiting up to ``max_rate_wait_s``; RateLimitedError beyond it."""
+        endpoint = self._endpoints[name]
+        await self._admit(endpoint, endpoint.weight_for({}), None)
+
+    def adopt_limits(self, limits: Sequence[codec.RateLimitUsage]) -> list[str]:
+        """Size the windows to the limits the venue states for this account (exchangeInfo's
+        ``rateLimits``): a VIP or market-maker account has more than the published defaults.
+        Returns the windows resized."""
+        resized = []
+        for limit in limits:
+            header = window_header(limit.rate_limit_type, limit.interval, limit.interval_num)
+            if header in self._in_flight and limit.limit > 0:
+                self.limiter.set_limit(header, limit.limit)
+                self._costs_cache.clear()
+                resized.append(header)
+        return resized
+
+    def observe_window_counts(self, counts: Mapping[str, int]) -> None:
+        """The venue's counts by window (named as the REST headers name them) from another path."""
+        known = {name: value for name, value in counts.items() if name in self._in_flight}
+        if known:
+            self.limiter.observe_usage(known, in_flight=self._in_flight)
+
     def _observe_usage(self, headers: Mapping[str, str]) -> None:
         observed: dict[str, int] = {}
         for name in self._window_headers:
@@ -760,34 +902,64 @@ class BinanceRestClient:
         if code is not None:
             self.stats.errors_by_code.add(code)
         text = f"{endpoint.name}: HTTP {status} code {code}: {message}"
+        retry_after = 0.0
         if status in (418, 429) or code in RATE_LIMIT_CODES:
-            retry_after = _retry_after(response.headers)
+            told = _retry_after(response.headers)
             if status == 418:
                 self.stats.bans += 1
-                retry_after = retry_after if retry_after is not None else self.config.default_ban_s
+                retry_after = told if told is not None else self.config.default_ban_s
             else:
                 self.stats.rate_limited += 1
-                retry_after = retry_after if retry_after is not None else self.config.default_retry_after_s
+                retry_after = told if told is not None else self.config.default_retry_after_s
             self.limiter.block_for(retry_after)
             log.warning("%s: %s; sending nothing for %.1f s", self.venue, text, retry_after)
-            raise RateLimitedError(text, venue=self.venue, retry_after_s=retry_after)
-        if status >= 500 or code in UNKNOWN_OUTCOME_CODES:
-            if idempotent:
-                raise VenueServerError(text, venue=self.venue, code=code, status=status)
+        error = classify_answer(
+            endpoint.name,
+            status,
+            code,
+            text,
+            venue=self.venue,
+            client_order_id=client_order_id,
+            idempotent=idempotent,
+            retry_after_s=retry_after,
+        )
+        if isinstance(error, OrderOutcomeUnknownError):
             self.stats.outcome_unknown += 1
-            raise OrderOutcomeUnknownError(text, venue=self.venue, client_order_id=client_order_id)
-        if code == -1021:
-            raise TimestampRejectedError(text, venue=self.venue, code=code, status=status)
-        if code in NOT_FOUND_CODES:
-            raise OrderNotFoundError(text, venue=self.venue, code=code)
-        if code in AUTHENTICATION_CODES or status == 401:
-            raise BinanceAuthenticationError(text, venue=self.venue, code=code, status=status)
-        if code == -1125:
-            raise ListenKeyInvalidError(text, venue=self.venue, code=code, status=status)
-        if endpoint.name in ("new_order", "batch_orders"):
-            # 4xx on a new order is the caller's fault and final: no order was created.
-            raise OrderRejectedError(text, venue=self.venue, code=code)
-        raise BinanceApiError(text, venue=self.venue, code=code, status=status)
+        raise error
+
+
+def classify_answer(
+    name: str,
+    status: int,
+    code: int | None,
+    text: str,
+    *,
+    venue: str,
+    client_order_id: str = "",
+    idempotent: bool = False,
+    retry_after_s: float = 0.0,
+) -> VenueError:
+    """What a refusal from Binance means, for REST and the WebSocket API alike (both carry the
+    same HTTP-like status and the same error codes): the one place this rule is written."""
+    if status in (418, 429) or code in RATE_LIMIT_CODES:
+        return RateLimitedError(text, venue=venue, retry_after_s=retry_after_s)
+    if status >= 500 or code in UNKNOWN_OUTCOME_CODES:
+        if idempotent:
+            return VenueServerError(text, venue=venue, code=code, status=status)
+        return OrderOutcomeUnknownError(text, venue=venue, client_order_id=client_order_id)
+    if code == -1021:
+        return TimestampRejectedError(text, venue=venue, code=code, status=status)
+    if code in NOT_FOUND_CODES:
+        return OrderNotFoundError(text, venue=venue, code=code)
+    if code in AUTHENTICATION_CODES or status == 401:
+        return BinanceAuthenticationError(text, venue=venue, code=code, status=status)
+    if code == -1125:
+        return ListenKeyInvalidError(text, venue=venue, code=code, status=status)
+    if name in ("new_order", "batch_orders", "modify_order"):
+        # 4xx on a new order is the caller's fault and final: no order was created (a refused
+        # modify leaves the order as it was).
+        return OrderRejectedError(text, venue=venue, code=code)
+    return BinanceApiError(text, venue=venue, code=code, status=status)
 
 
 def _is_health_failure(error: BaseException) -> bool:

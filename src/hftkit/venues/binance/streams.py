@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -161,6 +161,10 @@ class MarketStreamSession:
         self._emit = emit
         # set by the adapter's owner (the node): the per-level work of each depth update, timed here
         self.book_apply: LatencyHistogram | None = None
+        # set by a recorder: every frame (payload, receive_ns) and every REST snapshot a book is
+        # seeded from (symbol, snapshot, receive_ns), before they are processed
+        self.frame_tap: Callable[[bytes, int], None] | None = None
+        self.snapshot_tap: Callable[[str, codec.DepthSnapshot, int], None] | None = None
         self._random = random_source or random.Random()
         self._rules = BINANCE_SPOT_RULES if market is Market.SPOT else BINANCE_FUTURES_RULES
         self._parsers: dict[str, BinanceParser] = {}  # lower-case symbol -> parser (trades, tickers)
@@ -350,6 +354,8 @@ class MarketStreamSession:
 
     def _on_frame(self, route: _Route, payload: bytes, receive_ns: int) -> None:
         self.stats.frames += 1
+        if self.frame_tap is not None:
+            self.frame_tap(payload, receive_ns)
         try:
             envelope = _envelope.decode(payload)
         except RecursionError as error:  # nested deeper than any venue frame: malformed, not a crash
@@ -486,6 +492,8 @@ class MarketStreamSession:
                 delay = 0.0
                 try:
                     snapshot = await self._rest.depth(state.instrument.symbol, self.config.snapshot_limit)
+                    if self.snapshot_tap is not None:
+                        self.snapshot_tap(state.instrument.symbol, snapshot, time.monotonic_ns())
                     delta = state.parser.depth_snapshot(snapshot)
                 except RateLimitedError as error:
                     self.stats.snapshot_failures += 1

@@ -25,7 +25,6 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import orjson
@@ -86,14 +85,13 @@ class UserStreamError(VenueError):
     """The user stream could not be (re)established; the transport retries with backoff."""
 
 
-class _ApiResponse(msgspec.Struct, frozen=True):
-    id: str | int | None = None
-    status: int = 0
-    result: dict[str, Any] | None = None
-    error: codec.ErrorResponse | None = None
-
-
+_ApiResponse = codec.WebSocketApiResponse
 _response_decoder = msgspec.json.Decoder(_ApiResponse)
+
+
+class _Subscribed(msgspec.Struct, frozen=True, rename="camel"):
+    subscription_id: int = 0
+
 
 EventsCallback = Callable[[list[UserEvent]], None]
 
@@ -224,7 +222,7 @@ class SpotUserStream(_UserStreamBase):
             raise UserStreamError("userDataStream.subscribe.signature: no answer") from None
         finally:
             self._pending.pop(request_id, None)
-        if reply.status != 200 or reply.result is None:
+        if reply.status != 200 or not reply.result:
             self.stats.subscribe_failures += 1
             code = reply.error.code if reply.error is not None else None
             message = reply.error.msg if reply.error is not None else f"status {reply.status}"
@@ -232,7 +230,11 @@ class SpotUserStream(_UserStreamBase):
                 with contextlib.suppress(VenueError, TransportError):
                     await self._rest.sync_time()
             raise UserStreamError(f"userDataStream.subscribe.signature refused: {code} {message}", code=code)
-        self.subscription_id = int(reply.result.get("subscriptionId", 0))
+        try:
+            self.subscription_id = msgspec.json.decode(reply.result, type=_Subscribed).subscription_id
+        except DECODE_FAILURES as error:
+            self.stats.subscribe_failures += 1
+            raise UserStreamError(f"userDataStream.subscribe.signature: unreadable result: {error}") from None
         self._set_ready()
 
     def _on_message(self, payload: bytes, receive_ns: int) -> None:

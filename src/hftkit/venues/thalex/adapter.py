@@ -61,6 +61,7 @@ from hftkit.venues.base import (
     EventListener,
     MassQuote,
     MassQuoteReport,
+    OrderAnswer,
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     OrderRejectedError,
@@ -90,6 +91,7 @@ from hftkit.venues.thalex.codec import (
     ThalexThrottledError,
     ThalexTicker,
     ThalexTrade,
+    insert_prefix,
     instrument_from_wire,
     number_to_steps,
     wire_number,
@@ -116,6 +118,7 @@ ORDER_METHODS = frozenset(
 MAX_MASS_QUOTE_ITEMS = 100
 MAX_MASS_QUOTE_LEVELS = 10
 _OUTCOME_UNKNOWN_CODES = frozenset({ThalexErrorCode.TEMPORARY_FAILURE})
+_CLOSED_MEMORY = 4096  # last updates of recently closed orders: a late push repeating one is dropped
 
 THALEX_CAPABILITIES = VenueCapabilities(
     amend=True,
@@ -375,6 +378,8 @@ class ThalexAdapter:
         self._book_apply = self.metrics.histogram("book_apply_ns", venue=self.name)
         self._clock = clock
         self.order_written: Callable[[str, int], None] | None = None
+        # set by a market-data recorder: (channel, raw notification, receive_ns) of every push
+        self.notification_tap: Callable[[str, msgspec.Raw, int], None] | None = None
         self._instruments: dict[str, Instrument] = {}
         self._products: dict[str, str] = {}
         self._codec = ThalexCodec(config.venue, self._instruments)
@@ -390,6 +395,10 @@ class ThalexAdapter:
         )
         self._ids = ClientOrderIds(start=max(1, clock.time_ns() // 1000))
         self._live: dict[str, OrderUpdate] = {}
+        self._closed: OrderedDict[str, OrderUpdate] = OrderedDict()  # last updates of closed orders
+        # the last wire state converted per venue order id (a push repeating an answer is skipped)
+        self._order_states: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self.stats_repeated_updates = 0
         # inserts of unknown outcome: client id -> (request, connection epoch it was sent on)
         self._unresolved: dict[str, tuple[OrderRequest, int]] = {}
         self._settlers: set[asyncio.Task[None]] = set()
@@ -816,6 +825,8 @@ class ThalexAdapter:
         self._channel_handlers["system"] = self._on_system
 
     def _on_notification(self, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
+        if self.notification_tap is not None:  # a recorder: sees every notification first
+            self.notification_tap(channel, payload, receive_ns)
         handler = self._channel_handlers.get(channel)
         if handler is None:
             self._rpc.count_malformed("unknown_channel")
@@ -970,7 +981,10 @@ class ThalexAdapter:
         # every other order of the push is still delivered
         for item in msgspec.json.decode(payload, type=list[msgspec.Raw]):
             try:
-                self._apply_order_status(msgspec.json.decode(item, type=ThalexOrderStatus), receive_ns)
+                order = msgspec.json.decode(item, type=ThalexOrderStatus)
+                if self._seen_before(order):
+                    continue  # the push repeats what the request's answer told: nothing to convert
+                self._apply_order_status(order, receive_ns)
             except _ITEM_ERRORS:
                 self._rpc.count_malformed(_channel_kind(channel))
 
@@ -1064,8 +1078,28 @@ class ThalexAdapter:
         )
 
     # -- order state ---------------------------------------------------------------------
+    def _seen_before(self, order: ThalexOrderStatus) -> bool:
+        """This order in exactly this state (status, sizes, price, fills) was converted already."""
+        state = (
+            order.status,
+            order.amount,
+            order.filled_amount,
+            order.price,
+            order.delete_reason,
+            len(order.fills),
+        )
+        seen = self._order_states
+        if seen.get(order.order_id) == state:
+            self.stats_repeated_updates += 1
+            return True
+        seen[order.order_id] = state
+        if len(seen) > _CLOSED_MEMORY:
+            seen.popitem(last=False)
+        return False
+
     def _apply_order_status(self, order: ThalexOrderStatus, receive_ns: int) -> OrderUpdate | None:
         """Normalize, remember, emit; return the OrderUpdate (None for an unknown instrument)."""
+        self._seen_before(order)  # an answer is always converted; a push of the same state is not
         update: OrderUpdate | None = None
         for event in self._codec.order_events(order, receive_ns, self._ids.by_wire):
             if isinstance(event, Fill):
@@ -1073,9 +1107,26 @@ class ThalexAdapter:
                     continue
             else:
                 update = event
+                if self._repeats(event):
+                    continue  # the answer and the push of one change: listeners hear it once
                 self._track(event)
             self._emit(event)
         return update
+
+    def _repeats(self, update: OrderUpdate) -> bool:
+        """The same state of an order as the last update told (status, fill, size, price)."""
+        client_order_id = update.client_order_id
+        last = self._live.get(client_order_id) or self._closed.get(client_order_id)
+        if (
+            last is None
+            or last.status is not update.status
+            or last.filled != update.filled
+            or last.quantity != update.quantity
+            or last.price != update.price
+        ):
+            return False
+        self.stats_repeated_updates += 1
+        return True
 
     def _track(self, update: OrderUpdate) -> None:
         if update.status is not OrderStatus.UNKNOWN:
@@ -1083,6 +1134,10 @@ class ThalexAdapter:
         if update.status.is_terminal:
             self._live.pop(update.client_order_id, None)
             self._ids.retire(update.client_order_id)
+            closed = self._closed
+            closed[update.client_order_id] = update
+            if len(closed) > _CLOSED_MEMORY:
+                closed.popitem(last=False)
         else:
             self._live[update.client_order_id] = update
 
@@ -1128,22 +1183,64 @@ class ThalexAdapter:
         """Thalex has no batch insert for plain orders (mass quotes are the batch): one by one."""
         return await place_one_by_one(self.place_order, requests)
 
-    async def place_order(self, request: OrderRequest) -> OrderUpdate:
-        """``private/insert``; FOK is not a Thalex time in force and is refused locally."""
-        self._require_ready()
-        params = self._insert_params(request, self._instrument(request.symbol))
+    def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        """``private/insert`` written before returning; the answer goes to ``on_answer`` from the
+        frame that carries it. False (nothing sent) when the session is not ready or the message
+        rate would make it wait: ``place_order`` queues it by priority."""
+        if self._readiness is not _Readiness.READY:
+            return False
+        prefix = self._insert_prefix(request)
+        client_order_id = request.client_order_id
+        written = self.order_written
+        try:
+            sent = self._rpc.call_now(
+                "private/insert",
+                prefix,
+                _InsertAnswer(self, request, on_answer),
+                context=request,
+                on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
+            )
+        except NotSentError as error:
+            raise self._order_failure(error, "private/insert", client_order_id) from error
+        if not sent:
+            self._ids.release(client_order_id)
+        return sent
+
+    def _insert_prefix(self, request: OrderRequest) -> bytes:
+        """The checked insert with a fresh wire id, as frame bytes up to the request id."""
+        instrument = self._instrument(request.symbol)
+        post_only = self._check_insert(request, instrument)
         try:
             wire_id = self._ids.assign(request.client_order_id, self._epoch)
         except ValueError as error:
             raise OrderRejectedError(str(error), venue=self.name) from None
-        params["client_order_id"] = wire_id
-        params = _ordered_insert(params)
+        market = request.order_type is OrderType.MARKET
+        return insert_prefix(
+            direction=DIRECTION_NAMES[request.side],
+            instrument_name=request.symbol,
+            amount=_number_text(instrument.lots_to_quantity(request.quantity)),
+            price=None if market else _number_text(instrument.ticks_to_price(request.price)),
+            order_type="market" if market else "limit",
+            time_in_force="immediate_or_cancel"  # GTC market orders are illegal
+            if market or request.time_in_force is TimeInForce.IOC
+            else "good_till_cancelled",
+            post_only=post_only,
+            reject_post_only=post_only and self.config.reject_post_only,
+            reduce_only=request.reduce_only,
+            client_order_id=wire_id,
+            label=self.config.label,
+        )
+
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        """``private/insert``; FOK is not a Thalex time in force and is refused locally."""
+        self._require_ready()
+        prefix = self._insert_prefix(request)
         written = self.order_written
         client_order_id = request.client_order_id
         try:
             return await self._order_call(
                 "private/insert",
-                params,
+                prefix,
                 client_order_id,
                 Priority.NORMAL,
                 context=request,
@@ -1243,7 +1340,8 @@ class ThalexAdapter:
         self._track(update)
         self._emit(update)
 
-    def _insert_params(self, request: OrderRequest, instrument: Instrument) -> dict[str, Any]:
+    def _check_insert(self, request: OrderRequest, instrument: Instrument) -> bool:
+        """Refuse locally what Thalex would refuse; returns whether the order is post-only."""
         if request.quantity <= 0:
             raise OrderRejectedError(f"quantity must be positive, got {request.quantity}", venue=self.name)
         if request.quantity < instrument.min_quantity:
@@ -1253,34 +1351,14 @@ class ThalexAdapter:
             )
         if request.time_in_force is TimeInForce.FOK:
             raise OrderRejectedError("Thalex does not support fill-or-kill orders", venue=self.name)
-        params: dict[str, Any] = {
-            "direction": DIRECTION_NAMES[request.side],
-            "instrument_name": request.symbol,
-            "amount": _number(instrument.lots_to_quantity(request.quantity)),
-        }
         if request.order_type is OrderType.MARKET:
-            params["order_type"] = "market"
-            params["time_in_force"] = "immediate_or_cancel"  # GTC market orders are illegal
-        else:
-            if request.price <= 0:
-                raise OrderRejectedError(f"limit price must be positive: {request.price}", venue=self.name)
-            params["price"] = _number(instrument.ticks_to_price(request.price))
-            params["order_type"] = "limit"
-            if request.time_in_force is TimeInForce.IOC:
-                if request.order_type is OrderType.LIMIT_MAKER:
-                    raise OrderRejectedError("post-only cannot be immediate-or-cancel", venue=self.name)
-                params["time_in_force"] = "immediate_or_cancel"
-            else:
-                params["time_in_force"] = "good_till_cancelled"
-            if request.order_type is OrderType.LIMIT_MAKER:
-                params["post_only"] = True
-                if self.config.reject_post_only:
-                    params["reject_post_only"] = True
-        if request.reduce_only:
-            params["reduce_only"] = True
-        if self.config.label is not None:
-            params["label"] = self.config.label
-        return params
+            return False
+        if request.price <= 0:
+            raise OrderRejectedError(f"limit price must be positive: {request.price}", venue=self.name)
+        post_only = request.order_type is OrderType.LIMIT_MAKER
+        if post_only and request.time_in_force is TimeInForce.IOC:
+            raise OrderRejectedError("post-only cannot be immediate-or-cancel", venue=self.name)
+        return post_only
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
         """``private/amend``: new price and new *total* amount (same price, smaller size keeps priority)."""
@@ -1398,13 +1476,16 @@ class ThalexAdapter:
     async def _order_call(
         self,
         method: str,
-        params: dict[str, Any],
+        params: dict[str, Any] | bytes,
         client_order_id: str,
         priority: int,
         context: Any = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> OrderUpdate:
         raw = await self._order_request(method, params, client_order_id, priority, context, on_sent)
+        return self._answered(raw, method, client_order_id)
+
+    def _answered(self, raw: msgspec.Raw, method: str, client_order_id: str) -> OrderUpdate:
         order = self._decode_order_result(raw, ThalexOrderStatus, method, client_order_id)
         update = self._apply_order_status(order, self._clock.monotonic_ns())
         if update is None:
@@ -1418,32 +1499,37 @@ class ThalexAdapter:
     async def _order_request(
         self,
         method: str,
-        params: dict[str, Any],
+        params: dict[str, Any] | bytes,
         client_order_id: str,
         priority: int,
         context: Any = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> msgspec.Raw:
         """One order-affecting request, its failures sorted into known and unknown outcomes."""
-        is_insert = method == "private/insert"
         try:
             return await self._rpc.call(method, params, priority=priority, context=context, on_sent=on_sent)
-        except ThalexError as error:
+        except (ThalexError, NotSentError, RpcTimeoutError, SessionLostError, RpcProtocolError) as error:
+            raise self._order_failure(error, method, client_order_id) from error
+
+    def _order_failure(self, error: BaseException, method: str, client_order_id: str) -> VenueError:
+        """What an order request's failure means: refused (its wire id is free again), not sent,
+        or of unknown outcome (the venue may have acted on it)."""
+        is_insert = method == "private/insert"
+        if isinstance(error, ThalexError):
             if is_insert and error.code not in _OUTCOME_UNKNOWN_CODES:
                 self._ids.release(client_order_id)
-            raise self._order_error(error, method, client_order_id) from error
-        except NotSentError as error:
+            return self._order_error(error, method, client_order_id)
+        if isinstance(error, NotSentError):
             if is_insert:
                 self._ids.release(client_order_id)
-            raise VenueNotReadyError(f"{method} not sent: {error}", venue=self.name) from error
-        except (RpcTimeoutError, SessionLostError) as error:
-            raise OrderOutcomeUnknownError(
+            return VenueNotReadyError(f"{method} not sent: {error}", venue=self.name)
+        if isinstance(error, RpcTimeoutError | SessionLostError | RpcProtocolError):
+            return OrderOutcomeUnknownError(
                 f"{method}: {error}", venue=self.name, client_order_id=client_order_id
-            ) from error
-        except RpcProtocolError as error:
-            raise OrderOutcomeUnknownError(
-                f"{method}: {error}", venue=self.name, client_order_id=client_order_id
-            ) from error
+            )
+        return OrderOutcomeUnknownError(
+            f"{method}: unexpected failure {error!r}", venue=self.name, client_order_id=client_order_id
+        )
 
     def _order_error(self, error: ThalexError, method: str, client_order_id: str) -> VenueError:
         detail = f"{method}: {error.message or error}"
@@ -1552,11 +1638,16 @@ class ThalexAdapter:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _number(text: str) -> Any:
-    """A grid's canonical text as a JSON number, without trailing zeros ("0.100" -> 0.1)."""
+def _number_text(text: str) -> str:
+    """A grid's canonical text without trailing zeros ("0.100" -> "0.1"): the JSON number."""
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return wire_number(text)
+    return text
+
+
+def _number(text: str) -> Any:
+    """A grid's canonical text as a JSON number for the generic encoder ("0.100" -> 0.1)."""
+    return wire_number(_number_text(text))
 
 
 def _amount_text(value: str | Decimal) -> str:
@@ -1584,22 +1675,46 @@ def _quote_side(instrument: Instrument, levels: Sequence[QuoteLevel]) -> Any:
     ]
 
 
-def _ordered_insert(params: dict[str, Any]) -> dict[str, Any]:
-    """Keys in the order the protocol table lists them (readable logs, byte-stable requests)."""
-    order = (
-        "direction",
-        "instrument_name",
-        "amount",
-        "price",
-        "order_type",
-        "time_in_force",
-        "post_only",
-        "reject_post_only",
-        "reduce_only",
-        "client_order_id",
-        "label",
-    )
-    return {key: params[key] for key in order if key in params}
+class _InsertAnswer:
+    """The answer to a ``private/insert`` written by ``place_order_now``, converted and handed on
+    inside the frame that carried it, with exactly the outcomes ``place_order`` has."""
+
+    __slots__ = ("_adapter", "_done", "_on_answer", "_request")
+
+    def __init__(self, adapter: ThalexAdapter, request: OrderRequest, on_answer: OrderAnswer) -> None:
+        self._adapter = adapter
+        self._request = request
+        self._on_answer = on_answer
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: msgspec.Raw) -> None:
+        self._done = True
+        try:
+            answer: OrderUpdate | VenueError = self._adapter._answered(
+                result, "private/insert", self._request.client_order_id
+            )
+        except VenueError as error:
+            answer = error
+        self._tell(answer)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._done = True
+        self._tell(self._adapter._order_failure(exception, "private/insert", self._request.client_order_id))
+
+    def _tell(self, answer: OrderUpdate | VenueError) -> None:
+        if isinstance(answer, OrderOutcomeUnknownError):
+            self._adapter._register_unknown(self._request)  # settled by client id, never re-sent
+        try:
+            self._on_answer(answer)
+        except Exception:
+            logger.exception(
+                "%s: the owner of order %s failed on its answer",
+                self._adapter.name,
+                self._request.client_order_id,
+            )
 
 
 def _channel_kind(channel: str) -> str:

@@ -155,6 +155,48 @@ def encode_request(method: str, params: Mapping[str, Any] | None, request_id: in
     return orjson.dumps(message)
 
 
+def insert_prefix(
+    *,
+    direction: str,
+    instrument_name: str,
+    amount: str,
+    price: str | None,
+    order_type: str,
+    time_in_force: str,
+    post_only: bool = False,
+    reject_post_only: bool = False,
+    reduce_only: bool = False,
+    client_order_id: int,
+    label: str | None = None,
+) -> bytes:
+    """A ``private/insert`` frame up to its request id (``prefix + b"%d}" % id`` completes it),
+    joined from parts in the protocol's key order: byte for byte what ``encode_request`` makes of
+    the same params, at a fraction of the cost (no dict, no generic encoder on the order path).
+    ``amount`` and ``price`` are canonical decimal text (no exponent, no trailing zeros)."""
+    parts = [
+        b'{"method":"private/insert","params":{"direction":"',
+        direction.encode(),
+        b'","instrument_name":',
+        orjson.dumps(instrument_name),
+        b',"amount":',
+        amount.encode(),
+    ]
+    if price is not None:
+        parts += (b',"price":', price.encode())
+    parts += (b',"order_type":"', order_type.encode(), b'","time_in_force":"', time_in_force.encode(), b'"')
+    if post_only:
+        parts.append(b',"post_only":true')
+    if reject_post_only:
+        parts.append(b',"reject_post_only":true')
+    if reduce_only:
+        parts.append(b',"reduce_only":true')
+    parts += (b',"client_order_id":', str(client_order_id).encode())
+    if label is not None:
+        parts += (b',"label":', orjson.dumps(label))
+    parts.append(b'},"id":')
+    return b"".join(parts)
+
+
 def wire_number(text: str) -> Any:
     """A canonical decimal string as a JSON number with no float rounding on the way out."""
     return orjson.Fragment(text.encode())

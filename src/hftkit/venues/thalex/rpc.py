@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -36,6 +36,7 @@ from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.errors import HftkitError
 from hftkit.metrics import Counter, LatencyHistogram, MetricsRegistry
 from hftkit.resilience import Priority, TokenBucket
+from hftkit.transport.deadlines import RequestDeadlines
 from hftkit.venues.thalex.codec import ThalexErrorCode, decode_frame, encode_request, error_from_wire
 
 logger = logging.getLogger(__name__)
@@ -104,10 +105,22 @@ class RpcStats:
     malformed: dict[str, int] = field(default_factory=dict)
 
 
+class AnswerReceiver(Protocol):
+    """Where one request's answer goes: an ``asyncio.Future`` (``call``) or any object with the
+    same three methods (``call_now``), which is then told synchronously, inside the frame
+    callback that carried the answer: no task and no loop iteration between answer and owner."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: msgspec.Raw) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
 class _Pending:
     __slots__ = ("context", "future", "method", "sent_ns", "timer")
 
-    def __init__(self, method: str, future: asyncio.Future[msgspec.Raw], sent_ns: int, context: Any) -> None:
+    def __init__(self, method: str, future: AnswerReceiver, sent_ns: int, context: Any) -> None:
         self.method = method
         self.future = future
         self.sent_ns = sent_ns
@@ -158,6 +171,9 @@ class RpcSession:
         self._round_trips: dict[str, LatencyHistogram] = {}
         self._malformed_counters: dict[str, Counter] = {}
         self._timeouts = self.metrics.counter("thalex_rpc_timeouts_total", venue=venue)
+        self._deadlines = RequestDeadlines(
+            default_timeout_s, lambda request_id: self._expire(request_id, default_timeout_s)
+        )
         self._throttles = self.metrics.counter("thalex_throttled_total", venue=venue)
 
     # -- connection ----------------------------------------------------------------------
@@ -184,6 +200,7 @@ class RpcSession:
         """The connection is gone: fail everything in flight or queued, with the right certainty."""
         self._send = None
         pending, self._pending = self._pending, {}
+        self._deadlines.clear()
         for request_id, entry in pending.items():
             if entry.timer is not None:
                 entry.timer.cancel()
@@ -213,14 +230,15 @@ class RpcSession:
     async def call(
         self,
         method: str,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | bytes | None = None,
         *,
         timeout_s: float | None = None,
         priority: int = Priority.NORMAL,
         context: Any = None,
         on_sent: Callable[[int], None] | None = None,
     ) -> msgspec.Raw:
-        """Send one request and wait for its answer (raw ``result`` JSON).
+        """Send one request and wait for its answer (raw ``result`` JSON). ``params`` as bytes is
+        a frame already built up to its id (``...,"id":``), completed with the request id.
 
         ``on_sent`` is called with ``time.monotonic_ns()`` right after the frame was handed to the
         socket (picows writes synchronously), before waiting for the answer.
@@ -232,15 +250,63 @@ class RpcSession:
             self.stats.not_sent += 1
             raise NotSentError(f"{method}: not connected")
         await self._admit(priority)
+        future: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+        request_id = self._write(method, params, future, timeout_s, context, on_sent)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The caller gave up; the answer may still matter (an order ack), so keep it as late.
+            abandoned = self._pending.pop(request_id, None)
+            if abandoned is not None:
+                if abandoned.timer is not None:
+                    abandoned.timer.cancel()
+                self._remember_late(request_id, abandoned)
+            raise
+
+    def call_now(
+        self,
+        method: str,
+        params: Mapping[str, Any] | bytes | None,
+        receiver: AnswerReceiver,
+        *,
+        timeout_s: float | None = None,
+        priority: int = Priority.NORMAL,
+        context: Any = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Write one request before returning, its answer (or failure) told to ``receiver``.
+
+        False, with nothing sent, when the request would have to wait for rate budget (the
+        caller then uses ``call``, which queues by priority). NotSentError when not connected.
+        The request's timeout bounds the wait: the receiver always hears exactly once.
+        """
+        if self._send is None:
+            self.stats.not_sent += 1
+            raise NotSentError(f"{method}: not connected")
+        if not self._admit_now():
+            return False
+        self._write(method, params, receiver, timeout_s, context, on_sent)
+        return True
+
+    def _write(
+        self,
+        method: str,
+        params: Mapping[str, Any] | bytes | None,
+        receiver: AnswerReceiver,
+        timeout_s: float | None,
+        context: Any,
+        on_sent: Callable[[int], None] | None,
+    ) -> int:
         send = self._send
         if send is None:
             self.stats.not_sent += 1
             raise NotSentError(f"{method}: connection lost before sending")
         request_id = next(self._ids)
-        payload = encode_request(method, params, request_id)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[msgspec.Raw] = loop.create_future()
-        entry = _Pending(method, future, self._clock.monotonic_ns(), context)
+        if isinstance(params, bytes):
+            payload = b"%b%d}" % (params, request_id)
+        else:
+            payload = encode_request(method, params, request_id)
+        entry = _Pending(method, receiver, self._clock.monotonic_ns(), context)
         self._pending[request_id] = entry
         try:
             send(payload)
@@ -252,18 +318,13 @@ class RpcSession:
             on_sent(time.monotonic_ns())
         self._sent_this_connection += 1
         self.stats.requests_sent += 1
-        timeout = self.default_timeout_s if timeout_s is None else timeout_s
-        entry.timer = loop.call_later(timeout, self._expire, request_id, timeout)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # The caller gave up; the answer may still matter (an order ack), so keep it as late.
-            abandoned = self._pending.pop(request_id, None)
-            if abandoned is not None:
-                if abandoned.timer is not None:
-                    abandoned.timer.cancel()
-                self._remember_late(request_id, abandoned)
-            raise
+        if timeout_s is None or timeout_s == self.default_timeout_s:
+            self._deadlines.add(request_id)  # one timer for every request of the default timeout
+        else:
+            entry.timer = asyncio.get_running_loop().call_later(
+                timeout_s, self._expire, request_id, timeout_s
+            )
+        return request_id
 
     def _expire(self, request_id: int, timeout_s: float) -> None:
         entry = self._pending.pop(request_id, None)
@@ -281,12 +342,16 @@ class RpcSession:
             self._late.popitem(last=False)
 
     # -- rate gate -----------------------------------------------------------------------
-    async def _admit(self, priority: int) -> None:
-        if (
+    def _admit_now(self) -> bool:
+        """Take a token now if no one waits before us and no throttle pause holds."""
+        return (
             not self._waiters
             and self._clock.monotonic_ns() >= self._blocked_until_ns
             and self._bucket.try_acquire()
-        ):
+        )
+
+    async def _admit(self, priority: int) -> None:
+        if self._admit_now():
             return
         self.stats.rate_waits += 1
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
