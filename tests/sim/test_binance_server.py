@@ -336,10 +336,10 @@ async def test_query_value_wins_over_body_and_duplicates_are_refused(sim):
             -1102,
             "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
         ),
-        (
-            {"side": "BUY", "type": "STOP_LOSS", "quantity": "0.001", "stopPrice": "1"},
-            -2010,
-            "Unsupported order combination",
+        (  # conditional orders are served (test_binance_stops.py); trailing stops are not
+            {"side": "BUY", "type": "STOP_LOSS", "quantity": "0.001", "trailingDelta": "100"},
+            -1106,
+            "Parameter 'trailingDelta' sent when not required.",
         ),
     ],
 )

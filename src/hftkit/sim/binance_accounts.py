@@ -1,8 +1,9 @@
 """Account endpoints of the Binance-compatible simulator: spot balances, USD-M balances and positions.
 
 USD-M figures come from the simulator's accounts: wallet balance in the settlement asset,
-positions at an exact entry price, unrealized PnL at the mark (mid of the book). There is no
-margin model, so margin fields are zero and leverage is reported, not enforced.
+positions at an exact entry price, unrealized PnL at the mark (mid of the book), initial and
+maintenance margin from the market's ``FuturesMargin`` (cross margin at the leverage set per
+symbol; ``binance_margin``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from fractions import Fraction
 from typing import Any
 
 from hftkit.core.types import ContractKind
+from hftkit.sim.binance_limits import interval_name
+from hftkit.sim.binance_margin import BRACKETS, DEFAULT_LEVERAGE
 from hftkit.sim.binance_params import BinanceApiError, illegal
 from hftkit.sim.binance_rest import Call, Handler, mark_price
 from hftkit.sim.binance_state import MarketState
@@ -133,7 +136,9 @@ def _futures_assets(state: MarketState, account_name: str) -> list[str]:
     return sorted(assets)
 
 
-def _futures_balances(state: MarketState, account_name: str) -> list[dict[str, Any]]:
+def _futures_balances(call: Call, account_name: str) -> list[dict[str, Any]]:
+    state = call.state
+    margin = call.server.margin(state)
     account = state.accounts.get(account_name)
     positions = _positions(state, account_name)
     unrealized_by_asset: dict[str, int] = {}
@@ -145,21 +150,26 @@ def _futures_balances(state: MarketState, account_name: str) -> list[dict[str, A
         balance = account.balances.get(asset)
         wallet = balance.total if balance is not None else 0
         unrealized = unrealized_by_asset.get(asset, 0)
+        figures = margin.figures(account_name, asset) if margin is not None else None
+        position_initial = figures.position_initial if figures is not None else 0
+        open_initial = figures.open_order_initial if figures is not None else 0
+        maintenance = figures.maintenance if figures is not None else 0
+        available = wallet + unrealized - position_initial - open_initial
         rows.append(
             {
                 "asset": asset,
                 "walletBalance": state.asset_text(asset, wallet),
                 "unrealizedProfit": state.asset_text(asset, unrealized),
                 "marginBalance": state.asset_text(asset, wallet + unrealized),
-                "availableBalance": state.asset_text(asset, max(0, wallet + unrealized)),
+                "availableBalance": state.asset_text(asset, max(0, available)),
                 "crossWalletBalance": state.asset_text(asset, wallet),
                 "crossUnPnl": state.asset_text(asset, unrealized),
-                "maxWithdrawAmount": state.asset_text(asset, max(0, wallet)),
+                "maxWithdrawAmount": state.asset_text(asset, max(0, min(wallet, available))),
                 "balance": state.asset_text(asset, wallet),
-                "initialMargin": "0.00000000",
-                "maintMargin": "0.00000000",
-                "positionInitialMargin": "0.00000000",
-                "openOrderInitialMargin": "0.00000000",
+                "initialMargin": state.asset_text(asset, position_initial + open_initial),
+                "maintMargin": state.asset_text(asset, maintenance),
+                "positionInitialMargin": state.asset_text(asset, position_initial),
+                "openOrderInitialMargin": state.asset_text(asset, open_initial),
                 "marginAvailable": True,
                 "updateTime": ms(state.clock.time_ns()),
             }
@@ -170,7 +180,7 @@ def _futures_balances(state: MarketState, account_name: str) -> list[dict[str, A
 async def futures_balance(call: Call) -> Any:
     account = call.require_account()
     rows = []
-    for row in _futures_balances(call.state, account):
+    for row in _futures_balances(call, account):
         rows.append(
             {
                 "accountAlias": "SimFutures",
@@ -187,15 +197,17 @@ async def futures_balance(call: Call) -> Any:
     return rows
 
 
-def _position_rows(
-    state: MarketState, account: str, version: int, symbol: str | None
-) -> list[dict[str, Any]]:
+def _position_rows(call: Call, account: str, version: int, symbol: str | None) -> list[dict[str, Any]]:
+    state = call.state
+    margin = call.server.margin(state)
     now = ms(state.clock.time_ns())
     rows = []
     for figures in _positions(state, account):
         if symbol is not None and figures.symbol != symbol:
             continue
         quote = state.instrument(figures.symbol).quote
+        leverage = margin.leverage(account, figures.symbol) if margin is not None else DEFAULT_LEVERAGE
+        initial = Decimal(figures.notional.lstrip("-")) / leverage
         common = {
             "symbol": figures.symbol,
             "positionAmt": figures.quantity,
@@ -213,8 +225,8 @@ def _position_rows(
         if version == 2:
             common.update(
                 {
-                    "leverage": "20",
-                    "maxNotionalValue": "250000",
+                    "leverage": str(leverage),
+                    "maxNotionalValue": _max_notional(leverage),
                     "marginType": "cross",
                     "isAutoAddMargin": "false",
                 }
@@ -223,9 +235,9 @@ def _position_rows(
             common.update(
                 {
                     "marginAsset": quote,
-                    "initialMargin": "0",
-                    "maintMargin": "0",
-                    "positionInitialMargin": "0",
+                    "initialMargin": _plain(initial),
+                    "maintMargin": _plain(_maintenance(Decimal(figures.notional.lstrip("-")))),
+                    "positionInitialMargin": _plain(initial),
                     "openOrderInitialMargin": "0",
                     "adl": 0,
                     "bidNotional": "0",
@@ -243,16 +255,15 @@ def position_risk(version: int) -> Handler:
         symbol = call.params.optional_symbol()
         if symbol is not None:
             call.state.instrument(symbol)
-        return _position_rows(call.state, call.require_account(), version, symbol)
+        return _position_rows(call, call.require_account(), version, symbol)
 
     return handler
 
 
 def futures_account(version: int) -> Handler:
     async def handler(call: Call) -> Any:
-        state = call.state
         account = call.require_account()
-        balances = _futures_balances(state, account)
+        balances = _futures_balances(call, account)
         totals = {
             name: _sum_texts(row[name] for row in balances)
             for name in ("walletBalance", "unrealizedProfit", "marginBalance", "availableBalance")
@@ -271,21 +282,25 @@ def futures_account(version: int) -> Handler:
                     "tradeGroupId": -1,
                 }
             )
+        margins = {
+            name: _sum_texts(row[name] for row in balances)
+            for name in ("initialMargin", "maintMargin", "positionInitialMargin", "openOrderInitialMargin")
+        }
         body.update(
             {
-                "totalInitialMargin": "0.00000000",
-                "totalMaintMargin": "0.00000000",
+                "totalInitialMargin": margins["initialMargin"],
+                "totalMaintMargin": margins["maintMargin"],
                 "totalWalletBalance": totals["walletBalance"],
                 "totalUnrealizedProfit": totals["unrealizedProfit"],
                 "totalMarginBalance": totals["marginBalance"],
-                "totalPositionInitialMargin": "0.00000000",
-                "totalOpenOrderInitialMargin": "0.00000000",
+                "totalPositionInitialMargin": margins["positionInitialMargin"],
+                "totalOpenOrderInitialMargin": margins["openOrderInitialMargin"],
                 "totalCrossWalletBalance": totals["walletBalance"],
                 "totalCrossUnPnl": totals["unrealizedProfit"],
                 "availableBalance": totals["availableBalance"],
                 "maxWithdrawAmount": totals["availableBalance"],
                 "assets": balances,
-                "positions": _position_rows(state, account, 2 if version == 2 else 3, None),
+                "positions": _position_rows(call, account, 2 if version == 2 else 3, None),
             }
         )
         return body
@@ -298,14 +313,35 @@ def _sum_texts(texts: Any) -> str:
     return f"{total.quantize(Decimal('0.00000001')):f}"
 
 
+def _max_notional(leverage: int) -> str:
+    """The largest position notional the brackets allow at this leverage."""
+    caps = [cap for _floor, cap, most, _ratio, _cum in BRACKETS if leverage <= most]
+    return str(max(caps)) if caps else "0"
+
+
+def _maintenance(notional: Decimal) -> Decimal:
+    for _floor, cap, _most, ratio, cum in BRACKETS:
+        if notional < cap or cap == BRACKETS[-1][1]:
+            return max(Decimal(0), notional * ratio - cum)
+    return Decimal(0)
+
+
+def _plain(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.00000001')):f}"
+
+
 async def leverage(call: Call) -> Any:
+    """``POST /fapi/v1/leverage``: the leverage the margin model uses for this symbol from now on."""
     params = call.params
     symbol = params.symbol()
     call.state.instrument(symbol)
     value = params.integer("leverage")
-    if not 1 <= value <= 125:
+    if not 1 <= value <= BRACKETS[0][2]:
         raise BinanceApiError(-4028, f"Leverage {value} is not valid")
-    return {"leverage": value, "maxNotionalValue": "250000", "symbol": symbol}
+    margin = call.server.margin(call.state)
+    if margin is not None:
+        margin.set_leverage(call.require_account(), symbol, value)
+    return {"leverage": value, "maxNotionalValue": _max_notional(value), "symbol": symbol}
 
 
 async def margin_type(call: Call) -> Any:
@@ -344,21 +380,14 @@ async def leverage_bracket(call: Call) -> Any:
                 "symbol": name,
                 "brackets": [
                     {
-                        "bracket": 1,
-                        "initialLeverage": 125,
-                        "notionalCap": 50000,
-                        "notionalFloor": 0,
-                        "maintMarginRatio": 0.004,
-                        "cum": 0.0,
-                    },
-                    {
-                        "bracket": 2,
-                        "initialLeverage": 20,
-                        "notionalCap": 10_000_000,
-                        "notionalFloor": 50000,
-                        "maintMarginRatio": 0.025,
-                        "cum": 1050.0,
-                    },
+                        "bracket": number,
+                        "initialLeverage": most,
+                        "notionalCap": cap,
+                        "notionalFloor": floor,
+                        "maintMarginRatio": float(ratio),
+                        "cum": float(cum),
+                    }
+                    for number, (floor, cap, most, ratio, cum) in enumerate(BRACKETS, start=1)
                 ],
             }
         )
@@ -374,3 +403,57 @@ async def commission_rate(call: Call) -> Any:
         "makerCommissionRate": rate_text(fees.maker_ppm),
         "takerCommissionRate": rate_text(fees.taker_ppm),
     }
+
+
+async def spot_commission(call: Call) -> Any:
+    """``GET /api/v3/account/commission``: the account's rates for a symbol (no tax, no discount)."""
+    symbol = call.params.symbol()
+    state = call.state
+    state.instrument(symbol)
+    fees = state.accounts.get(call.require_account()).fees
+    return {
+        "symbol": symbol,
+        "standardCommission": {
+            "maker": rate_text(fees.maker_ppm),
+            "taker": rate_text(fees.taker_ppm),
+            "buyer": "0.00000000",
+            "seller": "0.00000000",
+        },
+        "specialCommission": {
+            "maker": "0.00000000",
+            "taker": "0.00000000",
+            "buyer": "0.00000000",
+            "seller": "0.00000000",
+        },
+        "taxCommission": {
+            "maker": "0.00000000",
+            "taker": "0.00000000",
+            "buyer": "0.00000000",
+            "seller": "0.00000000",
+        },
+        "discount": {
+            "enabledForAccount": False,
+            "enabledForSymbol": False,
+            "discountAsset": "BNB",
+            "discount": "0.00000000",
+        },
+    }
+
+
+async def spot_order_rate_limits(call: Call) -> Any:
+    """``GET /api/v3/rateLimit/order``: the account's unfilled-order counts per window."""
+    state = call.state
+    counts = state.order_limits.counts(call.require_account())
+    rows = []
+    for (seconds, limit), count in zip(state.limits.order_windows, counts, strict=True):
+        interval, number = interval_name(seconds)
+        rows.append(
+            {
+                "rateLimitType": "ORDERS",
+                "interval": interval,
+                "intervalNum": number,
+                "limit": limit,
+                "count": count,
+            }
+        )
+    return rows

@@ -9,9 +9,12 @@ reads time from a ``Clock``, so tests drive it with small limits and a simulated
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hftkit.core.clock import Clock
+from hftkit.sim.binance_params import Params
+from hftkit.venues.binance.endpoints import ENDPOINTS, Market
 
 NANOS = 1_000_000_000
 
@@ -249,3 +252,54 @@ __all__ = [
     "interval_name",
     "interval_suffix",
 ]
+
+
+# request weights that depend on the params (REST and WebSocket API share them) ----------------
+
+Weight = int | Callable[[Params], int]
+
+
+def weight_of(weight: Weight, params: Params) -> int:
+    """A route's weight for these params; malformed params weigh 1 (the handler refuses them)."""
+    if isinstance(weight, int):
+        return weight
+    try:
+        return weight(params)
+    except (ValueError, TypeError):
+        return 1
+
+
+def endpoint_weight(market: Market, name: str) -> Weight:
+    """Reuse the client-side weight table (endpoints.py) so both sides count the same."""
+    endpoint = ENDPOINTS[market][name]
+    return lambda params: endpoint.weight_for(params.values)
+
+
+def per_symbols(single: int, some: int, every: int) -> Weight:
+    """``symbol`` weighs ``single``; ``symbols`` ``single`` each up to 20, then ``some``; none: ``every``."""
+
+    def weight(params: Params) -> int:
+        if "symbol" in params:
+            return single
+        raw = params.get("symbols")
+        if raw is None:
+            return every
+        count = raw.count(",") + 1
+        return single * count if count <= 20 else some if count <= 100 else every
+
+    return weight
+
+
+def per_symbol_capped(each: int, cap: int) -> Weight:
+    """Rolling-window ticker: ``each`` per symbol, at most ``cap`` (one symbol without ``symbols``)."""
+
+    def weight(params: Params) -> int:
+        raw = params.get("symbols")
+        count = 1 if raw is None else raw.count(",") + 1
+        return min(each * count, cap)
+
+    return weight
+
+
+def with_symbol(with_symbol_weight: int, without: int) -> Weight:
+    return lambda params: with_symbol_weight if "symbol" in params else without

@@ -20,6 +20,7 @@ from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
 from hftkit.sim.binance_params import BinanceApiError, Params, illegal
 from hftkit.sim.binance_rest import Call
 from hftkit.sim.binance_state import FuturesOrderFlags, MarketState
+from hftkit.sim.binance_stops import SPOT_STOP_TYPES, SpotStops, apply_stop_fields
 from hftkit.sim.binance_wire import (
     Formats,
     futures_order,
@@ -40,7 +41,6 @@ SPOT_ORDER_TYPES = {
     "MARKET": OrderType.MARKET,
     "LIMIT_MAKER": OrderType.LIMIT_MAKER,
 }
-SPOT_UNSUPPORTED_TYPES = frozenset({"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 FUTURES_ORDER_TYPES = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
 FUTURES_UNSUPPORTED_TYPES = frozenset(
     {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
@@ -54,7 +54,8 @@ _cancel_ids = itertools.count(1)
 # order entry -------------------------------------------------------------------------------
 
 
-def _reject(state: MarketState, result: OrderResult, query: bool = False) -> BinanceApiError:
+def reject_error(state: MarketState, result: OrderResult, query: bool = False) -> BinanceApiError:
+    """The wire error for an engine reject (USD-M codes where they differ from spot)."""
     reason = result.reason
     assert reason is not None
     if not state.is_spot:
@@ -91,6 +92,8 @@ class OrderRequest:
     response_type: str
     reduce_only: bool = False
     time_in_force_text: str = "GTC"
+    stop_type: str | None = None  # spot conditional order type as sent (binance_stops)
+    stop_price: int = 0
 
 
 def _quote_quantity(state: MarketState, instrument: Instrument, side: Side, quote_text: str) -> int:
@@ -118,9 +121,8 @@ def parse_spot_order(call: Call) -> OrderRequest:
     symbol = params.symbol()
     side = params.choice("side", SIDES, -1117, "Invalid side.")
     type_text = params.text("type")
-    if type_text in SPOT_UNSUPPORTED_TYPES:
-        raise BinanceApiError(-2010, "Unsupported order combination")
-    order_type = SPOT_ORDER_TYPES.get(type_text)
+    stop_type = type_text if type_text in SPOT_STOP_TYPES else None
+    order_type = SPOT_STOP_TYPES.get(type_text) or SPOT_ORDER_TYPES.get(type_text)
     if order_type is None:
         raise BinanceApiError(-1116, "Invalid orderType.")
     instrument = state.instrument(symbol)
@@ -128,6 +130,12 @@ def parse_spot_order(call: Call) -> OrderRequest:
     assert isinstance(side, Side)
     time_in_force = TimeInForce.GTC
     price = 0
+    stop_price = 0
+    if stop_type is not None:
+        params.forbid("trailingDelta", "quoteOrderQty")  # trailing stops are not modelled
+        stop_price = params.decimal_steps("stopPrice", instrument.ticks, formats.price_scale, "PRICE_FILTER")
+        if stop_price <= 0:
+            raise BinanceApiError(-1013, "Filter failure: PRICE_FILTER")
     if order_type is OrderType.LIMIT:
         time_in_force = params.choice("timeInForce", TIME_IN_FORCE, -1115, "Invalid timeInForce.")  # type: ignore[assignment]
     else:
@@ -152,9 +160,12 @@ def parse_spot_order(call: Call) -> OrderRequest:
     else:
         quantity = params.decimal_steps("quantity", instrument.lots, formats.quantity_scale, "LOT_SIZE")
         price = params.decimal_steps("price", instrument.ticks, formats.price_scale, "PRICE_FILTER")
-    for unsupported in ("stopPrice", "trailingDelta", "icebergQty"):
+    for unsupported in (
+        ("trailingDelta", "icebergQty") if stop_type else ("stopPrice", "trailingDelta", "icebergQty")
+    ):
         params.forbid(unsupported)
-    default_response = "ACK" if order_type is OrderType.LIMIT_MAKER else "FULL"
+    # documented: FULL by default for MARKET and LIMIT, ACK for the other types
+    default_response = "ACK" if order_type is OrderType.LIMIT_MAKER or stop_type else "FULL"
     response_type = params.get("newOrderRespType") or default_response
     if response_type not in RESPONSE_TYPES:
         raise illegal("newOrderRespType", "ACK, RESULT, FULL")
@@ -167,6 +178,8 @@ def parse_spot_order(call: Call) -> OrderRequest:
         time_in_force,  # type: ignore[arg-type]
         params.client_order_id("newClientOrderId"),
         response_type,
+        stop_type=stop_type,
+        stop_price=stop_price,
     )
 
 
@@ -203,18 +216,12 @@ def parse_futures_order(call: Call) -> OrderRequest:
             time_in_force = TIME_IN_FORCE[time_in_force_text]
         else:
             raise BinanceApiError(-1115, "Invalid timeInForce.")
-        price = _futures_decimal(params, "price", instrument, formats, is_price=True)
+        price = futures_decimal(params, "price", instrument, formats, is_price=True)
         if price <= 0:
             raise BinanceApiError(-4001, "Price less than 0.")
     else:
         params.forbid("price")
-    quantity = _futures_decimal(params, "quantity", instrument, formats, is_price=False)
-    if quantity <= 0:
-        raise BinanceApiError(-4003, "Quantity less than or equal to zero.")
-    if quantity < instrument.min_quantity:
-        raise BinanceApiError(-4004, "Quantity less than min quantity.")
-    if instrument.max_quantity is not None and quantity > instrument.max_quantity:
-        raise BinanceApiError(-4005, "Quantity greater than max quantity.")
+    quantity = futures_quantity(params, instrument, formats)
     reduce_only = params.boolean("reduceOnly")
     response_type = params.get("newOrderRespType") or "ACK"
     if response_type not in ("ACK", "RESULT"):
@@ -233,7 +240,19 @@ def parse_futures_order(call: Call) -> OrderRequest:
     )
 
 
-def _futures_decimal(
+def futures_quantity(params: Params, instrument: Instrument, formats: Formats) -> int:
+    """A USD-M ``quantity`` in lots with the venue's range codes (-4003 / -4004 / -4005)."""
+    quantity = futures_decimal(params, "quantity", instrument, formats, is_price=False)
+    if quantity <= 0:
+        raise BinanceApiError(-4003, "Quantity less than or equal to zero.")
+    if quantity < instrument.min_quantity:
+        raise BinanceApiError(-4004, "Quantity less than min quantity.")
+    if instrument.max_quantity is not None and quantity > instrument.max_quantity:
+        raise BinanceApiError(-4005, "Quantity greater than max quantity.")
+    return quantity
+
+
+def futures_decimal(
     params: Params, name: str, instrument: Instrument, formats: Formats, is_price: bool
 ) -> int:
     precision = formats.price_precision if is_price else formats.quantity_precision
@@ -253,8 +272,12 @@ def _futures_decimal(
         raise
 
 
-def check_reduce_only(state: MarketState, account: str, request: OrderRequest) -> None:
-    """A reduceOnly order must shrink the one-way position without flipping it (-2022)."""
+def check_reduce_only(
+    state: MarketState, account: str, request: OrderRequest, excluding: int | None = None
+) -> None:
+    """A reduceOnly order must shrink the one-way position without flipping it (-2022).
+
+    ``excluding``: an order being modified, whose own remaining size does not count."""
     if not request.reduce_only:
         return
     position = state.accounts.get(account).positions.get(request.symbol)
@@ -264,6 +287,7 @@ def check_reduce_only(state: MarketState, account: str, request: OrderRequest) -
         for order in state.engine.open_orders(account, request.symbol)
         if state.futures_flags.get(order.order_id, FuturesOrderFlags(False, "GTC")).reduce_only
         and order.side is request.side
+        and order.order_id != excluding
     )
     reducible = -held if request.side is Side.BUY else held
     if reducible <= 0 or request.quantity + open_reducing > reducible:
@@ -280,6 +304,11 @@ def place_order(call: Call, request: OrderRequest) -> OrderResult:
         raise BinanceApiError(-4025, "Exceeded the maximum allowable open orders.")
     if not state.is_spot:
         check_reduce_only(state, account, request)
+        margin = call.server.margin(state)
+        if margin is not None:
+            margin.check_order(
+                account, request.symbol, request.side, request.quantity, request.price, request.reduce_only
+            )
     if not state.is_spot:
         # the user-data stream reports reduceOnly / GTX while the order is being placed
         state.pending_flags = FuturesOrderFlags(request.reduce_only, request.time_in_force_text)
@@ -304,7 +333,7 @@ def place_order(call: Call, request: OrderRequest) -> OrderResult:
                 f"Order's notional must be no smaller than {instrument.min_notional.normalize():f} "
                 "(unless you choose reduce only).",
             )
-        raise _reject(state, result)
+        raise reject_error(state, result)
     assert result.order is not None
     return result
 
@@ -324,6 +353,46 @@ def spot_order_response(call: Call, result: OrderResult, response_type: str) -> 
             for execution in result.executions
             if execution.order is order
         ]
+    return body
+
+
+def _spot_stops(call: Call) -> SpotStops:
+    stops = call.server.stops(call.state)
+    assert stops is not None, "spot routes only"
+    return stops
+
+
+def _new_stop_order(call: Call, request: OrderRequest) -> dict[str, Any]:
+    """A spot conditional order: acknowledged now, in the book when its stop price trades."""
+    state = call.state
+    instrument = state.instrument(request.symbol)
+    reference = request.price or request.stop_price
+    if request.quantity < instrument.min_quantity or (
+        instrument.max_quantity is not None and request.quantity > instrument.max_quantity
+    ):
+        raise BinanceApiError(-1013, "Filter failure: LOT_SIZE")
+    if instrument.notional(reference, request.quantity) < instrument.min_notional:
+        raise BinanceApiError(-1013, "Filter failure: NOTIONAL")
+    assert request.stop_type is not None
+    order = _spot_stops(call).add(
+        call.require_account(),
+        request.symbol,
+        request.side,
+        request.stop_type,
+        request.quantity,
+        request.price,
+        request.stop_price,
+        request.time_in_force,
+        request.client_order_id,
+    )
+    transact = ms(order.created_ns)
+    if request.response_type == "ACK":
+        return spot_order_ack(order, transact)
+    body = spot_order_result(order, state.formats(order.symbol), transact)
+    body["stopPrice"] = state.formats(order.symbol).price(request.stop_price)
+    apply_stop_fields(state, order, body, query=False)
+    if request.response_type == "FULL":
+        body["fills"] = []
     return body
 
 
@@ -350,6 +419,8 @@ def _tif_text(order: SimOrder) -> str:
 async def new_order(call: Call) -> Any:
     if call.state.is_spot:
         request = parse_spot_order(call)
+        if request.stop_type is not None:
+            return _new_stop_order(call, request)
         result = place_order(call, request)
         return spot_order_response(call, result, request.response_type)
     request = parse_futures_order(call)
@@ -436,18 +507,25 @@ async def cancel_order(call: Call) -> Any:
     order_id, client_order_id = _order_ids(params, "origClientOrderId")
     account = call.require_account()
     cancel_id = params.client_order_id("newClientOrderId") or f"sim-cancel-{next(_cancel_ids)}"
+    if state.is_spot:
+        waiting = _spot_stops(call).find(account, order_id, None if order_id is not None else client_order_id)
+        if waiting is not None and waiting.symbol == symbol:
+            order = _spot_stops(call).cancel(waiting, cancel_id)
+            body = spot_cancel(order, state.formats(symbol), cancel_id, ms(order.updated_ns))
+            return apply_stop_fields(state, order, body, query=False)
     state.pending_cancel_id = cancel_id  # the user-data stream reports it as the cancel's "c"
     try:
         result = state.venue.cancel(account, symbol, order_id=order_id, client_order_id=client_order_id)
     finally:
         state.pending_cancel_id = None
     if not result.accepted:
-        raise _reject(state, result)
+        raise reject_error(state, result)
     order = result.order
     assert order is not None
     if not state.is_spot:
         return futures_order_body(state, order)
-    return spot_cancel(order, state.formats(symbol), cancel_id, ms(order.updated_ns))
+    body = spot_cancel(order, state.formats(symbol), cancel_id, ms(order.updated_ns))
+    return apply_stop_fields(state, order, body, query=False)
 
 
 async def cancel_open_orders(call: Call) -> Any:
@@ -455,15 +533,24 @@ async def cancel_open_orders(call: Call) -> Any:
     symbol = call.params.symbol()
     state.instrument(symbol)
     account = call.require_account()
+    stopped: list[SimOrder] = []
+    if state.is_spot:
+        stops = _spot_stops(call)
+        stopped = [stops.cancel(order) for order in stops.of(account, symbol)]
     result = state.venue.cancel_all(account, symbol)
     if not state.is_spot:
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
-    if not result.orders:
+    if not result.orders and not stopped:
         raise BinanceApiError(-2011, "Unknown order sent.")
     formats = state.formats(symbol)
     return [
-        spot_cancel(order, formats, f"sim-cancel-{next(_cancel_ids)}", ms(order.updated_ns))
-        for order in result.orders
+        apply_stop_fields(
+            state,
+            order,
+            spot_cancel(order, formats, f"sim-cancel-{next(_cancel_ids)}", ms(order.updated_ns)),
+            query=False,
+        )
+        for order in sorted([*result.orders, *stopped], key=lambda item: item.order_id)
     ]
 
 
@@ -473,17 +560,32 @@ async def query_order(call: Call) -> Any:
     symbol = params.symbol()
     state.instrument(symbol)
     order_id, client_order_id = _order_ids(params, "origClientOrderId")
-    order = state.find_order(call.require_account(), order_id, client_order_id)
+    account = call.require_account()
+    order = None
+    if state.is_spot:
+        order = _spot_stops(call).find(account, order_id, None if order_id is not None else client_order_id)
+        order = order or _stopped(call, account, order_id, client_order_id)
+    order = order or state.find_order(account, order_id, client_order_id)
     if order is None or order.symbol != symbol:
         raise BinanceApiError(-2013, "Order does not exist.")
-    if state.is_spot:
-        return spot_order_query(order, state.formats(symbol))
-    return futures_order_body(state, order, with_time=True)
+    return _order_row(state, order)
+
+
+def _stopped(call: Call, account: str, order_id: int | None, client_order_id: str | None) -> SimOrder | None:
+    """A spot conditional order canceled before it triggered (never in the engine)."""
+    for order in reversed(_spot_stops(call).canceled):
+        if order.account == account and (
+            order.order_id == order_id if order_id is not None else order.client_order_id == client_order_id
+        ):
+            return order
+    return None
 
 
 def _order_row(state: MarketState, order: SimOrder) -> dict[str, Any]:
     if state.is_spot:
-        return spot_order_query(order, state.formats(order.symbol))
+        return apply_stop_fields(
+            state, order, spot_order_query(order, state.formats(order.symbol)), query=True
+        )
     return futures_order_body(state, order, with_time=True)
 
 
@@ -492,9 +594,9 @@ async def open_orders(call: Call) -> Any:
     symbol = call.params.optional_symbol()
     if symbol is not None:
         state.instrument(symbol)
-    orders = sorted(
-        state.engine.open_orders(call.require_account(), symbol), key=lambda order: order.order_id
-    )
+    account = call.require_account()
+    waiting = _spot_stops(call).of(account, symbol) if state.is_spot else []
+    orders = sorted([*state.engine.open_orders(account, symbol), *waiting], key=lambda order: order.order_id)
     return [_order_row(state, order) for order in orders]
 
 
@@ -507,9 +609,21 @@ async def all_orders(call: Call) -> Any:
     start = params.optional_integer("startTime")
     end = params.optional_integer("endTime")
     limit = params.limit(500, 1000)
+    account = call.require_account()
+    known = state.orders(account, symbol)
+    if state.is_spot:  # conditional orders that never entered the book
+        stops = _spot_stops(call)
+        known = sorted(
+            [
+                *known,
+                *stops.of(account, symbol),
+                *(o for o in stops.canceled if o.account == account and o.symbol == symbol),
+            ],
+            key=lambda item: item.order_id,
+        )
     orders = [
         order
-        for order in state.orders(call.require_account(), symbol)
+        for order in known
         if (order_id is None or order.order_id >= order_id)
         and (start is None or ms(order.created_ns) >= start)
         and (end is None or ms(order.created_ns) <= end)

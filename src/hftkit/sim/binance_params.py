@@ -36,18 +36,30 @@ DEFAULT_RECV_WINDOW_MS = 5_000
 
 
 class BinanceApiError(Exception):
-    """An answer with Binance's JSON error body ``{"code": .., "msg": ..}``."""
+    """An answer with Binance's JSON error body ``{"code": .., "msg": ..}``.
+
+    ``data`` carries the details some errors add beside code and msg (cancelReplace's
+    ``{"cancelResult", "newOrderResult", ...}``), on REST and WebSocket API alike.
+    """
 
     def __init__(
-        self, code: int, message: str, status: int = 400, headers: Mapping[str, str] | None = None
+        self,
+        code: int,
+        message: str,
+        status: int = 400,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(f"{code} {message}")
         self.code = code
         self.message = message
         self.status = status
         self.headers = dict(headers or {})
+        self.data = dict(data) if data is not None else None
 
     def body(self) -> dict[str, object]:
+        if self.data is not None:
+            return {"code": self.code, "msg": self.message, "data": self.data}
         return {"code": self.code, "msg": self.message}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -29,8 +29,15 @@ from hftkit.sim.binance_wire import (
     rest_aggregate_trade,
     rest_ticker,
     rest_trade,
+    ticker_figures,
 )
 from hftkit.sim.matching import DepthSnapshot
+from hftkit.sim.venue import Candle, TickerStatistics
+
+if TYPE_CHECKING:
+    from hftkit.sim.binance_algo import AlgoOrders
+    from hftkit.sim.binance_margin import FuturesMargin
+    from hftkit.sim.binance_stops import SpotStops
 
 KLINE_INTERVALS_MS = {
     "1m": 60_000,
@@ -59,6 +66,12 @@ class ServerView(Protocol):
     def listen_key_closed(self, state: MarketState, listen_key: ListenKey) -> None: ...
 
     def market_states(self) -> list[MarketState]: ...
+
+    def algo_orders(self, state: MarketState) -> AlgoOrders: ...
+
+    def margin(self, state: MarketState) -> FuturesMargin | None: ...
+
+    def stops(self, state: MarketState) -> SpotStops | None: ...
 
 
 @dataclass
@@ -130,14 +143,22 @@ def _spot_symbol_info(state: MarketState, instrument: Instrument) -> dict[str, A
         "quoteAssetPrecision": formats.price_scale,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
         "icebergAllowed": False,
         "ocoAllowed": False,
         "otoAllowed": False,
         "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
-        "cancelReplaceAllowed": False,
-        "amendAllowed": False,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
@@ -231,7 +252,16 @@ def _futures_symbol_info(state: MarketState, instrument: Instrument) -> dict[str
                 "multiplierDecimal": "4",
             },
         ],
-        "orderTypes": ["LIMIT", "MARKET"],
+        # the conditional types are taken on the algo-order endpoints (POST /fapi/v1/algoOrder)
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
     }
 
@@ -293,6 +323,19 @@ async def trades(call: Call) -> Any:
     return [rest_trade(trade, formats) for trade in call.state.venue.recent_trades(symbol, limit)]
 
 
+async def historical_trades(call: Call) -> Any:
+    """``historicalTrades`` / WS ``trades.historical``: from ``fromId`` on, else the latest."""
+    symbol, formats = _market_symbol(call)
+    limit = call.params.limit(500, 1000)
+    from_id = call.params.optional_integer("fromId")
+    rows = call.state.venue.recent_trades(symbol, 1 << 30)
+    if from_id is None:
+        selected = rows[-limit:]
+    else:
+        selected = [trade for trade in rows if trade.trade_id >= from_id][:limit]
+    return [rest_trade(trade, formats) for trade in selected]
+
+
 async def aggregate_trades(call: Call) -> Any:
     symbol, formats = _market_symbol(call)
     params = call.params
@@ -331,6 +374,103 @@ async def klines(call: Call) -> Any:
     ]
     selected = selected[:limit] if start is not None else selected[-limit:]
     return [kline_row(candle, formats, interval_ms) for candle in selected]
+
+
+_WINDOW_UNITS_MINUTES = {"m": (1, 59), "h": (60, 23), "d": (1440, 7)}
+
+
+def _window_minutes(text: str) -> int:
+    """``windowSize``: 1m..59m, 1h..23h, 1d..7d (the venue's accepted range)."""
+    unit = _WINDOW_UNITS_MINUTES.get(text[-1:])
+    if unit is None or not text[:-1].isdigit() or not 1 <= int(text[:-1]) <= unit[1]:
+        raise BinanceApiError(-1100, "Invalid windowSize.")
+    return int(text[:-1]) * unit[0]
+
+
+async def rolling_ticker(call: Call) -> Any:
+    """``GET /api/v3/ticker`` / WS ``ticker``: rolling-window statistics from the minute candles.
+
+    Candles start at whole minutes, so the window is the minutes that overlap it; the
+    simulator keeps one day of candles, so windows over 1d report that day."""
+    minutes = _window_minutes(call.params.get("windowSize") or "1d")
+    now = call.state.clock.time_ns()
+    return _window_tickers(call, now - minutes * 60 * 10**9, now)
+
+
+async def trading_day_ticker(call: Call) -> Any:
+    """``GET /api/v3/ticker/tradingDay`` / WS ``ticker.tradingDay``: since 00:00 of the day in
+    ``timeZone`` (hours, default 0 = UTC)."""
+    text = call.params.get("timeZone") or "0"
+    try:
+        hours = int(text)
+    except ValueError:
+        raise BinanceApiError(-1100, "Invalid timeZone.") from None
+    if not -12 <= hours <= 14:
+        raise BinanceApiError(-1100, "Invalid timeZone.")
+    now = call.state.clock.time_ns()
+    local = now + hours * 3_600 * 10**9
+    return _window_tickers(call, local - local % (86_400 * 10**9) - hours * 3_600 * 10**9, now)
+
+
+def _window_tickers(call: Call, start: int, now: int) -> Any:
+    state = call.state
+    params = call.params
+    if "symbol" not in params and "symbols" not in params:
+        raise BinanceApiError(-1102, "Param 'symbol' or 'symbols' must be sent, but both were empty/null!")
+    symbols, single = _symbols_or_all(call)
+    response_type = params.get("type") or "FULL"
+    if response_type not in ("FULL", "MINI"):
+        raise illegal("type", "FULL, MINI")
+    rows = []
+    for symbol in symbols:
+        formats = state.formats(symbol)
+        candles = [
+            candle for candle in state.venue.candles(symbol, 1440) if candle.open_time_ns + 60 * 10**9 > start
+        ]
+        statistics = _window_statistics(symbol, candles, start, now)
+        figures = ticker_figures(statistics, formats)
+        row: dict[str, Any] = {"symbol": symbol}
+        if response_type == "FULL":
+            row.update(
+                priceChange=figures["priceChange"],
+                priceChangePercent=figures["priceChangePercent"],
+                weightedAvgPrice=figures["weightedAvgPrice"],
+            )
+        row.update(
+            openPrice=figures["openPrice"],
+            highPrice=figures["highPrice"],
+            lowPrice=figures["lowPrice"],
+            lastPrice=figures["lastPrice"],
+            volume=figures["volume"],
+            quoteVolume=figures["quoteVolume"],
+            openTime=ms(statistics.open_time_ns),
+            closeTime=ms(statistics.close_time_ns),
+            firstId=statistics.first_trade_id,
+            lastId=statistics.last_trade_id,
+            count=statistics.count,
+        )
+        rows.append(row)
+    return rows[0] if single else rows
+
+
+def _window_statistics(symbol: str, candles: list[Candle], start_ns: int, now_ns: int) -> TickerStatistics:
+    if not candles:
+        return TickerStatistics(symbol, open_time_ns=start_ns, close_time_ns=now_ns)
+    traded = [candle for candle in candles if candle.trades]
+    return TickerStatistics(
+        symbol,
+        open_price=candles[0].open,
+        high_price=max(candle.high for candle in candles),
+        low_price=min(candle.low for candle in candles),
+        last_price=candles[-1].close,
+        volume=sum(candle.volume for candle in candles),
+        quote_volume=sum(candle.quote_volume for candle in candles),
+        count=sum(candle.trades for candle in candles),
+        first_trade_id=traded[0].first_trade_id if traded else -1,
+        last_trade_id=traded[-1].last_trade_id if traded else -1,
+        open_time_ns=start_ns,
+        close_time_ns=now_ns,
+    )
 
 
 def _best(state: MarketState, symbol: str) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -403,6 +543,14 @@ async def average_price(call: Call) -> Any:
     return {"mins": 5, "price": price, "closeTime": ms(now)}
 
 
+def funding_terms(margin: FuturesMargin | None, symbol: str, now_ms: int) -> tuple[str, int]:
+    """(funding rate text, next funding time) of a symbol: the margin model's, else the defaults."""
+    hours8 = 8 * 3_600_000
+    if margin is None:
+        return "0.00010000", now_ms - now_ms % hours8 + hours8
+    return f"{margin.funding_rates.get(symbol, Decimal('0.0001')):.8f}", margin.next_funding_ms
+
+
 def mark_price(state: MarketState, symbol: str) -> int:
     """Mid of the best bid/ask in ticks (rounded down), else the last trade price."""
     bid, ask = _best(state, symbol)
@@ -418,20 +566,21 @@ async def premium_index(call: Call) -> Any:
     state = call.state
     symbols, single = _symbols_or_all(call)
     now = ms(state.clock.time_ns())
-    hours8 = 8 * 3_600_000
+    margin = call.server.margin(state)
     rows = []
     for symbol in symbols:
         formats = state.formats(symbol)
         mark = formats.price(mark_price(state, symbol))
+        rate, next_time = funding_terms(margin, symbol, now)
         rows.append(
             {
                 "symbol": symbol,
                 "markPrice": mark,
                 "indexPrice": mark,
                 "estimatedSettlePrice": mark,
-                "lastFundingRate": "0.00010000",
+                "lastFundingRate": rate,
                 "interestRate": "0.00010000",
-                "nextFundingTime": now - now % hours8 + hours8,
+                "nextFundingTime": next_time,
                 "time": now,
             }
         )

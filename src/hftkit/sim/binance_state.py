@@ -8,6 +8,7 @@ GTX), and the listen keys with their expiry. Sans-I/O.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -37,6 +38,25 @@ class ListenKey:
 class FuturesOrderFlags:
     reduce_only: bool
     time_in_force: str  # GTC / IOC / FOK / GTX as sent
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """One accepted change of a working order (USD-M modify, spot keepPriority), for the
+    ``orderAmendment`` / ``order/amendments`` history. Prices in ticks, quantities in lots."""
+
+    amendment_id: int
+    account: str
+    symbol: str
+    order_id: int
+    client_order_id: str
+    new_client_order_id: str
+    price_before: int
+    price_after: int
+    quantity_before: int
+    quantity_after: int
+    count: int  # the order's amendments so far, this one included
+    time_ns: int
 
 
 class MarketState:
@@ -80,9 +100,49 @@ class MarketState:
         self._realized: dict[tuple[int, int], int] = {}
         self._realized_limit = 4 * history_per_symbol
         self.listen_keys: dict[str, ListenKey] = {}
+        # amendments of working orders, newest last; counts per order for the venue's limit
+        self.amendments: deque[Amendment] = deque(maxlen=4 * history_per_symbol)
+        self.amendment_counts: dict[int, int] = {}
+        self._amendment_ids = itertools.count(1)
+        # spot conditional orders (binance_stops): order id -> (type as sent, stop price in ticks),
+        # kept after the trigger so the order still reads STOP_LOSS_LIMIT etc.; the ids still waiting
+        self.stop_orders: dict[int, tuple[str, int]] = {}
+        self.pending_stop_ids: set[int] = set()
         self.pending_cancel_id: str | None = None  # set by a cancel handler around venue.cancel
         self.pending_flags: FuturesOrderFlags | None = None  # set by the order handler around venue.place
         venue.add_listener(self.on_event)
+
+    def record_amendment(
+        self,
+        account: str,
+        order: SimOrder,
+        price_before: int,
+        quantity_before: int,
+        new_client_order_id: str | None = None,
+    ) -> Amendment:
+        count = self.amendment_counts.get(order.order_id, 0) + 1
+        if len(self.amendment_counts) > self._flags_limit:  # keep the counts of recent orders only
+            recent = {item.order_id for item in self.amendments}
+            self.amendment_counts = {
+                key: value for key, value in self.amendment_counts.items() if key in recent
+            }
+        self.amendment_counts[order.order_id] = count
+        amendment = Amendment(
+            amendment_id=next(self._amendment_ids),
+            account=account,
+            symbol=order.symbol,
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            new_client_order_id=new_client_order_id or order.client_order_id,
+            price_before=price_before,
+            price_after=order.price,
+            quantity_before=quantity_before,
+            quantity_after=order.quantity,
+            count=count,
+            time_ns=order.updated_ns,
+        )
+        self.amendments.append(amendment)
+        return amendment
 
     @property
     def is_spot(self) -> bool:

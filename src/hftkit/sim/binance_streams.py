@@ -19,13 +19,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from hftkit.core.types import OrderStatus, OrderType
-from hftkit.sim.binance_rest import KLINE_INTERVALS_MS, mark_price
+from hftkit.sim.binance_rest import KLINE_INTERVALS_MS, funding_terms, mark_price
 from hftkit.sim.binance_state import FuturesOrderFlags, MarketState
 from hftkit.sim.binance_wire import (
     ORDER_TYPES,
@@ -48,6 +48,9 @@ from hftkit.sim.faults import DepthAction, FaultInjector
 from hftkit.sim.matching import BookUpdate, Execution, SimOrder, TradePrint
 from hftkit.sim.venue import OrderEvent, OrderEventKind, SimEvent
 from hftkit.sim.websocket import SEND_TIMEOUT_S, abort, send_or_abort
+
+if TYPE_CHECKING:
+    from hftkit.sim.binance_margin import FuturesMargin
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,19 @@ _ALL_MARKET = {
     "!ticker@arr": ("allTicker", 1000),
     "!bookTicker": ("bookTicker", REALTIME),
 }
+
+
+# USD-M routed paths (fstream since 2026-03): high-frequency book data on /public, the rest on
+# /market; a connection without a routed path gets /public data only. A stream asked for on the
+# wrong path is accepted and stays silent, as on the venue. ``trade`` is not in the venue's
+# documented list; it is served on /public, where ccxt.pro asks for it.
+PUBLIC, MARKET = "public", "market"
+_PUBLIC_KINDS = frozenset({"depth", "partial", "bookTicker", "trade"})
+
+
+def usdm_route(spec: StreamSpec) -> str:
+    """The USD-M path (``public`` or ``market``) that carries a stream."""
+    return PUBLIC if spec.kind in _PUBLIC_KINDS else MARKET
 
 
 def parse_stream(name: str, spot: bool) -> StreamSpec:
@@ -240,11 +256,16 @@ class Outbox:
 
 
 class Subscriber:
-    """A market-stream connection: its subscriptions, the combined flag, its outbox."""
+    """A market-stream connection: its subscriptions, the combined flag, its outbox.
 
-    def __init__(self, outbox: Outbox, combined: bool) -> None:
+    ``route``: the USD-M path the connection came in on (``public`` / ``market``), None on
+    spot; streams of the other path are listed but never delivered.
+    """
+
+    def __init__(self, outbox: Outbox, combined: bool, route: str | None = None) -> None:
         self.outbox = outbox
         self.combined = combined
+        self.route = route
         self.streams: dict[str, StreamSpec] = {}
 
 
@@ -270,10 +291,14 @@ class MarketStreams:
         self._by_symbol: dict[str, dict[str, _Topic]] = {}
         self.subscribers: set[Subscriber] = set()
         self.published = 0
+        self.margin: FuturesMargin | None = None  # USD-M: funding rate and time of the markPrice stream
         state.venue.add_listener(self.on_event)
 
     # subscriptions -------------------------------------------------------------------------
     def subscribe(self, subscriber: Subscriber, spec: StreamSpec) -> None:
+        if subscriber.route is not None and usdm_route(spec) != subscriber.route:
+            subscriber.streams[spec.name] = spec  # accepted, silent: the venue's wrong-path answer
+            return
         topic = self._topics.get(spec.name)
         if topic is None:
             topic = self._topics[spec.name] = _Topic(spec)
@@ -529,7 +554,7 @@ class MarketStreams:
 
     def _mark_price_event(self, symbol: str, now_ms: int) -> dict[str, Any]:
         mark = self.state.formats(symbol).price(mark_price(self.state, symbol))
-        hours8 = 8 * 3_600_000
+        rate, next_time = funding_terms(self.margin, symbol, now_ms)
         return {
             "e": "markPriceUpdate",
             "E": now_ms,
@@ -537,8 +562,8 @@ class MarketStreams:
             "p": mark,
             "i": mark,
             "P": mark,
-            "r": "0.00010000",
-            "T": now_ms - now_ms % hours8 + hours8,
+            "r": rate,
+            "T": next_time,
         }
 
 
@@ -571,6 +596,18 @@ class UserData:
     def _emit(self, account: str, event: dict[str, Any]) -> None:
         for sink in list(self._sinks.get(account, ())):
             sink(event)
+
+    def publish(self, account: str, event: dict[str, Any]) -> None:
+        """Send an event made elsewhere (an algo order's ALGO_UPDATE) to the account's sinks."""
+        self._emit(account, event)
+
+    def account_update(self, account: str, symbols: list[str], reason: str) -> None:
+        """An ACCOUNT_UPDATE of these symbols for a reason other than an order (``FUNDING_FEE``)."""
+        if account not in self._sinks:
+            return
+        event = self._account_update(account, symbols, ms(self.state.clock.time_ns()))
+        event["a"]["m"] = reason
+        self._emit(account, event)
 
     def on_event(self, event: SimEvent) -> None:
         if isinstance(event, OrderEvent):
@@ -679,7 +716,8 @@ class UserData:
             execution_type, status = "NEW", "NEW"
             filled = quote_filled = 0
         elif event.kind is OrderEventKind.AMENDED:
-            execution_type, status = "AMENDMENT", event.status.name
+            # spot reports an in-place amend as REPLACED, USD-M a modify as AMENDMENT
+            execution_type, status = ("REPLACED" if self.spot else "AMENDMENT"), event.status.name
             filled, quote_filled = order.filled, order.quote_filled
         else:
             if event.status is OrderStatus.CANCELED:
@@ -786,6 +824,12 @@ class UserData:
             }
             if close_reason is CloseReason.SELF_TRADE_PREVENTION:
                 report["v"] = 0
+            stop = state.stop_orders.get(order.order_id)
+            if stop is not None:  # a conditional order (binance_stops): its type and stop price
+                report["o"] = stop[0]
+                report["P"] = formats.price(stop[1])
+                if order.order_id in state.pending_stop_ids:
+                    report["w"] = False
             return report
         flags = state.futures_flags.get(order.order_id, FuturesOrderFlags(False, _tif(order)))
         order_type = "LIMIT" if order.order_type is OrderType.LIMIT_MAKER else ORDER_TYPES[order.order_type]
@@ -855,4 +899,5 @@ __all__ = [
     "Subscriber",
     "UserData",
     "parse_stream",
+    "usdm_route",
 ]

@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.types import ContractKind, Instrument
@@ -29,6 +31,14 @@ API_SECRET = "simsecret000000000000000000000000000000000000000000000000000001"
 OTHER_KEY = "simkey0000000000000000000000000000000000000000000000000000000002"
 OTHER_SECRET = "simsecret000000000000000000000000000000000000000000000000000002"
 SYMBOL = "BTCUSDT"
+# an Ed25519 API key (WebSocket API session.logon); the private key is fixed so tests can sign
+ED25519_KEY = "simed25519key00000000000000000000000000000000000000000000000001"
+ED25519_PRIVATE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+ED25519_PUBLIC_PEM = (
+    ED25519_PRIVATE_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 def spot_instrument() -> Instrument:
@@ -69,6 +79,7 @@ class BinanceSimHarness:
     faults_spot: FaultInjector | None = None
     faults_usdm: FaultInjector | None = None
     server_options: Mapping[str, Any] = field(default_factory=dict)
+    usdm_stream_port: int | None = None  # 0: also serve a futures stream host (urls["usdm_stream"])
 
     def __post_init__(self) -> None:
         spot_accounts = Accounts(fees=self.fees)
@@ -77,7 +88,7 @@ class BinanceSimHarness:
         usdm_accounts = Accounts(fees=self.fees)
         self.usdm = SimVenue("binance-usdm", MatchingEngine(usdm_accounts, clock=self.clock))
         self.usdm.add_instrument(usdm_instrument())
-        for key in (API_KEY, OTHER_KEY):
+        for key in (API_KEY, OTHER_KEY, ED25519_KEY):
             spot_accounts.deposit(key, "USDT", spot_accounts.to_units("USDT", "100000"))
             spot_accounts.deposit(key, "BTC", spot_accounts.to_units("BTC", "2"))
             usdm_accounts.deposit(key, "USDT", usdm_accounts.to_units("USDT", "100000"))
@@ -87,6 +98,7 @@ class BinanceSimHarness:
             self.spot,
             self.usdm,
             api_keys={API_KEY: API_SECRET, OTHER_KEY: OTHER_SECRET},
+            ed25519_keys={ED25519_KEY: ED25519_PUBLIC_PEM},
             faults_spot=self.faults_spot,
             faults_usdm=self.faults_usdm,
             clock=self.clock,
@@ -98,7 +110,7 @@ class BinanceSimHarness:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> BinanceSimHarness:
-        self.urls = await self.server.start()
+        self.urls = await self.server.start(usdm_stream_port=self.usdm_stream_port)
         self._session = aiohttp.ClientSession()
         return self
 
@@ -160,6 +172,9 @@ class BinanceSimHarness:
 __all__ = [
     "API_KEY",
     "API_SECRET",
+    "ED25519_KEY",
+    "ED25519_PRIVATE_KEY",
+    "ED25519_PUBLIC_PEM",
     "OTHER_KEY",
     "OTHER_SECRET",
     "SYMBOL",

@@ -3,7 +3,11 @@
 Requests ``{"id", "method", "params"}`` answer ``{"id", "status", "result" | "error",
 "rateLimits"}``. Methods reuse the REST handlers, so ``order.place`` returns exactly the REST
 order response (what ccxt.pro's ``create_order_ws`` parses). Signed methods carry ``apiKey``,
-``timestamp`` and ``signature`` (HMAC over the params sorted by name).
+``timestamp`` and ``signature`` over the params sorted by name: HMAC-SHA256 (hex) for HMAC
+keys, Ed25519 (base64) for the server's ``ed25519_keys``. ``session.logon`` (Ed25519 keys only,
+as on the venue) authenticates the connection, after which signed methods may omit ``apiKey``
+and ``signature``; ``session.status`` / ``session.logout`` report and end it. Weights follow
+the venue's tables (per-symbol and per-limit weights shared with REST via ``binance_limits``).
 ``userDataStream.subscribe.signature`` attaches the account's user-data events to the socket,
 wrapped as ``{"subscriptionId": N, "event": {...}}``. Request faults apply as over REST.
 """
@@ -11,7 +15,10 @@ wrapped as ``{"subscriptionId": N, "event": {...}}``. Request faults apply as ov
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
 import hmac
 import itertools
 import logging
@@ -19,11 +26,25 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hftkit.sim import binance_accounts as accounts
+from hftkit.sim import binance_algo as algo
+from hftkit.sim import binance_amend as amend
 from hftkit.sim import binance_orders as orders
 from hftkit.sim import binance_rest as rest
+from hftkit.sim.binance_limits import (
+    Weight,
+    endpoint_weight,
+    interval_name,
+    per_symbol_capped,
+    per_symbols,
+    weight_of,
+    with_symbol,
+)
 from hftkit.sim.binance_params import (
+    API_KEY,
     INTERNAL_ERROR,
     NONE,
     SEND_STATUS_UNKNOWN,
@@ -38,7 +59,6 @@ from hftkit.sim.binance_rest import Call
 from hftkit.sim.binance_state import MarketState
 from hftkit.sim.binance_streams import Outbox, UserData
 from hftkit.sim.binance_wire import ms
-from hftkit.venues.binance.auth import HmacSigner
 from hftkit.venues.binance.endpoints import Market
 
 if TYPE_CHECKING:
@@ -50,16 +70,14 @@ SPOT, USDM = Market.SPOT, Market.USDM
 subscription_ids = itertools.count(0)
 
 
-# WebSocket API methods: (REST handler, weight, security); the spot and USD-M APIs differ in account calls
-_COMMON_WEBSOCKET_METHODS: dict[str, tuple[rest.Handler, int, str]] = {
+# WebSocket API methods: (REST handler, weight, security); weights as the venue documents them
+Method = tuple[rest.Handler, Weight, str]
+_COMMON_WEBSOCKET_METHODS: dict[str, Method] = {
     "ping": (rest.ping, 1, NONE),
     "time": (rest.server_time, 1, NONE),
     "exchangeInfo": (rest.exchange_info, 20, NONE),
-    "depth": (rest.depth, 5, NONE),
     "trades.recent": (rest.trades, 25, NONE),
-    "ticker.price": (rest.ticker_price, 2, NONE),
-    "ticker.book": (rest.book_ticker, 2, NONE),
-    "ticker.24hr": (rest.ticker_24h, 2, NONE),
+    "ticker.24hr": (rest.ticker_24h, per_symbols(2, 40, 80), NONE),
     "order.place": (orders.new_order, 1, SIGNED),
     "order.cancel": (orders.cancel_order, 1, SIGNED),
     "order.status": (orders.query_order, 4, SIGNED),
@@ -68,19 +86,53 @@ _COMMON_WEBSOCKET_METHODS: dict[str, tuple[rest.Handler, int, str]] = {
     "allOrders": (orders.all_orders, 20, SIGNED),
     "myTrades": (orders.my_trades, 20, SIGNED),
 }
-WEBSOCKET_METHODS: dict[Market, dict[str, tuple[rest.Handler, int, str]]] = {
+WEBSOCKET_METHODS: dict[Market, dict[str, Method]] = {
     SPOT: {
         **_COMMON_WEBSOCKET_METHODS,
+        "depth": (rest.depth, endpoint_weight(SPOT, "depth"), NONE),
+        "trades.historical": (rest.historical_trades, 25, NONE),
+        "trades.aggregate": (rest.aggregate_trades, 4, NONE),
+        "klines": (rest.klines, 2, NONE),
+        "uiKlines": (rest.klines, 2, NONE),
+        "avgPrice": (rest.average_price, 2, NONE),
+        "ticker": (rest.rolling_ticker, per_symbol_capped(4, 200), NONE),
+        "ticker.tradingDay": (rest.trading_day_ticker, per_symbol_capped(4, 200), NONE),
+        "ticker.price": (rest.ticker_price, with_symbol(2, 4), NONE),
+        "ticker.book": (rest.book_ticker, with_symbol(2, 4), NONE),
         "order.test": (orders.order_test, 1, SIGNED),
+        "order.cancelReplace": (amend.cancel_replace, 1, SIGNED),
+        "order.amend.keepPriority": (amend.amend_keep_priority, 4, SIGNED),
+        "order.amendments": (amend.spot_order_amendments, 4, SIGNED),
         "account.status": (accounts.spot_account, 20, SIGNED),
+        "account.commission": (accounts.spot_commission, 20, SIGNED),
+        "account.rateLimits.orders": (accounts.spot_order_rate_limits, 40, SIGNED),
     },
     USDM: {
         **_COMMON_WEBSOCKET_METHODS,
+        "depth": (rest.depth, endpoint_weight(USDM, "depth"), NONE),
+        "ticker.price": (rest.ticker_price, with_symbol(1, 2), NONE),
+        "ticker.book": (rest.book_ticker, with_symbol(2, 5), NONE),
+        "order.modify": (amend.modify_order, 0, SIGNED),
+        "algoOrder.place": (algo.new_algo_order, 0, SIGNED),
+        "algoOrder.cancel": (algo.cancel_algo_order, 1, SIGNED),
         "account.status": (accounts.futures_account(2), 5, SIGNED),
         "account.balance": (accounts.futures_balance, 5, SIGNED),
         "account.position": (accounts.position_risk(2), 5, SIGNED),
+        "v2/account.status": (accounts.futures_account(3), 5, SIGNED),
+        "v2/account.balance": (accounts.futures_balance, 5, SIGNED),
+        "v2/account.position": (accounts.position_risk(3), 5, SIGNED),
+        "userDataStream.start": (rest.create_listen_key, 1, API_KEY),
+        "userDataStream.ping": (rest.keepalive_listen_key, 1, API_KEY),
+        "userDataStream.stop": (rest.close_listen_key, 1, API_KEY),
     },
 }
+SESSION_METHODS = ("session.logon", "session.status", "session.logout")
+
+
+# methods that count in the ORDERS windows (a new order, a modify, a cancel-replace)
+ORDER_COUNTED: frozenset[rest.Handler] = frozenset(
+    {orders.new_order, amend.modify_order, amend.cancel_replace, algo.new_algo_order}
+)
 
 
 class ApiSession:
@@ -95,6 +147,10 @@ class ApiSession:
         self.outbox = outbox
         self.ip = ip
         self.subscriptions: dict[int, tuple[str, Callable[[dict[str, Any]], None]]] = {}
+        self.connected_since = ms(server.clock.time_ns())
+        self.session_key: str | None = None  # the API key of session.logon (Ed25519 only)
+        self.authorized_since: int | None = None
+        self._order_account: str | None = None  # set while answering an order-counting request
 
     def close(self) -> None:
         for account, sink in self.subscriptions.values():
@@ -103,16 +159,32 @@ class ApiSession:
         self.outbox.close()
 
     def _rate_limits(self) -> list[dict[str, Any]]:
+        """REQUEST_WEIGHT of the IP; after an order-counting method, the account's ORDERS too."""
         limits = self.state.limits
-        return [
+        interval, number = interval_name(limits.request_window_s)
+        answer: list[dict[str, Any]] = [
             {
                 "rateLimitType": "REQUEST_WEIGHT",
-                "interval": "MINUTE",
-                "intervalNum": 1,
+                "interval": interval,
+                "intervalNum": number,
                 "limit": limits.request_weight,
                 "count": self.state.weights.used(self.ip),
             }
         ]
+        if self._order_account is not None:
+            counts = self.state.order_limits.counts(self._order_account)
+            for (seconds, limit), count in zip(limits.order_windows, counts, strict=True):
+                interval, number = interval_name(seconds)
+                answer.append(
+                    {
+                        "rateLimitType": "ORDERS",
+                        "interval": interval,
+                        "intervalNum": number,
+                        "limit": limit,
+                        "count": count,
+                    }
+                )
+        return answer
 
     def _answer(self, request_id: Any, result: Any, with_limits: bool) -> None:
         body: dict[str, Any] = {"id": request_id, "status": 200, "result": result}
@@ -148,9 +220,14 @@ class ApiSession:
         if method.startswith("v3/"):
             method = method[3:]
         with_limits = params.get("returnRateLimits", True) is not False
+        self._order_account = None
         try:
-            if method == "userDataStream.subscribe.signature":
+            if method in SESSION_METHODS:
+                result = self._session(method, params, with_limits)
+            elif method == "userDataStream.subscribe.signature":
                 result = self._subscribe(params)
+            elif method == "userDataStream.subscribe":
+                result = self._subscribe_session()
             elif method == "userDataStream.unsubscribe":
                 result = self._unsubscribe(params)
             else:
@@ -168,20 +245,66 @@ class ApiSession:
         self._answer(request_id, result, with_limits)
 
     def _verify(self, params: dict[str, Any]) -> str:
+        """The account of a signed request: its own HMAC / Ed25519 signature, else the session's key."""
         api_key = params.get("apiKey")
-        secret = check_api_key(api_key if isinstance(api_key, str) else None, self.server.api_keys)
         signature = params.get("signature")
+        if api_key is None and signature is None and self.session_key is not None:
+            check_timestamp(_wire_params(params), ms(self.server.clock.time_ns()))
+            return self.server.account_of(self.session_key)
+        if not isinstance(api_key, str) or api_key not in self.server.ed25519_keys:
+            secret = check_api_key(api_key if isinstance(api_key, str) else None, self.server.api_keys)
+        else:
+            secret = None
         if not isinstance(signature, str) or not signature:
             raise BinanceApiError(
                 -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
             )
-        expected = HmacSigner(secret).sign_websocket_params(params)
-        # constant time, and over bytes: compare_digest refuses str with non-ASCII characters
-        if not hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "replace")):
-            raise BinanceApiError(-1022, "Signature for this request is not valid.")
-        check_timestamp(_wire_params(params), ms(self.server.clock.time_ns()))
         assert isinstance(api_key, str)
+        if secret is None:
+            if not verify_ed25519(self.server.ed25519_keys[api_key], websocket_payload(params), signature):
+                raise BinanceApiError(-1022, "Signature for this request is not valid.")
+        else:
+            expected = hmac.new(
+                secret.encode(), websocket_payload(params).encode(), hashlib.sha256
+            ).hexdigest()
+            # constant time, and over bytes: compare_digest refuses str with non-ASCII characters
+            if not hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "replace")):
+                raise BinanceApiError(-1022, "Signature for this request is not valid.")
+        check_timestamp(_wire_params(params), ms(self.server.clock.time_ns()))
         return self.server.account_of(api_key)
+
+    def _api_key_only(self, params: dict[str, Any]) -> tuple[str, str]:
+        """USER_STREAM methods: an API key (the request's or the session's), no signature."""
+        api_key = params.get("apiKey")
+        if api_key is None and self.session_key is not None:
+            api_key = self.session_key
+        if not (isinstance(api_key, str) and api_key in self.server.ed25519_keys):
+            check_api_key(api_key if isinstance(api_key, str) else None, self.server.api_keys)
+        assert isinstance(api_key, str)
+        return self.server.account_of(api_key), api_key
+
+    def _session(self, method: str, params: dict[str, Any], with_limits: bool) -> dict[str, Any]:
+        """``session.logon`` / ``status`` / ``logout``: authenticate the connection (Ed25519 keys only)."""
+        self._charge(2)
+        if method == "session.logon":
+            api_key = params.get("apiKey")
+            if isinstance(api_key, str) and api_key in self.server.api_keys:
+                raise BinanceApiError(-1002, "You are not authorized to execute this request.")
+            self._verify({**params, **({} if "apiKey" in params else {"apiKey": None})})
+            assert isinstance(api_key, str)
+            self.session_key = api_key
+            self.authorized_since = ms(self.server.clock.time_ns())
+        elif method == "session.logout":
+            self.session_key = None
+            self.authorized_since = None
+        return {
+            "apiKey": self.session_key,
+            "authorizedSince": self.authorized_since,
+            "connectedSince": self.connected_since,
+            "returnRateLimits": with_limits,
+            "serverTime": ms(self.server.clock.time_ns()),
+            "userDataStream": bool(self.subscriptions),
+        }
 
     def _charge(self, weight: int) -> None:
         verdict = self.state.weights.charge(self.ip, weight)
@@ -190,9 +313,18 @@ class ApiSession:
                 verdict.code, verdict.message, verdict.status, {"Retry-After": str(verdict.retry_after_s)}
             )
 
+    def _subscribe_session(self) -> dict[str, Any]:
+        """``userDataStream.subscribe``: the logged-on session's account (session.logon first)."""
+        if self.session_key is None:
+            self._charge(2)
+            raise BinanceApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        return self._attach(self.server.account_of(self.session_key))
+
     def _subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
         self._charge(2)
-        account = self._verify(params)
+        return self._attach(self._verify(params))
+
+    def _attach(self, account: str) -> dict[str, Any]:
         subscription_id = next(subscription_ids)
         outbox = self.outbox
 
@@ -224,7 +356,7 @@ class ApiSession:
         if entry is None:
             raise BinanceApiError(-1000, f"Unknown method: '{method}'.", 400)
         handler, weight, security = entry
-        self._charge(weight)
+        self._charge(weight_of(weight, _wire_params(params)))
         faults = self.state.faults
         fault = faults.request()
         if fault.delay_s and not fault.timeout:
@@ -242,7 +374,9 @@ class ApiSession:
         api_key = None
         if security == SIGNED:
             account = self._verify(params)
-            api_key = params.get("apiKey")
+            api_key = params.get("apiKey", self.session_key)
+        elif security == API_KEY:
+            account, api_key = self._api_key_only(params)
         call_params = _wire_params(
             {
                 name: value
@@ -253,8 +387,9 @@ class ApiSession:
         call = Call(
             call_params, self.state, account, api_key if isinstance(api_key, str) else None, self.server
         )
-        places_order = handler is orders.new_order
+        places_order = handler in ORDER_COUNTED
         if places_order:
+            self._order_account = account or ""
             verdict = self.state.order_limits.charge(account or "")
             if verdict.status:
                 raise BinanceApiError(verdict.code, verdict.message, verdict.status)
@@ -276,6 +411,28 @@ class ApiSession:
             if delay:
                 await asyncio.sleep(delay)
         return result
+
+
+def websocket_payload(params: Mapping[str, Any]) -> str:
+    """What a WebSocket API request signs: every param but ``signature``, sorted by name."""
+    return "&".join(
+        f"{name}={_payload_value(value)}" for name, value in sorted(params.items()) if name != "signature"
+    )
+
+
+def _payload_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def verify_ed25519(public_key: Ed25519PublicKey, payload: str, signature: str) -> bool:
+    """An Ed25519 signature (base64, as Binance takes it) over the payload."""
+    try:
+        public_key.verify(base64.b64decode(signature, validate=True), payload.encode())
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True
 
 
 class _NoAnswer(Exception):

@@ -33,7 +33,7 @@ BINANCE_SPOT = "binance-spot"
 BINANCE_USDM = "binance-usdm"
 THALEX = "thalex"
 VENUES = (BINANCE_SPOT, BINANCE_USDM, THALEX)
-SOURCES = ("replay", "synthetic")
+SOURCES = ("replay", "synthetic", "parquet")  # parquet: an ``hftkit record`` folder (``recording:``)
 
 
 class SimConfigError(HftkitError, ValueError):
@@ -358,7 +358,8 @@ def _venue(reader: _Reader, name: str, data: Mapping[str, Any], defaults: Mappin
     reader.only(
         data,
         f"venues.{name}",
-        {"enabled", "symbols", "source", "replay", "faults", "fees", "rate_limits", "message_rate"},
+        {"enabled", "symbols", "source", "replay", "faults", "fees", "rate_limits", "message_rate"}
+        | {"recording", "recorded_venue"},
     )
     symbols = reader.strings(data.get("symbols", list(DEFAULT_SYMBOLS[name])), f"{path}symbols")
     source = reader.string(data, "source", path, "replay")
@@ -367,6 +368,10 @@ def _venue(reader: _Reader, name: str, data: Mapping[str, Any], defaults: Mappin
     replay: dict[str, tuple[str, ...]] = {}
     for symbol, files in reader.mapping(data.get("replay"), f"{path}replay").items():
         replay[symbol] = reader.strings(files, f"{path}replay.{symbol}")
+    if source == "parquet":
+        replay.update(_parquet_replay(reader, name, data, symbols))
+    elif "recording" in data or "recorded_venue" in data:
+        raise reader.fail(f"{path}recording", "recording is for source: parquet")
     for symbol in symbols:
         if source == "replay" and symbol not in CATALOGUE[name] and symbol not in replay:
             raise reader.fail(
@@ -409,6 +414,40 @@ def _venue(reader: _Reader, name: str, data: Mapping[str, Any], defaults: Mappin
         rate_limits=limits,
         message_rate=message_rate,
     )
+
+
+def _parquet_replay(
+    reader: _Reader, name: str, data: Mapping[str, Any], symbols: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    """``source: parquet``: each symbol's raw-frame files in an ``hftkit record`` folder."""
+    from hftkit.recording_files import frame_files, recorded_symbols
+
+    path = f"venues.{name}."
+    if name == THALEX:
+        raise reader.fail(f"{path}source", "Thalex is driven by the binance-usdm recordings")
+    root = reader.string(data, "recording", path, None)
+    if not root:
+        raise reader.fail(
+            f"{path}recording", "source: parquet needs recording: FOLDER (an hftkit record directory)"
+        )
+    if not Path(root).is_dir():
+        raise reader.fail(f"{path}recording", f"{root} is not a folder")
+    held = recorded_symbols(root)
+    recorded_venue = reader.string(data, "recorded_venue", path, None)
+    replay: dict[str, tuple[str, ...]] = {}
+    for symbol in symbols:
+        venues = [venue for venue, names in held.items() if symbol in names]
+        if recorded_venue is not None:
+            venues = [venue for venue in venues if venue == recorded_venue]
+        if len(venues) != 1:
+            what = "no" if not venues else "several"
+            raise reader.fail(
+                f"{path}recording",
+                f"{what} recorded venue holds {symbol} in {root} (recorded: {held or 'nothing'}); "
+                "set recorded_venue",
+            )
+        replay[symbol] = tuple(str(file) for file in frame_files([root], venue=venues[0], symbol=symbol))
+    return replay
 
 
 def _rate_limits(

@@ -42,7 +42,13 @@ from hftkit.core.types import Instrument, Side
 from hftkit.datasets import iter_recording
 from hftkit.sim.errors import SimulatorConfigurationError, SimulatorInputError
 from hftkit.sim.venue import SimVenue
-from hftkit.venues.binance.codec import BookTickerEvent, DepthSnapshot, DepthUpdate, TradeEvent
+from hftkit.venues.binance.codec import (
+    AggregateTradeEvent,
+    BookTickerEvent,
+    DepthSnapshot,
+    DepthUpdate,
+    TradeEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +124,7 @@ class RecordingDecoder:
         self._diff = msgspec.json.Decoder(DepthUpdate)
         self._snapshot = msgspec.json.Decoder(DepthSnapshot)
         self._trade = msgspec.json.Decoder(TradeEvent)
+        self._aggregate_trade = msgspec.json.Decoder(AggregateTradeEvent)
         self._ticker = msgspec.json.Decoder(BookTickerEvent)
         self.problems: dict[DecodeProblem, int] = dict.fromkeys(DecodeProblem, 0)
         self._symbol = instrument.symbol.upper()
@@ -168,6 +175,16 @@ class RecordingDecoder:
                     price=self._price(trade.price),
                     quantity=self._size(trade.quantity),
                     aggressor=Side.SELL if trade.buyer_is_maker else Side.BUY,
+                )
+            if kind == "aggTrade":  # what USD-M nodes subscribe to (and ``hftkit record`` records)
+                aggregate = self._aggregate_trade.decode(envelope.data)
+                if aggregate.symbol.upper() != self._symbol:
+                    return self._problem(DecodeProblem.OTHER_SYMBOL)
+                return RecordedTrade(
+                    trade_id=aggregate.aggregate_trade_id,
+                    price=self._price(aggregate.price),
+                    quantity=self._size(aggregate.quantity),
+                    aggressor=Side.SELL if aggregate.buyer_is_maker else Side.BUY,
                 )
             return self._problem(DecodeProblem.UNKNOWN_STREAM)
         except (msgspec.DecodeError, msgspec.ValidationError):

@@ -579,11 +579,17 @@ class MatchingEngine:
         time_in_force: TimeInForce = _GTC,
         client_order_id: str | None = None,
         reprice_post_only: bool = False,
+        order_id: int | None = None,
     ) -> OrderResult:
-        """Place an order; the result says whether it was accepted and what it did."""
+        """Place an order; the result says whether it was accepted and what it did.
+
+        ``order_id``: one ``reserve_order_id`` handed out earlier (a venue's stop order that
+        enters the book when it triggers keeps the id it was acknowledged with)."""
         book = self._books.get(symbol)
         if book is None:
             return _reject(RejectReason.UNKNOWN_SYMBOL)
+        if order_id is not None and (order_id >= self._next_order_id or order_id in self._orders):
+            raise SimulatorInputError(f"order id {order_id} was not reserved or is already used")
         instrument = book.instrument
         terms = book.terms
         is_market = order_type is _MARKET
@@ -640,8 +646,9 @@ class MatchingEngine:
             if not Accounts.reserve(holder, asset, reserved):
                 return _reject(RejectReason.INSUFFICIENT_BALANCE)
         now = self.clock.time_ns()
-        order_id = self._next_order_id
-        self._next_order_id = order_id + 1
+        if order_id is None:
+            order_id = self._next_order_id
+            self._next_order_id = order_id + 1
         if client_order_id is None:
             client_order_id = f"sim-{order_id}"
             while client_order_id in orders.by_client_id:  # a caller chose an id of this shape
@@ -676,6 +683,12 @@ class MatchingEngine:
                 stopped = self._take(book, order, limit, now, executions, trades, updates)
             self._conclude(book, order, stopped, not is_market and time_in_force is _GTC, now)
         return self._order_result(book, order, now, repriced, executions, trades, updates)
+
+    def reserve_order_id(self) -> int:
+        """An exchange id for an order that enters the book later (``place(order_id=...)``)."""
+        order_id = self._next_order_id
+        self._next_order_id = order_id + 1
+        return order_id
 
     def place_market_by_quote(
         self,
@@ -777,13 +790,15 @@ class MatchingEngine:
         quantity: int,
         order_id: int | None = None,
         client_order_id: str | None = None,
+        keep_priority: bool = True,
     ) -> OrderResult:
         """Change an open order's price and total quantity (Thalex ``amend`` semantics).
 
         A smaller total at the same price keeps queue priority; a new price or a larger total
         re-queues the order at the back (and may trade, like a new order). A total at or below
         the filled quantity closes the order. A post-only order that would take is refused
-        (``WOULD_TAKE``, order unchanged) unless it reprices.
+        (``WOULD_TAKE``, order unchanged) unless it reprices. ``keep_priority=False`` re-queues
+        on every change (Binance USD-M modify: "reordered in the match queue").
         """
         book = self._books.get(symbol)
         if book is None:
@@ -806,7 +821,11 @@ class MatchingEngine:
             return _reject(RejectReason.QUANTITY_OUT_OF_RANGE)
         if price * quantity < terms.min_notional:
             return _reject(RejectReason.MIN_NOTIONAL)
-        if price == order.price and quantity <= order.quantity:
+        if (
+            price == order.price
+            and quantity <= order.quantity
+            and (keep_priority or quantity == order.quantity)
+        ):
             if quantity < order.quantity:
                 reduction = order.quantity - quantity
                 order.quantity = quantity

@@ -92,8 +92,11 @@ class Simulator:
         *,
         max_passes: int | None = None,
         max_synthetic_operations: int | None = None,
+        tls: bool = False,
     ) -> None:
         self.config = config if config is not None else default_config()
+        self.tls = tls  # serve https/wss with a CA made for the run (sim.tls)
+        self.tls_files: Any = None
         self.max_passes = max_passes
         self.max_synthetic_operations = max_synthetic_operations
         self.venues: dict[str, SimVenue] = {}
@@ -166,7 +169,7 @@ class Simulator:
         return files
 
     def _replaying(self, venue: str) -> list[str]:
-        if venue not in self.venues or self.config.venues[venue].source != "replay":
+        if venue not in self.venues or self.config.venues[venue].source not in ("replay", "parquet"):
             return []
         return list(self.config.venues[venue].symbols)
 
@@ -334,9 +337,22 @@ class Simulator:
         config = self.config
         self.credentials = credentials = self._make_credentials()
         host = config.host
+        ssl_context = None
+        if self.tls:
+            from hftkit.sim import tls
+
+            if self._temporary_dir is None:
+                self._temporary_dir = Path(tempfile.mkdtemp(prefix="hftkit-sim-"))
+            self.tls_files = tls.generate(self._temporary_dir / "tls", (host,))
+            ssl_context = tls.server_context(self.tls_files)
         if BINANCE_SPOT in self.venues or BINANCE_USDM in self.venues:
             self.binance_server = _binance_server(self, credentials)
-            base = await self.binance_server.start(host, config.binance_port)
+            # both markets share the port, its root /ws being spot's: USD-M's root paths get their
+            # own stream host (fstream.binance.com) on a free port, binance_usdm_stream
+            both = BINANCE_SPOT in self.venues and BINANCE_USDM in self.venues
+            base = await self.binance_server.start(
+                host, config.binance_port, usdm_stream_port=0 if both else None, ssl_context=ssl_context
+            )
             self.urls.update(_binance_urls(base, self.venues))
         if THALEX in self.venues:
             from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer
@@ -351,13 +367,37 @@ class Simulator:
                 faults=self.faults[THALEX],
                 message_rate=config.venues[THALEX].message_rate,
             )
-            self.urls["thalex_ws"] = await self.thalex_server.start(host, config.thalex_port)
+            self.urls["thalex_ws"] = await self.thalex_server.start(host, config.thalex_port, ssl_context)
             self._spawn(self._index_feed(), "thalex-index")
         self.control = ControlServer(self)
         self.urls["control"] = await self.control.start("127.0.0.1", config.control_port)
         for name, driver in self.drivers.items():
             self._spawn(driver.run(), name)
+        if any(isinstance(driver, ReplayDriver) for driver in self.drivers.values()):
+            self._spawn(self._backfill_candles(), "backfill-candles")
         logger.info("simulator started: %s", self.urls)
+
+    async def _backfill_candles(self) -> None:
+        """Kline history from the first second: each replayed recording's trades as the minutes
+        before now, on the venues that take the recording on its own grid (``sim.backfill``)."""
+        from hftkit.sim.backfill import recorded_candles
+
+        for driver in list(self.drivers.values()):
+            if not isinstance(driver, ReplayDriver):
+                continue
+            targets = [sink for sink in driver.sinks if isinstance(sink, VenueSink)]
+            if not targets:
+                continue
+            now = targets[0].venue.engine.clock.time_ns()
+            candles = await asyncio.to_thread(recorded_candles, driver.paths, driver.instrument, now)
+            for sink in targets:
+                added = sink.venue.backfill_candles(sink.symbol, candles)
+                logger.info(
+                    "%s %s: %d minutes of kline history from the recording",
+                    sink.venue.name,
+                    sink.symbol,
+                    added,
+                )
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.create_task(coroutine, name=f"sim:{name}")
@@ -564,6 +604,8 @@ def _binance_urls(base: Mapping[str, str], venues: Mapping[str, SimVenue]) -> di
     if BINANCE_USDM in venues:
         for key in ("usdm_rest", "usdm_ws", "usdm_market_ws", "usdm_private_ws", "usdm_ws_api"):
             found[f"binance_{key}"] = base[key]
+        if "usdm_stream" in base:
+            found["binance_usdm_stream"] = base["usdm_stream"]
     return found
 
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -284,16 +285,19 @@ class ThalexSimServer:
                 subscription.pending.append({"event": "reconnect"})
                 self._mark_dirty(subscription)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on ``host:port`` (0 = any free port); return the WebSocket URL."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Serve on ``host:port`` (0 = any free port); return the WebSocket URL (wss with TLS)."""
         self._runner = web.AppRunner(self.app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound = port
         for address in self._runner.addresses:
             bound = address[1]
-        return f"ws://{host}:{bound}{PATH}"
+        scheme = "wss" if ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{bound}{PATH}"
 
     async def drop_connections(self) -> int:
         """Close every session's connection (the clients see the venue go away); how many."""

@@ -159,6 +159,7 @@ class SimVenue:
         time_in_force: TimeInForce = TimeInForce.GTC,
         client_order_id: str | None = None,
         reprice_post_only: bool = False,
+        order_id: int | None = None,
     ) -> OrderResult:
         result = self.engine.place(
             account,
@@ -170,6 +171,7 @@ class SimVenue:
             time_in_force,
             client_order_id,
             reprice_post_only,
+            order_id=order_id,
         )
         if result.accepted and result.order is not None:
             order = result.order
@@ -219,6 +221,7 @@ class SimVenue:
         quantity: int,
         order_id: int | None = None,
         client_order_id: str | None = None,
+        keep_priority: bool = True,
     ) -> OrderResult:
         result = self.engine.amend(
             account,
@@ -227,6 +230,7 @@ class SimVenue:
             quantity=quantity,
             order_id=order_id,
             client_order_id=client_order_id,
+            keep_priority=keep_priority,
         )
         if result.accepted and result.order is not None:
             order = result.order
@@ -344,6 +348,17 @@ class SimVenue:
         statistics.first_trade_id = older[0].first_trade_id if older else first.trade_id
         statistics.last_trade_id = day[-1].trade_id
         return statistics
+
+    def backfill_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
+        """Put history (``sim.backfill``) before the live candles: only minutes older than the first
+        live one, as many as the day kept holds; how many were added."""
+        live = self._state(symbol).candles
+        first = live[0].open_time_ns if live else None
+        older = [candle for candle in candles if first is None or candle.open_time_ns < first]
+        room = (live.maxlen or len(older)) - len(live)
+        older = older[-room:] if room > 0 else []
+        live.extendleft(reversed(older))
+        return len(older)
 
     def candles(self, symbol: str, limit: int = 500) -> list[Candle]:
         candles = self._state(symbol).candles
