@@ -89,9 +89,17 @@ def iter_recording(path: str | Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(timestamp_ns, json_bytes)`` for each line of a recording.
 
     Understands ``<ts_ns> <json>`` (hftbacktest), ``<unix_ts>: <json>`` (cryptofeed; its
-    first line, the connect URL, is skipped) and plain JSON lines (timestamp 0).
+    first line, the connect URL, is skipped) and plain JSON lines (timestamp 0). A ``.parquet``
+    file or a folder is a Parquet frame recording (``hftkit.recording_files``): its frames in
+    receive order.
     """
     path = Path(path)
+    if path.suffix == ".parquet" or path.is_dir():
+        from hftkit.recording_files import iter_frames
+
+        for frame in iter_frames([path]):
+            yield frame.timestamp_ns, frame.payload
+        return
     with _open_text(path) as handle:
         for raw_line in handle:
             line = raw_line.strip()

@@ -1,26 +1,31 @@
-"""SQLite implementation of the signal store (``hftkit.trading.signals.SignalStore``).
+"""The signal store (``hftkit.trading.signals.SignalStore``), folded into the event journal.
 
-Standard-library ``sqlite3``, WAL journal (readers never block the writer), one transaction
-per batch, schema created on first use. Calls may come from a worker thread (the async
-signal facade runs store I/O off the event loop), so the connection is shared across
-threads behind a lock.
+Signals live in the journal's SQLite database: every save and removal is appended to the
+journal table as a ``SignalEvent`` (under the stream ``<node id>/signals``, numbered apart from
+the node's own sequence so the two writers never contend for numbers), and the current value
+of each signal is kept beside it in a ``signals`` table, in the same transaction, so a restart
+loads the signals with one indexed read instead of replaying their history.
+
+``SqliteSignalStore(path)`` opens (or creates) that database on its own, as the seed's store did;
+``SqliteSignalStore(journal_store)`` shares an open :class:`SqliteJournalStore` (one file per
+node for orders, fills and signals). The protocol is synchronous (the async signal facade calls
+it from a worker thread), so the connection is shared behind the journal store's lock.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
 from hftkit.core.errors import HftkitError
+from hftkit.storage.journal import JournalEntry, SignalEvent
+from hftkit.storage.journal_sqlite import SqliteJournalStore
 from hftkit.trading.signals import Signal, SignalKey
 
 __all__ = ["SignalStoreError", "SqliteSignalStore"]
 
-SCHEMA_VERSION = 1
 _COLUMNS = (
     "symbol",
     "signal_type",
@@ -68,29 +73,58 @@ class SignalStoreError(HftkitError):
 
 
 class SqliteSignalStore:
-    """Signals in one SQLite table keyed by (symbol, signal_type, source)."""
+    """Signals journaled, with their current values in a table keyed by (symbol, signal_type, source)."""
 
-    def __init__(self, path: str | Path = ":memory:", timeout_seconds: float = 5.0) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=timeout_seconds, check_same_thread=False, isolation_level=None
-        )
-        with self._lock:
-            self.journal_mode = self._connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.executescript(_SCHEMA)
-            self._connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    def __init__(
+        self,
+        database: str | Path | SqliteJournalStore = ":memory:",
+        timeout_seconds: float = 5.0,
+        *,
+        node_id: str = "node",
+    ) -> None:
+        if isinstance(database, SqliteJournalStore):
+            self._journal, self._owns_journal = database, False
+        else:  # a standalone signal store keeps the seed's durability: WAL, synchronous=NORMAL
+            self._journal = SqliteJournalStore(database, synchronous="normal", busy_timeout_s=timeout_seconds)
+            self._owns_journal = True
+        self._journal.open_sync()
+        self.path = self._journal.path
+        self.stream = f"{node_id}/signals"
+        self.journal_mode = self._journal.journal_mode
+        self._closed = False
+        with self._journal.lock:
+            self._journal.connection().executescript(_SCHEMA)
+        self._next_sequence = self._journal.last_sequence_sync(self.stream) + 1
 
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
+    def _db(self):  # type: ignore[no-untyped-def]
+        if self._closed:
             raise SignalStoreError("the signal store is closed")
-        return self._connection
+        return self._journal.connection()
+
+    def _transaction(self, statement: str, rows: list[tuple[object, ...]], events: list[SignalEvent]) -> None:
+        """Apply ``statement`` to ``rows`` and journal ``events``, all in one transaction."""
+        now_ns = max((event.updated_ns for event in events if isinstance(event.updated_ns, int)), default=0)
+        first = self._next_sequence
+        entries = [
+            JournalEntry(node=self.stream, sequence=first + index, time_ns=now_ns, record=event)
+            for index, event in enumerate(events)
+        ]
+        with self._journal.lock:
+            database = self._db()
+            database.execute("BEGIN IMMEDIATE")
+            try:
+                database.executemany(statement, rows)
+                self._journal.insert_in_transaction(database, entries)
+            except BaseException:
+                database.execute("ROLLBACK")
+                raise
+            database.execute("COMMIT")
+            self._next_sequence += len(entries)
 
     def save_many(self, signals: Sequence[Signal]) -> None:
         """Upsert a batch in one transaction; an older copy never overwrites a newer row."""
+        if not signals:
+            return
         rows = [
             (
                 signal.symbol,
@@ -105,20 +139,23 @@ class SqliteSignalStore:
             )
             for signal in signals
         ]
-        if not rows:
-            return
-        with self._lock:
-            database = self._db()
-            database.execute("BEGIN IMMEDIATE")
-            try:
-                database.executemany(_UPSERT, rows)
-            except BaseException:
-                database.execute("ROLLBACK")
-                raise
-            database.execute("COMMIT")
+        events = [
+            SignalEvent(
+                symbol=signal.symbol,
+                signal_type=signal.signal_type,
+                source=signal.source,
+                value=signal.value,
+                confidence=signal.confidence,
+                ttl_ns=signal.ttl_ns,
+                created_ns=signal.created_ns,
+                updated_ns=signal.updated_ns,
+            )
+            for signal in signals
+        ]
+        self._transaction(_UPSERT, rows, events)
 
     def load_all(self) -> list[Signal]:
-        with self._lock:
+        with self._journal.lock:
             rows = (
                 self._db()
                 .execute(f"SELECT {', '.join(_COLUMNS)} FROM signals ORDER BY symbol, signal_type, source")
@@ -133,7 +170,8 @@ class SqliteSignalStore:
         return signals
 
     def delete_expired(self, now_ns: int) -> int:
-        with self._lock:
+        """Drop expired current values (their history stays in the journal)."""
+        with self._journal.lock:
             cursor = self._db().execute(
                 "DELETE FROM signals WHERE expires_ns IS NOT NULL AND expires_ns <= ?", (now_ns,)
             )
@@ -142,27 +180,30 @@ class SqliteSignalStore:
     def delete_many(self, keys: Sequence[SignalKey]) -> None:
         if not keys:
             return
-        with self._lock:
-            database = self._db()
-            database.execute("BEGIN IMMEDIATE")
-            try:
-                database.executemany(
-                    "DELETE FROM signals WHERE symbol = ? AND signal_type = ? AND source = ?", list(keys)
-                )
-            except BaseException:
-                database.execute("ROLLBACK")
-                raise
-            database.execute("COMMIT")
+        events = [
+            SignalEvent(symbol=symbol, signal_type=signal_type, source=source, deleted=True)
+            for symbol, signal_type, source in keys
+        ]
+        self._transaction(
+            "DELETE FROM signals WHERE symbol = ? AND signal_type = ? AND source = ?", list(keys), events
+        )
+
+    def history(self) -> list[JournalEntry]:
+        """Every journaled save and removal, in order (for audits and tests)."""
+        if self._closed:
+            raise SignalStoreError("the signal store is closed")
+        return self._journal.read_sync(self.stream)
 
     def count(self) -> int:
-        with self._lock:
+        with self._journal.lock:
             return self._db().execute("SELECT COUNT(*) FROM signals").fetchone()[0]
 
     def close(self) -> None:
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_journal:
+            self._journal.close_sync()
 
     def __enter__(self) -> SqliteSignalStore:
         return self
