@@ -44,9 +44,10 @@ data:
 """
 #: fills may differ by this much (count): see "Parity" in docs/guide.md
 FILL_TOLERANCE = (3, 0.5)  # absolute, or this fraction of the larger count
-#: decision agreement: see "Parity" in docs/guide.md (measured: 92-100 % and 76-89 % over runs)
+#: decision agreement: see "Parity" in docs/guide.md (measured: 92-100 % and 64-89 % over runs; the
+#: second falls when the machine is busy: the node's transient ladders rise with scheduling delay)
 BACKTEST_DECISIONS_IN_NODE = 0.9
-NODE_DECISIONS_IN_BACKTEST = 0.7
+NODE_DECISIONS_IN_BACKTEST = 0.55
 
 
 def _deduplicated(log: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -184,8 +184,10 @@ def test_kill_9_mid_burst_keeps_every_record_reported_committed(tmp_path: Path) 
     reported = 0
     try:
         assert child.stdout is not None
-        deadline = time.monotonic() + 20
-        while reported < 20_000 and time.monotonic() < deadline:
+        # enough committed batches that the kill lands mid-burst (each commit is an fsync: a busy
+        # disk makes this slow, so wait on the count, bounded generously, not on a fixed time)
+        deadline = time.monotonic() + 60
+        while reported < 5_000 and time.monotonic() < deadline:
             line = child.stdout.readline()
             if not line:
                 break
@@ -197,7 +199,7 @@ def test_kill_9_mid_burst_keeps_every_record_reported_committed(tmp_path: Path) 
             child.kill()
             child.wait()
     assert child.returncode == -signal.SIGKILL
-    assert reported >= 20_000, (reported, child.stderr.read().decode()[-2000:] if child.stderr else "")
+    assert reported >= 5_000, (reported, child.stderr.read().decode()[-2000:] if child.stderr else "")
     sequences, integrity = stored_sequences(path, "burst-node")
     assert integrity == "ok"
     assert sequences[:reported] == list(range(1, reported + 1))  # every reported record is there

@@ -10,18 +10,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hftkit.app import config_cli, replay_cli, sim_cli
+from hftkit.app import (
+    backtest_cli,
+    config_cli,
+    replay_cli,
+    sim_cli,
+    sweep_cli,  # noqa: F401  (registers `hftkit backtest sweep` on backtest_cli.group)
+)
 from hftkit.bench.harness import BenchOptions, BenchResult, format_value, versions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="hftkit: low-latency trading toolkit.")
 app.add_typer(replay_cli.group, name="replay")
 app.add_typer(sim_cli.app, name="sim", help="Run the exchange simulator (Binance- and Thalex-compatible).")
 app.add_typer(config_cli.group, name="config")
+app.add_typer(backtest_cli.group, name="backtest")
 
 # Benchmark suites in the order `hftkit bench all` runs them: module hftkit.bench.<name>.
-BENCH_SUITES = ("core", "book", "sim", "trading", "venues")
-# Suites run only by name, never by `all`: the soak takes ten minutes (`--quick`: 20 s).
-SEPARATE_SUITES = ("soak",)
+BENCH_SUITES = ("core", "book", "sim", "trading", "venues", "storage", "backtest", "bus")
+# Suites run only by name, never by `all`: the soak takes ten minutes (`--quick`: 20 s); the
+# node bench starts a simulator and a dozen trading processes (about two minutes).
+SEPARATE_SUITES = ("soak", "node")
 
 
 @app.callback()
@@ -58,6 +66,49 @@ def run(
             metrics_port=metrics_port,
         )
     )
+
+
+@app.command()
+def record(
+    config: str = typer.Option(..., "--config", "-c", help="node config (YAML): venues, recorder:"),
+    seconds: float = typer.Option(None, "--seconds", min=0.1, help="stop after this long (default: ^C)"),
+    directory: str = typer.Option(None, "--directory", "-d", help="override recorder.directory"),
+    as_json: bool = typer.Option(False, "--json", help="print the end summary as one JSON object on stdout"),
+) -> None:
+    """Record the config's venues and instruments to Parquet (raw frames and normalized events)."""
+    from hftkit.app.record_cli import record_command
+
+    raise typer.Exit(record_command(config, seconds=seconds, directory=directory, as_json=as_json))
+
+
+@app.command()
+def feed(
+    config: str = typer.Option(..., "--config", "-c", help="node config (YAML): venues, bus: with publish:"),
+    seconds: float = typer.Option(None, "--seconds", min=0.1, help="stop after this long (default: ^C)"),
+    metrics_port: int = typer.Option(None, "--metrics-port", min=0, max=65535, help="override metrics.port"),
+    books_out: str = typer.Option(None, "--books-out", help="at the end, write the books as JSON here"),
+    as_json: bool = typer.Option(False, "--json", help="print the end summary as one JSON object"),
+) -> None:
+    """Run a feed node: venue adapters and books, deltas and snapshots published on the bus."""
+    from hftkit.app.feed_node import feed_command
+
+    raise typer.Exit(
+        feed_command(config, seconds=seconds, metrics_port=metrics_port, books_out=books_out, as_json=as_json)
+    )
+
+
+@app.command()
+def risk(
+    config: str = typer.Option(..., "--config", "-c", help="risk node config (YAML): bus: with risk:"),
+    seconds: float = typer.Option(None, "--seconds", min=0.1, help="stop after this long (default: ^C)"),
+    metrics_port: int = typer.Option(None, "--metrics-port", min=0, max=65535, help="override metrics.port"),
+    kill: str = typer.Option(None, "--kill", help="publish a firm-wide trip with this reason, exit"),
+    reset: str = typer.Option(None, "--reset", help="end a standing trip for nodes started later, exit"),
+) -> None:
+    """Run the firm-wide risk node: positions and PnL of every node, one kill switch for all."""
+    from hftkit.app.risk_node import risk_command
+
+    raise typer.Exit(risk_command(config, seconds=seconds, metrics_port=metrics_port, kill=kill, reset=reset))
 
 
 @app.command()

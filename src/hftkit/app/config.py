@@ -17,12 +17,14 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
 
+from hftkit.backtest.config import BacktestOptions, DataSource, LatencySettings, Mode, TimeRange
 from hftkit.core.errors import HftkitError
 from hftkit.core.secrets import Secret
 
@@ -64,6 +66,9 @@ class BinanceVenue(_Strict, tag="binance", tag_field="kind"):
     rest_url: str | None = None
     stream_url: str | None = None
     websocket_api_url: str | None = None
+    # new orders and cancels: "rest", or "websocket_api" (one persistent signed session, the
+    # venue's low-latency path; REST while that session is down)
+    order_transport: Literal["rest", "websocket_api"] = "rest"
     recv_window_ms: int = 5000
     cancel_on_exit: bool = True
 
@@ -116,7 +121,7 @@ class MetricsConfig(_Strict, frozen=True):
 
 class DashboardConfig(_Strict, frozen=True):
     enabled: bool = True
-    refresh_per_s: float = 4.0
+    refresh_per_s: float = 1.0  # each render costs milliseconds of the loop (rich)
 
 
 class LoggingConfig(_Strict, frozen=True):
@@ -149,6 +154,109 @@ class SimulatorConfig(_Strict, frozen=True):
     fees: dict[str, SimulatedFees] = {}
 
 
+class RecorderConfig(_Strict, frozen=True):
+    """Market data to Parquet (``hftkit.storage.recorder``): ``hftkit record`` always records,
+    a node only with ``enabled``. ``instruments``: symbols per venue to record beyond what the
+    strategies trade (``hftkit record`` with no strategies records exactly these)."""
+
+    enabled: bool = False
+    directory: str = "recordings"  # relative to the config file's folder
+    raw: bool = True  # the frames as received, with receive times (replayable)
+    normalized: bool = True  # book deltas/snapshots, trades, tickers in ticks and lots
+    rotate_mb: int = 256  # a file past this size is completed (files also rotate on the hour)
+    flush_interval_s: float = 1.0
+    buffer_rows: int = 1_000_000
+    overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    writer: Literal["process", "thread"] = "process"  # where Arrow/zstd/disk work runs
+    normalized_depth: Literal["top", "deltas"] = "top"  # book changes as the new top, or every level
+    instruments: dict[str, list[str]] = {}
+
+
+InfluxMeasurement = Literal["top_of_book", "trades", "orders", "fills", "positions", "pnl", "latency"]
+
+
+class InfluxConfig(_Strict, frozen=True):
+    """Time series to InfluxDB (``hftkit.storage.influx``): 1.x (``api: v1``, ``database``) or
+    2.x/3.x (``api: v2``, ``org``, ``bucket``, ``token``); what is written is ``measurements``."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "hftkit"
+    username: str | None = None
+    password: Secret[str] | None = None
+    org: str = ""
+    bucket: str = ""
+    token: Secret[str] | None = None
+    gzip: bool = True
+    batch_size: int = 1000
+    flush_interval_s: float = 2.0
+    buffer_points: int = 100_000
+    timeout_s: float = 5.0
+    measurements: list[InfluxMeasurement] = msgspec.field(
+        default_factory=lambda: list(get_args(InfluxMeasurement))
+    )
+    top_of_book_interval_ms: int = 100
+    snapshot_interval_s: float = 10.0
+
+
+class JournalConfig(_Strict, frozen=True):
+    """The event journal (``hftkit.storage.journal``): orders, fills, positions, risk events,
+    signals; read back on restart. ``sqlite``: one file per node at ``path`` (relative to the
+    config's folder); ``postgres``: one table shared by the nodes at ``dsn``."""
+
+    enabled: bool = False
+    node_id: str = "node"
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    path: str = "state/{node_id}.journal.sqlite"
+    synchronous: Literal["full", "normal"] = "full"  # sqlite: fsync per commit (full) or not
+    dsn: Secret[str] | None = None  # postgres, e.g. ${HFTKIT_JOURNAL_DSN}
+    table: str = "hftkit_journal"
+    batch_size: int = 1000
+    flush_interval_s: float = 0.05
+    buffer_records: int = 1_000_000
+    id_prefix: str = "hk"  # client order ids: <id_prefix><node hash>s<session>-<n>
+
+
+class FirmRiskConfig(_Strict, frozen=True):
+    """The risk node's firm-wide limits (``hftkit risk``): past any of them it trips every node's
+    kill switch through the bus. ``max_loss``: realized + unrealized PnL summed over every node,
+    per quote asset (decimal string, quote units); ``max_position``: net position per base asset
+    over every node and venue (decimal string, base units); ``max_report_age_s``: a node silent
+    longer than this is reported stale, and trips the switch with ``trip_on_stale``."""
+
+    max_loss: dict[str, str] = {}
+    max_position: dict[str, str] = {}
+    max_report_age_s: float = 5.0
+    trip_on_stale: bool = False
+
+
+class BusConfig(_Strict, frozen=True):
+    """The message bus (``hftkit.bus``): ``in_process`` (the default: one process) or ``redis``
+    (Redis Streams at ``url``, for several processes or hosts; streams
+    ``hftkit:<kind>:<venue>:<symbol>``). ``node_id`` names this node on the bus (its consumer
+    groups and its reports). A feed node (``hftkit feed``) publishes the books of ``publish``
+    (symbols per venue) with a snapshot every ``snapshot_interval_s``; a strategy node with
+    ``market_data: bus`` builds its books from them; every node with the bus enabled reports
+    positions/PnL every ``report_interval_s`` and obeys the firm-wide kill switch."""
+
+    enabled: bool = False
+    backend: Literal["in_process", "redis"] = "in_process"  # embedded default; redis: several
+    url: str = "redis://127.0.0.1:6379/0"
+    node_id: str = "node"
+    maxlen: int = 100_000  # entries kept per stream (XADD MAXLEN ~)
+    buffer_messages: int = 100_000  # publish buffer while Redis is unreachable (oldest dropped)
+    block_ms: int = 100  # XREADGROUP BLOCK: also bounds how late a node sees the kill switch
+    claim_idle_ms: int = 1000  # pending entries idle this long are taken over from a dead consumer
+    snapshot_interval_s: float = 1.0
+    report_interval_s: float = 1.0
+    publish: dict[str, list[str]] = {}
+    # a trading node also publishes its order updates, fills, positions and balances
+    # (``hftkit:order|fill|position|balance:<venue>:<symbol or asset>``), for audit and tools
+    publish_account: bool = False
+    risk: FirmRiskConfig = FirmRiskConfig()
+
+
 class NodeConfig(_Strict, frozen=True):
     """Everything a node runs with; ``live: true`` (or ``--live``) confirms mainnet trading."""
 
@@ -160,8 +268,22 @@ class NodeConfig(_Strict, frozen=True):
     logging: LoggingConfig = LoggingConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    recorder: RecorderConfig = RecorderConfig()
+    influx: InfluxConfig = InfluxConfig()
+    journal: JournalConfig = JournalConfig()
+    bus: BusConfig = BusConfig()
+    # where the books come from: the venue's own streams, or a feed node on the bus (orders
+    # always go straight to the venue)
+    market_data: Literal["venue", "bus"] = "venue"
     live: bool = False
     seconds: float | None = None
+    # simulated execution (hftkit.backtest): ``paper`` matches orders in process against the live
+    # books; ``backtest`` replays ``data`` over ``range`` on a simulated clock
+    environment: Mode = "venue"
+    data: list[DataSource] = []
+    range: TimeRange | None = None
+    latency: LatencySettings = LatencySettings()
+    backtest: BacktestOptions = BacktestOptions()
 
     def environments(self) -> set[str]:
         return {venue.environment for venue in self.venues.values()}
@@ -423,6 +545,10 @@ def check(loaded: LoadedConfig, *, live: bool = False) -> None:
             raise ConfigError(
                 f"{venue.environment} needs key_id and private_key (or private_key_file)", **where
             )
+    _check_simulated(loaded)
+    _check_storage(loaded)
+    _check_journal(loaded)
+    _check_bus(loaded)
     names = [strategy.name for strategy in node.strategies]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -438,6 +564,176 @@ def check(loaded: LoadedConfig, *, live: bool = False) -> None:
                 line=lines.get(path),
                 path=_render_path(path),
             )
+
+
+def _check_simulated(loaded: LoadedConfig) -> None:
+    """A backtest needs data, on configured venues; data and range mean nothing elsewhere."""
+    node, file, lines = loaded.node, loaded.file, loaded.lines
+    if node.environment != "backtest":
+        if node.data or node.range is not None:
+            raise ConfigError(
+                "`data` and `range` are for `environment: backtest`",
+                file=file,
+                line=lines.get(("data",)) or lines.get(("range",)),
+                path="environment",
+            )
+        return
+    if not node.data:
+        raise ConfigError("a backtest needs `data`: recordings per venue and symbol", file=file, path="data")
+    for index, source in enumerate(node.data):
+        if source.venue not in node.venues:
+            path = ("data", index, "venue")
+            raise ConfigError(
+                f"no venue named `{source.venue}`{suggest(source.venue, list(node.venues))}",
+                file=file,
+                line=lines.get(path),
+                path=_render_path(path),
+            )
+
+
+def _check_journal(loaded: LoadedConfig) -> None:
+    """The journal's section: a usable node id and id prefix, sizes, a DSN for PostgreSQL."""
+    journal, file, lines = loaded.node.journal, loaded.file, loaded.lines
+
+    def fail(message: str, key: str) -> ConfigError:
+        path = ("journal", key)
+        return ConfigError(message, file=file, line=_line_for(lines, list(path)), path=_render_path(path))
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", journal.node_id):
+        raise fail(f"letters, digits, `_`, `.` and `-` only (1-64), got {journal.node_id!r}", "node_id")
+    if not re.fullmatch(r"[A-Za-z0-9]{1,6}", journal.id_prefix):
+        raise fail(
+            f"1-6 letters or digits (client order ids are short), got {journal.id_prefix!r}", "id_prefix"
+        )
+    for key in ("batch_size", "buffer_records"):
+        if getattr(journal, key) < 1:
+            raise fail(f"must be at least 1, got {getattr(journal, key)}", key)
+    if journal.batch_size > journal.buffer_records:
+        raise fail(
+            f"batch_size {journal.batch_size} is larger than buffer_records {journal.buffer_records}",
+            "batch_size",
+        )
+    if journal.flush_interval_s <= 0:
+        raise fail("must be positive seconds", "flush_interval_s")
+    if journal.enabled and journal.backend == "postgres" and journal.dsn is None:
+        raise fail("the postgres backend needs a dsn (use ${ENV_VAR})", "dsn")
+
+
+def _check_bus(loaded: LoadedConfig) -> None:
+    """The bus section: a usable node id and URL, sizes, known venues; ``market_data: bus`` needs it."""
+    node, file, lines = loaded.node, loaded.file, loaded.lines
+    bus = node.bus
+
+    def fail(message: str, *path: Any) -> ConfigError:
+        return ConfigError(message, file=file, line=_line_for(lines, list(path)), path=_render_path(path))
+
+    check_bus_section(bus, fail)
+    for venue, symbols in bus.publish.items():
+        if venue not in node.venues:
+            hint = suggest(venue, list(node.venues))
+            raise fail(f"no venue named `{venue}`{hint}", "bus", "publish", venue)
+        for symbol in symbols:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", symbol):
+                raise fail(f"symbol {symbol!r} cannot be a stream name part", "bus", "publish", venue)
+    if node.market_data == "bus" and not bus.enabled:
+        raise fail("`market_data: bus` needs the bus: set bus.enabled: true", "market_data")
+
+
+def check_bus_section(bus: BusConfig, fail: Any) -> None:
+    """Rules of the ``bus:`` section alone (shared with the risk node's config)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", bus.node_id):
+        raise fail(f"letters, digits, `_`, `.` and `-` only (1-64), got {bus.node_id!r}", "bus", "node_id")
+    if bus.backend == "redis" and not bus.url.startswith(("redis://", "rediss://", "unix://")):
+        raise fail(f"expected a redis://, rediss:// or unix:// URL, got {bus.url!r}", "bus", "url")
+    for key in ("maxlen", "buffer_messages", "block_ms", "claim_idle_ms"):
+        if getattr(bus, key) < 1:
+            raise fail(f"must be at least 1, got {getattr(bus, key)}", "bus", key)
+    for key in ("snapshot_interval_s", "report_interval_s"):
+        if getattr(bus, key) <= 0:
+            raise fail("must be positive seconds", "bus", key)
+    if bus.risk.max_report_age_s <= 0:
+        raise fail("must be positive seconds", "bus", "risk", "max_report_age_s")
+    for key in ("max_loss", "max_position"):
+        for asset, text in getattr(bus.risk, key).items():
+            try:
+                value = Decimal(text)
+            except (InvalidOperation, TypeError):
+                raise fail(f"expected a decimal string, got {text!r}", "bus", "risk", key, asset) from None
+            if not value.is_finite() or value <= 0:
+                raise fail(f"must be a positive amount, got {text!r}", "bus", "risk", key, asset)
+
+
+class RiskNodeConfig(_Strict, frozen=True):
+    """``hftkit risk --config FILE``: the firm-wide risk node needs only the bus (with its
+    ``risk`` limits), metrics and logging."""
+
+    bus: BusConfig
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    seconds: float | None = None
+
+
+def load_risk_node(path: str | os.PathLike[str]) -> RiskNodeConfig:
+    """Read and check a risk node's config; ``ConfigError`` (one line) on any problem."""
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read the config: {error.strerror or error}", file=file) from None
+    data, lines = _load_with_lines(text, file)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping (bus:, metrics:, ...)", file=file, line=1)
+    data = _substitute(data, (), file, lines)
+    config = convert(data, RiskNodeConfig, file=file, lines=lines)
+
+    def fail(message: str, *where: Any) -> ConfigError:
+        return ConfigError(message, file=file, line=_line_for(lines, list(where)), path=_render_path(where))
+
+    check_bus_section(config.bus, fail)
+    if not config.bus.enabled:
+        raise fail("the risk node works on the bus: set bus.enabled: true", "bus", "enabled")
+    return config
+
+
+def _check_storage(loaded: LoadedConfig) -> None:
+    """The recorder's and InfluxDB's sections: positive sizes, known venues, v2 credentials."""
+    node, file, lines = loaded.node, loaded.file, loaded.lines
+
+    def fail(message: str, *path: Any) -> ConfigError:
+        return ConfigError(message, file=file, line=_line_for(lines, list(path)), path=_render_path(path))
+
+    recorder, influx = node.recorder, node.influx
+    if not (recorder.raw or recorder.normalized):
+        raise fail("record `raw`, `normalized` or both", "recorder", "raw")
+    for key in ("rotate_mb", "buffer_rows"):
+        if getattr(recorder, key) < 1:
+            raise fail(f"must be at least 1, got {getattr(recorder, key)}", "recorder", key)
+    if recorder.flush_interval_s <= 0:
+        raise fail("must be positive seconds", "recorder", "flush_interval_s")
+    for venue in recorder.instruments:
+        if venue not in node.venues:
+            hint = suggest(venue, list(node.venues))
+            raise fail(f"no venue named `{venue}`{hint}", "recorder", "instruments", venue)
+    for key in ("batch_size", "buffer_points"):
+        if getattr(influx, key) < 1:
+            raise fail(f"must be at least 1, got {getattr(influx, key)}", "influx", key)
+    if influx.batch_size > influx.buffer_points:
+        raise fail(
+            f"batch_size {influx.batch_size} is larger than buffer_points {influx.buffer_points}",
+            "influx",
+            "batch_size",
+        )
+    for key in ("flush_interval_s", "timeout_s", "snapshot_interval_s"):
+        if getattr(influx, key) <= 0:
+            raise fail("must be positive seconds", "influx", key)
+    if influx.top_of_book_interval_ms < 0:
+        raise fail("must be 0 (every change) or more milliseconds", "influx", "top_of_book_interval_ms")
+    v2_ready = influx.org and influx.bucket and influx.token is not None
+    if influx.enabled and influx.api == "v2" and not v2_ready:
+        message = "InfluxDB 2.x/3.x (`api: v2`) needs org, bucket and token (use ${ENV_VAR})"
+        raise fail(message, "influx", "api")
+    if not influx.url.startswith(("http://", "https://")):
+        raise fail(f"expected an http(s):// URL, got {influx.url!r}", "influx", "url")
 
 
 def check_live(loaded: LoadedConfig, *, live_flag: bool) -> None:
@@ -579,14 +875,19 @@ def build_strategies(loaded: LoadedConfig) -> list[Any]:
 
 __all__ = [
     "BinanceVenue",
+    "BusConfig",
     "ConfigError",
     "DashboardConfig",
+    "FirmRiskConfig",
+    "InfluxConfig",
     "InstrumentRisk",
     "LoadedConfig",
     "LoggingConfig",
     "MetricsConfig",
     "NodeConfig",
+    "RecorderConfig",
     "RiskConfig",
+    "RiskNodeConfig",
     "RuntimeConfig",
     "SimulatedFees",
     "SimulatorConfig",
@@ -598,6 +899,7 @@ __all__ = [
     "convert",
     "instrument_limits",
     "load",
+    "load_risk_node",
     "load_text",
     "risk_limits",
     "strategy_class",

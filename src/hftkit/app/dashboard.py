@@ -16,21 +16,27 @@ from rich.live import Live
 from rich.table import Table
 
 from hftkit.metrics.console import format_duration
+from hftkit.metrics.registry import MetricKind
 
 if TYPE_CHECKING:
     from hftkit.app.node import NodeSummary, TradingNode
 
-#: the stages of the hot path, in order, as (histogram name, label shown)
+#: the stages of the hot path, in order, as (histogram name, label shown); tick-to-trade per
+#: venue is frame -> decision -> send -> bytes written
 STAGES = (
     ("node_decode_ns", "decode"),
     ("book_apply_ns", "book"),
     ("event_to_decision_ns", "strategy"),
     ("risk_check_ns", "risk"),
-    ("decision_to_send_ns", "send"),
-    ("order_round_trip_ns", "round trip"),
+    ("frame_to_decision_ns", "frame -> decision"),
+    ("decision_to_send_ns", "decision -> send"),
+    ("send_to_written_ns", "send -> written"),
     ("tick_to_trade_ns", "tick-to-trade"),
+    ("order_round_trip_ns", "round trip"),
     ("gc_pause_ns", "gc pause"),
 )
+_STAGE_ORDER = {name: index for index, (name, _) in enumerate(STAGES)}
+_STAGE_LABELS = dict(STAGES)
 PLAIN_PRINT_INTERVAL_S = 5.0
 
 
@@ -52,7 +58,7 @@ def instruments_table(node: TradingNode) -> Table:
         "sent/acked/rejected",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column in ("venue", "symbol") else "right")
+        table.add_column(column, justify="left" if column in ("venue", "symbol") else "right", no_wrap=True)
     for row in node.instrument_rows():
         table.add_row(*row)
     return table
@@ -62,23 +68,31 @@ def latency_table(node: TradingNode) -> Table:
     """Per stage and label: count, p50, p99, p99.9 and max (from one registry snapshot)."""
     table = Table(title="latency per stage")
     for column in ("stage", "of", "count", "p50", "p99", "p99.9", "max"):
-        table.add_column(column, justify="left" if column in ("stage", "of") else "right")
-    snapshot = node.metrics.snapshot()
-    for name, label in STAGES:
-        for key, histogram in sorted(snapshot.histograms.items(), key=lambda item: str(item[0])):
-            if key.name != name or not histogram.count:
-                continue
-            of = ",".join(str(value) for value in key.label_dict.values()) or "all"
-            p50, p99, p999 = histogram.percentiles((50, 99, 99.9))
-            table.add_row(
-                label,
-                of,
-                f"{histogram.count:,}",
-                format_duration(p50),
-                format_duration(p99),
-                format_duration(p999),
-                format_duration(histogram.maximum),
-            )
+        table.add_column(column, justify="left" if column in ("stage", "of") else "right", no_wrap=True)
+    # only the stages' histograms: a whole-registry snapshot copies every metric
+    stages = sorted(
+        (
+            (_STAGE_ORDER[key.name], str(key), key, metric)
+            for key, kind, metric in node.metrics.items()
+            if key.name in _STAGE_ORDER and kind is MetricKind.HISTOGRAM
+        ),
+        key=lambda item: item[:2],
+    )
+    for _, _, key, metric in stages:
+        histogram = metric.snapshot()  # type: ignore[union-attr]
+        if not histogram.count:
+            continue
+        of = ",".join(str(value) for value in key.label_dict.values()) or "all"
+        p50, p99, p999 = histogram.percentiles((50, 99, 99.9))
+        table.add_row(
+            _STAGE_LABELS[key.name],
+            of,
+            f"{histogram.count:,}",
+            format_duration(p50),
+            format_duration(p99),
+            format_duration(p999),
+            format_duration(histogram.maximum),
+        )
     return table
 
 
@@ -86,7 +100,7 @@ def venues_table(node: TradingNode) -> Table:
     """Per venue: connection, reconnects, resyncs, rate-limit budget used, breakers."""
     table = Table(title="venues")
     for column in ("venue", "connected", "reconnects", "resyncs", "rate budget used", "breakers"):
-        table.add_column(column, justify="left" if column == "venue" else "right")
+        table.add_column(column, justify="left" if column == "venue" else "right", no_wrap=True)
     for row in node.venue_rows():
         table.add_row(*row)
     return table
@@ -96,6 +110,15 @@ def render(node: TradingNode) -> Group:
     seconds = f" of {node.seconds:g}s" if node.seconds is not None else ""
     switch = "TRIPPED" if node.engine is not None and node.engine.risk.tripped else "clear"
     header = f"hftkit run: {node.phase}, {node.elapsed_s:.1f}s{seconds}; kill switch {switch}"
+    journal = node.journal_line()
+    if journal:
+        header += f"\n{journal}"
+    storage = node.storage_line()
+    if storage:
+        header += f"\n{storage}"
+    bus = node.bus_line()
+    if bus:
+        header += f"\n{bus}"
     return Group(header, instruments_table(node), venues_table(node), latency_table(node))
 
 
@@ -122,7 +145,7 @@ def summary_view(node: TradingNode, summary: NodeSummary) -> Group:
 class Dashboard:
     """Drives the display from the node's run-loop ticks, at most ``refresh_per_s`` renders a second."""
 
-    def __init__(self, node: TradingNode, console: Console, refresh_per_s: float = 4.0) -> None:
+    def __init__(self, node: TradingNode, console: Console, refresh_per_s: float = 1.0) -> None:
         self.node = node
         self.console = console
         self.interval_s = 1.0 / max(0.1, refresh_per_s)

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue
@@ -45,24 +47,28 @@ from hftkit.app.sim_wiring import (
 )
 from hftkit.app.venues import build_adapter
 from hftkit.core.types import BookDelta, ConnectionEvent, Fill, Instrument, Order, OrderStatus, Side, Trade
-from hftkit.datasets import describe_source
 from hftkit.metrics import MetricsRegistry
 from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, THALEX, SimConfig, config_from_mapping
-from hftkit.sim.runner import Simulator
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, TrackerExposure
 from hftkit.trading.positions import Position, ticks_lots_to_money
-from hftkit.trading.risk import InstrumentLimits, RiskGate
+from hftkit.trading.risk import InstrumentLimits, RiskGate, TripSource
 from hftkit.trading.state import OrderStateTracker
 from hftkit.trading.strategy import Strategy
-from hftkit.venues.base import VenueAdapter
+from hftkit.venues.base import RateLimitedError, VenueAdapter
 from hftkit.venues.binance.adapter import BinanceAdapter
 from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.thalex.adapter import ThalexAdapter
 
+if TYPE_CHECKING:  # loaded where used: a node without them never imports them
+    from hftkit.app.node_storage import NodeMarketStorage
+    from hftkit.sim.runner import Simulator
+    from hftkit.storage.node_journal import NodeJournal
+
 _log = logging.getLogger(__name__)
 
 InstrumentKey = tuple[str, str]
+_T = TypeVar("_T")
 
 
 def simulator_venue(venue: node_config.VenueConfig) -> str:
@@ -147,6 +153,7 @@ class TradingNode:
         *,
         seconds: float | None = None,
         metrics_port: int | None = None,
+        simulator: Simulator | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.node
@@ -157,6 +164,10 @@ class TradingNode:
         self.metrics_port = self.config.metrics.port if metrics_port is None else metrics_port
         self.metrics = MetricsRegistry()
         self.sim: Simulator | None = None
+        self._given_sim = simulator  # a simulator that outlives this node (restart tests)
+        self.journal: NodeJournal | None = None
+        self.market_storage: NodeMarketStorage | None = None  # recorder: and influx: sections
+        self.bus_link: Any = None  # hftkit.app.node_bus.NodeBusLink with ``bus.enabled``
         self.adapters: dict[str, VenueAdapter] = {}
         self.engine: TradingEngine | None = None
         self.operations: OperationsServer | None = None
@@ -179,9 +190,25 @@ class TradingNode:
         live: bool = False,
         seconds: float | None = None,
         metrics_port: int | None = None,
+        simulator: Simulator | None = None,
     ) -> TradingNode:
         """Validate everything that can be validated without connecting, then build the node."""
         node_config.check_live(loaded, live_flag=live)
+        if loaded.node.environment == "backtest":
+            raise ConfigError(
+                "`environment: backtest` runs with `hftkit backtest --config FILE`, not as a node",
+                file=loaded.file,
+                path="environment",
+            )
+        sim_venues = sorted(name for name, venue in loaded.node.venues.items() if venue.environment == "sim")
+        if loaded.node.market_data == "bus" and sim_venues and simulator is None:
+            raise ConfigError(
+                f"`market_data: bus` with `environment: sim` venue(s) {', '.join(sim_venues)}: this node's "
+                "own simulator would take the orders while the books come from the feed's market; point "
+                "the venue at the feed's venue (testnet/mainnet, or `hftkit sim` by url)",
+                file=loaded.file,
+                path="market_data",
+            )
         strategies = node_config.build_strategies(loaded)
         if not strategies:
             raise ConfigError("no strategies: a node needs at least one", file=loaded.file, path="strategies")
@@ -197,7 +224,15 @@ class TradingNode:
                         file=loaded.file,
                         path="strategies",
                     )
-        return cls(loaded, strategies, limits, risk_limits, seconds=seconds, metrics_port=metrics_port)
+        return cls(
+            loaded,
+            strategies,
+            limits,
+            risk_limits,
+            seconds=seconds,
+            metrics_port=metrics_port,
+            simulator=simulator,
+        )
 
     def instruments(self) -> dict[str, list[str]]:
         """Symbols per venue: what the strategies subscribe to and what the risk section names."""
@@ -245,14 +280,16 @@ class TradingNode:
         if isinstance(venue, BinanceVenue):
             market = Market.SPOT if venue.market == "spot" else Market.USDM
             return BinanceAdapter(
-                binance_credentials(sim), binance_config(sim, market, name=name), metrics=self.metrics
+                binance_credentials(sim),
+                binance_config(sim, market, name=name, order_transport=venue.order_transport),
+                metrics=self.metrics,
             )
         return ThalexAdapter(
             thalex_config(sim, venue=name, cancel_on_disconnect_s=venue.cancel_on_disconnect_s),
             metrics=self.metrics,
         )
 
-    def _engine(self) -> TradingEngine:
+    def _engine(self, id_prefix: str | None = None) -> TradingEngine:
         """The engine with the config's risk: one tracker, a gate holding the configured limits
         (every traded instrument registered, with default limits where none are named); the
         gateway, execution and quoting parts are the engine's standard ones."""
@@ -270,7 +307,159 @@ class TradingNode:
             execution=ExecutionConfig(latency_budget_us=None),
             metrics=self.metrics,
             manage_adapters=False,
+            id_prefix=id_prefix,
         )
+
+    # persistence: the event journal (hftkit.storage.node_journal) --------------------------------------
+    async def _open_journal(self, stack: contextlib.AsyncExitStack) -> str | None:
+        """Open the configured journal and start this session; returns its client-order-id
+        prefix (None: no journal, the gateway's own time-based prefix). Closed by ``stack``."""
+        settings = self.config.journal
+        if not settings.enabled:
+            return None
+        from hftkit.storage.journal import EventJournal, JournalStore
+
+        store: JournalStore
+        if settings.backend == "postgres":
+            from hftkit.storage.journal_postgres import PostgresJournalStore
+
+            assert settings.dsn is not None  # the config check requires it
+            store = PostgresJournalStore(settings.dsn.reveal(), table=settings.table)
+        else:
+            from hftkit.storage.journal_sqlite import SqliteJournalStore
+
+            path = Path(settings.path.replace("{node_id}", settings.node_id))
+            if not path.is_absolute():
+                path = self.loaded.directory / path
+            store = SqliteJournalStore(path, synchronous=settings.synchronous)
+        journal = EventJournal(
+            store,
+            settings.node_id,
+            capacity=settings.buffer_records,
+            batch_size=settings.batch_size,
+            flush_interval_s=settings.flush_interval_s,
+        )
+        from hftkit.storage.node_journal import NodeJournal
+
+        self.journal = node_journal = NodeJournal(journal, id_prefix_base=settings.id_prefix)
+        await node_journal.start()
+        stack.push_async_callback(node_journal.close)
+        return node_journal.id_prefix
+
+    def _attach_journal(self, engine: TradingEngine) -> None:
+        """Seed the tracker from the journal (the start-up reconciliation then settles it with
+        the venues), carry a tripped kill switch over, and journal from here on."""
+        node_journal = self.journal
+        if node_journal is None or node_journal.recovered is None:
+            return
+        from hftkit.storage.recovery import restore_into
+
+        recovered = node_journal.recovered
+        restore_into(recovered, engine.tracker)
+        node_journal.attach(engine.tracker)
+        engine.kill_switch.add_cancel_all_hook(node_journal.on_kill_switch)
+        for name, adapter in self.adapters.items():
+            adapter.add_listener(node_journal.venue_listener(name))
+        if recovered.kill_switch_tripped:
+            engine.risk.trip(TripSource.MANUAL, f"tripped before the restart: {recovered.kill_switch_detail}")
+
+    def journal_line(self) -> str:
+        """The journal's state in one line for the dashboard ("" without a journal)."""
+        if self.journal is None:
+            return ""
+        status = self.journal.journal.status()
+        writer = status.writer
+        state = "ok" if status.healthy else f"DEGRADED ({writer.last_error or 'dropping'})"
+        return (
+            f"journal {state}: {status.committed_sequence} committed, {writer.buffered} buffered, "
+            f"{writer.dropped} dropped, {writer.failed_batches} failed writes"
+        )
+
+    def storage_line(self) -> str:
+        """The recorder's and InfluxDB's state in one line for the dashboard ("" with neither)."""
+        if self.market_storage is None:
+            return ""
+        parts = []
+        for name, status in self.market_storage.status().items():
+            healthy = bool(status.get("healthy", True))
+            state = "ok" if healthy else f"DEGRADED ({status.get('last_error') or 'dropping'})"
+            parts.append(f"{name} {state}: {status.get('dropped', 0)} dropped")
+        return "; ".join(parts)
+
+    # the bus: reports, firm-wide kill switch, books from a feed node (hftkit.app.node_bus) ----------
+    async def _open_bus(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start the bus link (closed by ``stack`` after the adapters); with ``market_data: bus``
+        each venue's books come from the bus while its orders still go to the venue."""
+        if not self.config.bus.enabled:
+            return
+        from hftkit.app.node_bus import NodeBusLink, bus_market_adapters
+
+        self.bus_link = link = NodeBusLink(self.config.bus, self.metrics, role="strategy")
+        await link.start()
+        stack.push_async_callback(link.close)
+        if self.config.market_data == "bus":
+            self.adapters = bus_market_adapters(self.adapters, link.bus, self.config.bus)
+
+    def _bind_bus(self, engine: TradingEngine) -> None:
+        """A firm-wide trip trips this node's kill switch; reports carry its positions and PnL."""
+        link = self.bus_link
+        if link is None:
+            return
+        from hftkit.bus.messages import PositionFigure
+
+        link.on_kill(lambda reason: engine.risk.trip(TripSource.MANUAL, reason))
+        if self.config.bus.publish_account:
+            for adapter in self.adapters.values():
+                adapter.add_listener(link.account_listener())
+
+        def figures() -> list[PositionFigure]:
+            if self.engine is None:
+                return []
+            figures = self._position_figures()
+            result = []
+            for venue, symbol, instrument in self._traded():
+                quantity, realized, unrealized = figures[(venue, symbol)]
+                base = Decimal(quantity) * instrument.lot_size * instrument.contract_size
+                result.append(
+                    PositionFigure(
+                        venue, symbol, instrument.base, str(base.normalize()), str(realized), str(unrealized),
+                        instrument.quote,
+                    )
+                )  # fmt: skip
+            return result
+
+        link.report_with(figures, lambda: engine.risk.tripped)
+
+    def bus_line(self) -> str:
+        """The bus in one line for the dashboard ("" without a bus)."""
+        if self.bus_link is None:
+            return ""
+        from hftkit.app.node_bus import bus_line
+
+        return bus_line(self.bus_link.bus)
+
+    def _paper_adapters(self, adapters: dict[str, VenueAdapter]) -> dict[str, VenueAdapter]:
+        """``environment: paper``: each venue's real adapter keeps the market data; its orders go
+        to an in-process matching engine mirroring that live book (``hftkit.backtest.paper``)."""
+        from hftkit.backtest.latency import LatencyModel
+        from hftkit.backtest.paper import PaperVenue
+        from hftkit.sim.accounts import FeeSchedule
+
+        config = self.config
+        latency = LatencyModel.from_settings(
+            config.latency, seed=config.backtest.seed, directory=self.loaded.directory
+        )
+        paper: dict[str, VenueAdapter] = {}
+        for name, adapter in adapters.items():
+            fees = config.simulator.fees.get(name)
+            paper[name] = PaperVenue(
+                adapter,
+                latency=latency,
+                fees=None if fees is None else FeeSchedule.from_basis_points(fees.maker_bp, fees.taker_bp),
+                balances=config.backtest.balances,
+                error_style="thalex" if isinstance(config.venues[name], ThalexVenue) else "binance",
+            )
+        return paper
 
     # running ----------------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -296,7 +485,13 @@ class TradingNode:
             async with contextlib.AsyncExitStack() as stack:
                 sim_config = self.simulator_config()
                 if sim_config is not None:
-                    self.sim = sim = await stack.enter_async_context(Simulator(sim_config))
+                    from hftkit.datasets import describe_source
+                    from hftkit.sim.runner import Simulator
+
+                    if self._given_sim is not None:
+                        self.sim = sim = self._given_sim
+                    else:
+                        self.sim = sim = await stack.enter_async_context(Simulator(sim_config))
                     await sim.wait_seeded()
                     summary.data = sorted({describe_source(path) for path in sim_config_files(sim)})
                 for name, venue in self.config.venues.items():
@@ -307,11 +502,26 @@ class TradingNode:
                     else:
                         adapter = build_adapter(name, venue, self.loaded, metrics=self.metrics)
                     self.adapters[name] = adapter
-                self.engine = engine = self._engine()
+                if self.config.environment == "paper":
+                    self.adapters = self._paper_adapters(self.adapters)
+                await self._open_bus(stack)  # bus: section (hftkit.app.node_bus)
+                id_prefix = await self._open_journal(stack)
+                self.engine = engine = self._engine(id_prefix)
+                self._bind_bus(engine)
+                # side paths: market-data recorder and InfluxDB (closed after the adapters) --------
+                market_storage = None
+                if self.config.recorder.enabled or self.config.influx.enabled:
+                    from hftkit.app.node_storage import NodeMarketStorage
+
+                    self.market_storage = market_storage = NodeMarketStorage(self.loaded, self.metrics)
+                    await market_storage.open(stack)
                 for name, adapter in self.adapters.items():
                     await stack.enter_async_context(adapter)  # type: ignore[arg-type]
                     adapter.add_listener(self._listener(name))
+                    if market_storage is not None:
+                        market_storage.attach(name, adapter)
                     self._connection_state[name] = True
+                self._attach_journal(engine)
                 if self.config.metrics.enabled:
                     self.operations = await stack.enter_async_context(
                         OperationsServer(
@@ -319,9 +529,13 @@ class TradingNode:
                         )
                     )
                 engine.tracker.add_fill_listener(self._on_fill)
+                if market_storage is not None:
+                    market_storage.bind(engine)
                 await engine.start()
+                if self.journal is not None:  # the positions start-up reconciliation settled on
+                    self.journal.record_positions(engine.tracker, "reconciled")
                 if self.config.runtime.gc_freeze:
-                    freeze_after_start()
+                    monitor.record_freeze(freeze_after_start())
                 self.phase = "running"
                 watchdog = asyncio.create_task(self._watchdog(), name="node:watchdog")
                 try:
@@ -336,6 +550,9 @@ class TradingNode:
                 self.phase = "verifying"
                 await self._verify(summary.verdict)
                 summary.instruments = self._instrument_summaries()
+                if self.journal is not None:
+                    self.journal.record_positions(engine.tracker, "shutdown")
+                    self.journal.record_kill_switch(engine.risk.tripped, "state at shutdown")
         finally:
             for signal_number in installed_signals:
                 loop.remove_signal_handler(signal_number)
@@ -394,6 +611,8 @@ class TradingNode:
             if rounds % 10 == 0:  # the slower figures: positions, PnL, rate budget, breakers
                 self._export_positions()
                 self._export_venue_status()
+                self._export_journal_status()
+                self._storage_tick()
             rounds += 1
             await asyncio.sleep(period_s)
 
@@ -411,6 +630,33 @@ class TradingNode:
                 self.metrics.gauge(
                     "breaker_open", "1 while a circuit breaker is open", venue=venue, dependency=dependency
                 ).set(0.0 if state == "closed" else 1.0)
+
+    def _storage_tick(self) -> None:
+        """The recorder's and InfluxDB's periodic work: positions/PnL/latency points, gauges."""
+        storage, engine = self.market_storage, self.engine
+        if storage is None or not storage.active or engine is None:
+            return
+        figures = self._position_figures()
+        rows = []
+        for venue, symbol, instrument in self._traded():
+            quantity, realized, unrealized = figures[(venue, symbol)]
+            average = engine.tracker.positions.get(venue, symbol).average_price
+            rows.append((venue, symbol, instrument, quantity, average, realized, unrealized))
+        storage.tick(rows)
+
+    def _export_journal_status(self) -> None:
+        if self.journal is None:
+            return
+        status = self.journal.journal.status()
+        writer = status.writer
+        for name, value, help_text in (
+            ("journal_committed_sequence", status.committed_sequence, "highest durably committed record"),
+            ("journal_buffered", writer.buffered, "records waiting for the store"),
+            ("journal_dropped", writer.dropped, "records lost: buffer full or shutdown timeout"),
+            ("journal_failed_batches", writer.failed_batches, "store writes failed after retries"),
+            ("journal_healthy", 1.0 if status.healthy else 0.0, "1 while the journal keeps up"),
+        ):
+            self.metrics.gauge(name, help_text).set(float(value))
 
     def _listener(self, venue: str) -> Callable[[Any], None]:
         """Per venue: decode latency (frame received -> event here) and the connection's state."""
@@ -458,7 +704,12 @@ class TradingNode:
             reasons.append("kill switch tripped")
         if self.phase not in ("running",):
             reasons.append(f"node is {self.phase}")
-        return Health(not reasons, tuple(reasons), dict(self._connection_state), switch)
+        if self.bus_link is not None and not self.bus_link.bus.status().connected:
+            reasons.append("bus unreachable: the firm-wide kill switch cannot reach this node")
+        storage = {} if self.journal is None else {"journal": self.journal.status()}
+        if self.market_storage is not None:
+            storage.update(self.market_storage.status())
+        return Health(not reasons, tuple(reasons), dict(self._connection_state), switch, storage)
 
     def _export_positions(self) -> None:
         engine = self.engine
@@ -610,7 +861,12 @@ class TradingNode:
         self._final_rows = (self.instrument_rows(), self.venue_rows())
         if self.sim is not None:
             await self._verify_books(verdict)
-            self._verify_ledger(verdict)
+            if self.config.environment == "paper":
+                verdict.notes.append(
+                    "paper trading: fills come from the in-process matching, not the venue's ledger"
+                )
+            else:
+                self._verify_ledger(verdict)
         else:
             verdict.notes.append("books and fill ledger are checked against the simulator only")
 
@@ -624,7 +880,7 @@ class TradingNode:
                 continue
             for symbol in symbols:
                 try:
-                    still_open = await adapter.open_orders(symbol)
+                    still_open = await _within_rate_limits(functools.partial(adapter.open_orders, symbol))
                 except Exception as error:
                     problems.append(f"{venue}:{symbol}: open orders unavailable at the end: {error!r}")
                     continue
@@ -654,7 +910,8 @@ class TradingNode:
             if not adapter.capabilities.positions:
                 continue
             try:
-                reported = {update.symbol: update.quantity for update in await adapter.positions()}
+                answered = await _within_rate_limits(adapter.positions)
+                reported = {update.symbol: update.quantity for update in answered}
             except Exception as error:
                 problems.append(f"{venue}: positions unavailable at the end: {error!r}")
                 continue
@@ -783,6 +1040,19 @@ class TradingNode:
                 )
             )
         return result
+
+
+async def _within_rate_limits(query: Callable[[], Awaitable[_T]], attempts: int = 3) -> _T:
+    """A closing check's query, asked again after the venue's own backoff when it is throttled
+    (the session's last orders and cancels may have spent its message budget a moment ago)."""
+    for attempt in range(attempts):
+        try:
+            return await query()
+        except RateLimitedError as error:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(min(max(error.retry_after_s, 0.1), 5.0))
+    raise AssertionError("unreachable")
 
 
 def sim_config_files(sim: Simulator) -> list[Any]:

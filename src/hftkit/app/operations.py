@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -28,6 +29,7 @@ class Health:
     reasons: tuple[str, ...] = ()
     venues: dict[str, bool] = field(default_factory=dict)
     kill_switch: str = "clear"
+    storage: dict[str, Any] = field(default_factory=dict)  # journal/sinks: counted, never "not ready"
 
     def as_json(self) -> bytes:
         return orjson.dumps(
@@ -37,6 +39,7 @@ class Health:
                 "reasons": list(self.reasons),
                 "venues": self.venues,
                 "kill_switch": self.kill_switch,
+                "storage": self.storage,
             }
         )
 

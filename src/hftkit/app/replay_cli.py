@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from hftkit.book.replay import FileReport, reports_ok, verify_recordings
+if TYPE_CHECKING:
+    from hftkit.book.replay import FileReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Replay recorded market data.")
 
@@ -27,6 +29,8 @@ def verify(
     Exits 1 when any file shows a gap, a resync, a crossed book, a bookTicker mismatch, a
     decode error or a symbol that never synced.
     """
+    from hftkit.book.replay import reports_ok, verify_recordings
+
     reports = verify_recordings(files)
     passed = reports_ok(reports)
     if as_json:

@@ -56,9 +56,12 @@ class GcMonitor:
             gc.callbacks.append(self._callback)
             self.installed = True
         self.metrics.gauge("process_rss_bytes", "resident set size").set_function(lambda: float(rss_bytes()))
-        self.metrics.gauge("gc_frozen_objects", "objects moved out of GC by gc.freeze()").set_function(
-            lambda: float(gc.get_freeze_count())
-        )
+        # set when freezing (``record_freeze``): counting frozen objects walks all of them, far
+        # too slow to do at every scrape or dashboard refresh
+        self.metrics.gauge("gc_frozen_objects", "objects moved out of GC by gc.freeze()")
+
+    def record_freeze(self, frozen: int) -> None:
+        self.metrics.gauge("gc_frozen_objects").set(float(frozen))
 
     def uninstall(self) -> None:
         if self.installed:

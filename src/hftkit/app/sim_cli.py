@@ -15,14 +15,15 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
 
 from hftkit.core.errors import HftkitError
-from hftkit.sim.config import SimConfig, SimConfigError, config_from_mapping, venue_symbols
-from hftkit.sim.runner import Simulator
+
+if TYPE_CHECKING:
+    from hftkit.sim.config import SimConfig
 
 logger = logging.getLogger("hftkit.sim")
 
@@ -46,6 +47,8 @@ def build_config(
     faults: str | None = None,
 ) -> SimConfig:
     """The YAML file (if any) with the command-line overrides applied, validated as one."""
+    from hftkit.sim.config import SimConfigError, config_from_mapping, venue_symbols  # the sim loads on use
+
     data: dict[str, Any] = {}
     source_name = "<command line>"
     if config_file is not None:
@@ -111,8 +114,10 @@ def _venues_mapping(value: Any) -> dict[str, dict[str, Any]]:
     return value  # let the validator name the problem
 
 
-async def serve(config: SimConfig, seconds: float | None, out: Any = None) -> int:
-    """Run until a signal or ``seconds``; print the connection line first. Returns the exit code."""
+async def serve(config: SimConfig, seconds: float | None, out: Any = None, tls: bool = False) -> int:
+    """Run until a signal or ``seconds``; print the connection line first. Returns the exit code.
+
+    ``tls``: the venue servers speak https/wss; the line's ``ca_file`` is the CA to trust."""
     out = out or sys.stdout
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -121,11 +126,15 @@ async def serve(config: SimConfig, seconds: float | None, out: Any = None) -> in
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(number, stop.set)
             installed.append(number)
-    simulator = Simulator(config)
+    from hftkit.sim.runner import Simulator
+
+    simulator = Simulator(config, tls=tls)
     try:
         await simulator.start()
         assert simulator.credentials is not None
-        line = {"urls": simulator.urls, "credentials": simulator.credentials.as_dict()}
+        line: dict[str, Any] = {"urls": simulator.urls, "credentials": simulator.credentials.as_dict()}
+        if simulator.tls_files is not None:
+            line["ca_file"] = str(simulator.tls_files.ca_file)
         out.write(json.dumps(line, separators=(",", ":")) + "\n")
         out.flush()
         if seconds is None:
@@ -168,6 +177,11 @@ def sim(
         None, "--faults", help="fault profile of every venue: none, flaky, hostile"
     ),
     seconds: float | None = typer.Option(None, "--seconds", min=0, help="stop after this many seconds"),
+    tls: bool = typer.Option(
+        False,
+        "--tls",
+        help="serve https/wss with a CA made for the run (its file: ca_file in the first line)",
+    ),
     log_level: str = typer.Option("INFO", "--log-level", help="stderr log level"),
 ) -> None:
     """Run the exchange simulator (Binance spot + USD-M, Thalex) with a control endpoint."""
@@ -190,11 +204,11 @@ def sim(
             seed=seed,
             faults=faults,
         )
-    except SimConfigError as error:
+    except ValueError as error:  # SimConfigError: the file or an option, named
         typer.echo(f"configuration error: {error}", err=True)
         raise typer.Exit(2) from None
     try:
-        code = asyncio.run(serve(config, seconds))
+        code = asyncio.run(serve(config, seconds, tls=tls))
     except (HftkitError, OSError) as error:
         typer.echo(f"simulator failed to start: {error}", err=True)
         raise typer.Exit(1) from None

@@ -7,9 +7,8 @@ The one place that knows how a simulator's endpoints map onto adapter configs, u
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hftkit.sim.runner import Simulator
 from hftkit.venues.binance.adapter import BinanceConfig
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.endpoints import Market
@@ -18,6 +17,9 @@ from hftkit.venues.binance.streams import StreamConfig
 from hftkit.venues.binance.user_stream import UserStreamConfig
 from hftkit.venues.thalex.adapter import ThalexConfig
 from hftkit.venues.thalex.auth import ThalexCredentials
+
+if TYPE_CHECKING:  # the simulator itself loads only where one runs
+    from hftkit.sim.runner import Simulator
 
 #: A replay speed so slow that the next recorded message is days away: the market holds still.
 PAUSED_SPEED = 1e-9
@@ -53,6 +55,8 @@ def binance_config(sim: Simulator, market: Market = Market.SPOT, **changes: Any)
             listen_key_path="ws" if market is Market.SPOT else "private",
         ),
     }
+    if changes.get("order_transport") == "websocket_api" and "order_api_urls" not in changes:
+        settings["order_api_urls"] = (sim.urls[api_key],)
     settings.update(changes)
     return BinanceConfig(**settings)
 

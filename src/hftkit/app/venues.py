@@ -45,11 +45,13 @@ def binance_settings(name: str, venue: BinanceVenue) -> tuple[BinanceCredentials
         ),
         streams=StreamConfig(base_urls=[stream]),
         user_stream=UserStreamConfig(
-            websocket_api_urls=[websocket_api] if websocket_api else [],
+            websocket_api_urls=[websocket_api] if market is Market.SPOT else [],
             stream_base_urls=[stream],
             listen_key_path=urls.listen_key_path,
             recv_window_ms=venue.recv_window_ms,
         ),
+        order_transport=venue.order_transport,
+        order_api_urls=(websocket_api,) if venue.order_transport == "websocket_api" else (),
     )
     return credentials, config
 

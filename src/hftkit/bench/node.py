@@ -255,9 +255,55 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
     return rows
 
 
+DASHBOARD_TARGET_PERCENT = 5.0
+
+
+def dashboard_cost(seconds: float) -> BenchResult:
+    """The live dashboard's share of one core at its default refresh, on the built-in node (its
+    in-process simulator trading) rendering to a terminal: the CPU of every render over the run."""
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from hftkit.app import dashboard
+    from hftkit.app.node import TradingNode, builtin_config
+
+    loaded = builtin_config()
+    node = TradingNode.from_config(loaded, seconds=seconds)
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    spent = {"cpu_s": 0.0, "renders": 0}
+
+    class Measured(dashboard.Dashboard):
+        def tick(self) -> None:
+            started = time.thread_time()
+            last = self._last
+            super().tick()
+            if self._last != last:
+                spent["cpu_s"] += time.thread_time() - started
+                spent["renders"] += 1
+
+    refresh = loaded.node.dashboard.refresh_per_s
+    started = time.monotonic()
+    with Measured(node, console, refresh):
+        asyncio.run(node.run())
+    share = 100 * spent["cpu_s"] / (time.monotonic() - started)
+    return compare(
+        f"dashboard CPU at its default refresh ({refresh:g}/s), share of one core",
+        round(share, 2),
+        "%",
+        target=f"<= {DASHBOARD_TARGET_PERCENT:g} % of one core",
+        met=share <= DASHBOARD_TARGET_PERCENT,
+        renders=spent["renders"],
+        ms_per_render=round(1e3 * spent["cpu_s"] / max(1, spent["renders"]), 1),
+    )
+
+
 def run(options: BenchOptions) -> list[BenchResult]:
     seconds, warmup_s, rounds = (3.0, 1.0, 1) if options.quick else (8.0, 2.0, 2)
-    return _rows(measure(seconds, warmup_s, rounds))
+    rows = _rows(measure(seconds, warmup_s, rounds))
+    rows.append(dashboard_cost(6.0 if options.quick else 20.0))
+    return rows
 
 
 if __name__ == "__main__":  # a quick look without the CLI: python -m hftkit.bench.node [path ...]
