@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig
 from hftkit.app.node_bus import NodeBusLink, export_bus_metrics
 from hftkit.app.operations import Health, OperationsServer
+from hftkit.app.runtime import install_stop_signals, remove_stop_signals
 from hftkit.bus.books import BookPublisher
 from hftkit.core.types import ConnectionEvent
 from hftkit.metrics import MetricsRegistry
@@ -156,11 +156,7 @@ class FeedNode:
         self.stop_requested = asyncio.Event()
         started = time.monotonic()
         summary = FeedSummary()
-        installed = []
-        for number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(number, self.request_stop, name)
-                installed.append(number)
+        installed = install_stop_signals(loop, self.request_stop)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 sim_config = self.simulator_config()
@@ -213,8 +209,7 @@ class FeedNode:
                     "reconnects": status.reconnects,
                 }
         finally:
-            for number in installed:
-                loop.remove_signal_handler(number)
+            remove_stop_signals(loop, installed)
         summary.elapsed_s = time.monotonic() - started
         summary.stopped_by = self._stop_reason
         self.phase = "done"

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue
 from hftkit.app.operations import Health, OperationsServer
-from hftkit.app.runtime import GcMonitor, freeze_after_start
+from hftkit.app.runtime import GcMonitor, freeze_after_start, install_stop_signals, remove_stop_signals
 from hftkit.app.sim_wiring import (
     PAUSED_SPEED,
     binance_config,
@@ -480,7 +479,7 @@ class TradingNode:
         self.summary = summary = NodeSummary(loop=type(loop).__module__.split(".")[0])
         monitor = GcMonitor(self.metrics)
         monitor.install()
-        installed_signals = self._install_signals(loop)
+        installed_signals = install_stop_signals(loop, self.request_stop)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 sim_config = self.simulator_config()
@@ -554,8 +553,7 @@ class TradingNode:
                     self.journal.record_positions(engine.tracker, "shutdown")
                     self.journal.record_kill_switch(engine.risk.tripped, "state at shutdown")
         finally:
-            for signal_number in installed_signals:
-                loop.remove_signal_handler(signal_number)
+            remove_stop_signals(loop, installed_signals)
             monitor.uninstall()
         summary.elapsed_s = time.monotonic() - self.started
         summary.stopped_by = self._stop_reason
@@ -573,16 +571,6 @@ class TradingNode:
             _log.warning(
                 "stopping with %s still down after %.0fs: cancels and checks may fail", down, timeout_s
             )
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        installed = []
-        for signal_number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            try:
-                loop.add_signal_handler(signal_number, self.request_stop, name)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or a platform without signal handlers
-            installed.append(signal_number)
-        return installed
 
     async def _wait(self, tick_s: float) -> None:
         assert self.stop_requested is not None

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig
 from hftkit.app.config_cli import CONFIG_EXIT_CODE
+from hftkit.app.runtime import install_stop_signals, remove_stop_signals
 from hftkit.app.storage_wiring import recorder_options
 from hftkit.app.venues import build_adapter
 from hftkit.storage.recorder import MarketRecorder, RecorderOptions
@@ -124,11 +124,7 @@ class RecordingSession:
         started = time.monotonic()
         summary = RecordingSummary(str(self.options.directory), instruments=self.instruments)
         loop = asyncio.get_running_loop()
-        installed = []
-        for number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(number, self.request_stop, name)
-                installed.append(number)
+        installed = install_stop_signals(loop, self.request_stop)
         self.recorder = recorder = MarketRecorder(self.options)
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -151,8 +147,7 @@ class RecordingSession:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_requested.wait(), timeout)
         finally:
-            for number in installed:
-                loop.remove_signal_handler(number)
+            remove_stop_signals(loop, installed)
         summary.elapsed_s = round(time.monotonic() - started, 3)
         summary.stopped_by = self._stopped_by
         summary.status = recorder.status()

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 from hftkit.app.config import FirmRiskConfig, RiskNodeConfig
 from hftkit.app.node_bus import CONTROL_STREAM, REPORT_STREAM, NodeBusLink
 from hftkit.app.operations import Health, OperationsServer
+from hftkit.app.runtime import install_stop_signals, remove_stop_signals
 from hftkit.bus.messages import KillSwitchMessage, NodeReport
 from hftkit.metrics import MetricsRegistry
 
@@ -161,11 +161,7 @@ class RiskNode:
     async def run(self, *, kill: str | None = None, reset: str | None = None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         self.stop_requested = asyncio.Event()
-        installed = []
-        for number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(number, self.request_stop, name)
-                installed.append(number)
+        installed = install_stop_signals(loop, self.request_stop)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self.link = link = NodeBusLink(self.config.bus, self.metrics, role="risk")
@@ -209,8 +205,7 @@ class RiskNode:
                     "nodes": sorted(view.nodes),
                 }
         finally:
-            for number in installed:
-                loop.remove_signal_handler(number)
+            remove_stop_signals(loop, installed)
             self.phase = "done"
 
 

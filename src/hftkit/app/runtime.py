@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +110,24 @@ def apply_settings(
     return (threshold[0], threshold[1], threshold[2]), affinity
 
 
+def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable[[str], None]) -> list[int]:
+    """SIGINT and SIGTERM call ``request_stop(name)`` (a clean stop, never a kill mid-order);
+    returns the signals installed, none where the loop cannot (not the main thread, no support)."""
+    installed = []
+    for number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+        try:
+            loop.add_signal_handler(number, request_stop, name)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(number)
+    return installed
+
+
+def remove_stop_signals(loop: asyncio.AbstractEventLoop, installed: list[int]) -> None:
+    for number in installed:
+        loop.remove_signal_handler(number)
+
+
 def freeze_after_start() -> int:
     """Collect once, then move every surviving object out of the collector's reach."""
     gc.collect()
@@ -121,5 +141,7 @@ __all__ = [
     "apply_settings",
     "freeze_after_start",
     "install_event_loop",
+    "install_stop_signals",
+    "remove_stop_signals",
     "rss_bytes",
 ]

@@ -20,7 +20,6 @@ triggered order's own ``ORDER_TRADE_UPDATE`` showing the algo type (it shows LIM
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from hftkit.sim.binance_params import BinanceApiError, Params, illegal, mandator
 from hftkit.sim.binance_rest import Call, ServerView, mark_price
 from hftkit.sim.binance_state import MarketState
 from hftkit.sim.binance_wire import SIDES, ms
+from hftkit.sim.deferred import DueChecks
 from hftkit.sim.matching import BookUpdate, TradePrint
 from hftkit.sim.venue import OrderEvent, SimEvent
 
@@ -93,8 +93,7 @@ class AlgoOrders:
         self.closed: deque[AlgoOrder] = deque(maxlen=HISTORY)
         self.by_actual: dict[int, AlgoOrder] = {}
         self._ids = itertools.count(1)
-        self._pending: set[str] = set()
-        self._scheduled = False
+        self._due = DueChecks(self._check)
         self.triggered = 0
         state.venue.add_listener(self.on_event)
 
@@ -149,7 +148,7 @@ class AlgoOrders:
     def on_event(self, event: SimEvent) -> None:
         if isinstance(event, TradePrint | BookUpdate):
             if any(order.symbol == event.symbol for order in self.open.values()):
-                self._schedule(event.symbol)
+                self._due.add(event.symbol)  # acted on after the venue's batch
         elif isinstance(event, OrderEvent) and not event.order.is_open:
             algo = self.by_actual.pop(event.order.order_id, None)
             if algo is not None and algo.status == "TRIGGERED":
@@ -157,23 +156,8 @@ class AlgoOrders:
                 algo.update_ns = event.time_ns
                 self._update(algo)
 
-    def _schedule(self, symbol: str) -> None:
-        """Check triggers after the venue has finished publishing this batch (never re-entrant)."""
-        self._pending.add(symbol)
-        if self._scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.check()
-            return
-        self._scheduled = True
-        loop.call_soon(self.check)
-
-    def check(self) -> None:
-        """Trigger every open algo order whose condition holds now."""
-        self._scheduled = False
-        symbols, self._pending = self._pending, set()
+    def _check(self, symbols: set[str]) -> None:
+        """Trigger every open algo order of ``symbols`` whose condition holds now."""
         for order in [order for order in self.open.values() if order.symbol in symbols]:
             if order.is_open and self._condition(order, self.reference(order.symbol, order.working_type)):
                 self._trigger(order)

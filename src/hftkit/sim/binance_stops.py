@@ -16,7 +16,6 @@ other than the NEW of the order entering the book (``w`` true, ``W`` the trigger
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from hftkit.core.types import OrderStatus, OrderType, Side, TimeInForce
 from hftkit.sim.accounts import Accounts
 from hftkit.sim.binance_params import BinanceApiError
 from hftkit.sim.binance_state import MarketState
+from hftkit.sim.deferred import DueChecks
 from hftkit.sim.errors import CloseReason
 from hftkit.sim.matching import SimOrder, TradePrint
 from hftkit.sim.venue import OrderEvent, OrderEventKind, SimEvent
@@ -54,8 +54,7 @@ class SpotStops:
         self.user_events = user_events  # UserData.on_event: executionReports of waiting orders
         self.waiting: dict[int, _Waiting] = {}
         self.canceled: deque[SimOrder] = deque(maxlen=2000)  # for allOrders
-        self._pending_symbols: set[str] = set()
-        self._scheduled = False
+        self._due = DueChecks(self._check)
         self.triggered = 0
         state.venue.add_listener(self.on_event)
 
@@ -194,21 +193,10 @@ class SpotStops:
         if isinstance(event, TradePrint) and any(
             entry.order.symbol == event.symbol for entry in self.waiting.values()
         ):
-            self._pending_symbols.add(event.symbol)
-            if self._scheduled:
-                return
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.check()
-                return
-            self._scheduled = True
-            loop.call_soon(self.check)
+            self._due.add(event.symbol)  # acted on after the venue's batch
 
-    def check(self) -> None:
-        """Send every waiting order whose stop price the last trade reached into the book."""
-        self._scheduled = False
-        symbols, self._pending_symbols = self._pending_symbols, set()
+    def _check(self, symbols: set[str]) -> None:
+        """Send every waiting order of ``symbols`` whose stop price the last trade reached into the book."""
         for entry in [entry for entry in self.waiting.values() if entry.order.symbol in symbols]:
             order = entry.order
             if order.order_id in self.waiting and self.condition(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -492,6 +493,30 @@ class BinanceAdapter:
             on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
         )
 
+    async def _awaited_over_api(
+        self,
+        send: Callable[[OrderAnswer], None],
+        instrument: Instrument,
+        request: OrderRequest,
+        name: str,
+    ) -> OrderUpdate | None:
+        """One order request on the WebSocket API session (``send`` writes it), awaited: the
+        venue's order, or its refusal raised; None when the session went down before the write
+        (the caller uses REST). A wait cancelled by the caller leaves the outcome unknown."""
+        answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
+        try:
+            send(answered.set_result)
+        except SessionNotReadyError:
+            return None
+        try:
+            outcome = await answered
+        except asyncio.CancelledError:
+            self._outcome_unknown(instrument, request, name)
+            raise
+        if isinstance(outcome, VenueError):
+            raise outcome
+        return outcome
+
     def _api_answer(
         self, instrument: Instrument, request: OrderRequest, name: str, answer: codec.WebSocketApiResponse
     ) -> OrderUpdate | VenueError:
@@ -551,16 +576,20 @@ class BinanceAdapter:
         on_answer: OrderAnswer,
     ) -> None:
         if isinstance(outcome, OrderOutcomeUnknownError):
-            if name == "new_order":
-                self._register_unknown(instrument, request)  # settled by client id, never re-sent
-            elif name == "cancel_order":
-                self._register_unknown_cancel(instrument, request.client_order_id)
-            # a modify of unknown outcome: the order exists either way; its stream and the next
-            # reconciliation say which price and size it has
+            self._outcome_unknown(instrument, request, name)
         try:
             on_answer(outcome)
         except Exception:
             log.exception("%s: the owner of %s failed on its answer", self.name, request.client_order_id)
+
+    def _outcome_unknown(self, instrument: Instrument, request: OrderRequest, name: str) -> None:
+        """A request that may or may not have acted: settled by client id, never re-sent."""
+        if name == "new_order":
+            self._register_unknown(instrument, request)
+        elif name == "cancel_order":
+            self._register_unknown_cancel(instrument, request.client_order_id)
+        # a modify of unknown outcome: the order exists either way; its stream and the next
+        # reconciliation say which price and size it has
 
     async def _resync_time(self) -> None:
         with contextlib.suppress(VenueError, TransportError):
@@ -573,20 +602,10 @@ class BinanceAdapter:
         api = self.order_api
         if api is not None and api.ready:
             await self.rest.admit("new_order")
-            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
-            try:
-                self._place_over_api(api, instrument, request, answered.set_result)
-            except SessionNotReadyError:
-                pass  # lost between the check and the write: REST below
-            else:
-                try:
-                    outcome = await answered
-                except asyncio.CancelledError:
-                    self._register_unknown(instrument, request)
-                    raise
-                if isinstance(outcome, VenueError):
-                    raise outcome
-                return outcome
+            send = functools.partial(self._place_over_api, api, instrument, request)
+            placed = await self._awaited_over_api(send, instrument, request, "new_order")
+            if placed is not None:
+                return placed  # else the session went down before the write: REST below
         written = self.order_written
         client_order_id = request.client_order_id
         try:
@@ -923,22 +942,17 @@ class BinanceAdapter:
                 quantity=request.quantity,
                 price=request.price,
             )
-            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
-            try:
-                api.request_now(
-                    "order.modify",
-                    modify_params(
-                        instrument, request.client_order_id, last.side, request.price, request.quantity
-                    ),
-                    _ApiAnswer(self, instrument, as_request, "modify_order", answered.set_result),
-                )
-            except SessionNotReadyError:
-                pass  # REST below
-            else:
-                outcome = await answered
-                if isinstance(outcome, VenueError):
-                    raise outcome
-                return outcome
+            params = modify_params(
+                instrument, request.client_order_id, last.side, request.price, request.quantity
+            )
+
+            def modify(on_answer: OrderAnswer) -> None:
+                answer = _ApiAnswer(self, instrument, as_request, "modify_order", on_answer)
+                api.request_now("order.modify", params, answer)
+
+            amended = await self._awaited_over_api(modify, instrument, as_request, "modify_order")
+            if amended is not None:
+                return amended  # else the session went down before the write: REST below
         response = await self.rest.modify_order(
             instrument, request.client_order_id, last.side, request.price, request.quantity
         )
@@ -959,24 +973,15 @@ class BinanceAdapter:
                 side=last.side if last is not None else Side.BUY,
                 quantity=0,
             )
-            answered: asyncio.Future[OrderUpdate | VenueError] = asyncio.get_running_loop().create_future()
-            try:
-                api.request_now(
-                    "order.cancel",
-                    {"symbol": symbol, "origClientOrderId": client_order_id},
-                    _ApiAnswer(self, instrument, request, "cancel_order", answered.set_result),
-                )
-            except SessionNotReadyError:
-                pass  # REST below
-            else:
-                try:
-                    outcome = await answered
-                except asyncio.CancelledError:
-                    self._register_unknown_cancel(instrument, client_order_id)
-                    raise
-                if isinstance(outcome, VenueError):
-                    raise outcome
-                return outcome
+            params = {"symbol": symbol, "origClientOrderId": client_order_id}
+
+            def cancel(on_answer: OrderAnswer) -> None:
+                answer = _ApiAnswer(self, instrument, request, "cancel_order", on_answer)
+                api.request_now("order.cancel", params, answer)
+
+            cancelled = await self._awaited_over_api(cancel, instrument, request, "cancel_order")
+            if cancelled is not None:
+                return cancelled  # else the session went down before the write: REST below
         try:
             response = await self.rest.cancel_order(instrument, client_order_id)
         except (OrderOutcomeUnknownError, asyncio.CancelledError):
