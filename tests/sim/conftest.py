@@ -6,8 +6,8 @@ import pytest
 
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import ContractKind, Instrument
-from hftkit.sim.accounts import Accounts, FeeSchedule
-from hftkit.sim.matching import MatchingEngine, SelfTradePrevention
+from hftkit.sim.engine.accounts import Accounts, FeeSchedule
+from hftkit.sim.engine.matching import MatchingEngine, SelfTradePrevention
 
 SYMBOL = "BTCUSDT"
 PERP = "BTC-PERPETUAL"

@@ -7,8 +7,8 @@ from fractions import Fraction
 import pytest
 
 from hftkit.core.types import ContractKind, Instrument, OrderType, Side
-from hftkit.sim.accounts import FEE_ACCOUNT, MARKET_ACCOUNT, Accounts, FeeSchedule, Position
-from hftkit.sim.errors import (
+from hftkit.sim.engine.accounts import FEE_ACCOUNT, MARKET_ACCOUNT, Accounts, FeeSchedule, Position
+from hftkit.sim.engine.errors import (
     BINANCE_ERRORS,
     THALEX_DELETE_REASONS,
     THALEX_ERRORS,
@@ -17,7 +17,7 @@ from hftkit.sim.errors import (
     SimulatorConfigurationError,
     thalex_error,
 )
-from hftkit.sim.matching import MatchingEngine
+from hftkit.sim.engine.matching import MatchingEngine
 
 PERP = "BTC-PERPETUAL"
 

@@ -1,10 +1,10 @@
-"""The background-liquidity and queue-position model (see the hftkit.sim.matching docstring)."""
+"""The background-liquidity and queue-position model (see the hftkit.sim.engine.matching docstring)."""
 
 from __future__ import annotations
 
 from hftkit.core.types import OrderStatus, OrderType, Side
-from hftkit.sim.accounts import MARKET_ACCOUNT
-from hftkit.sim.matching import NO_ORDER_ID, MatchingEngine
+from hftkit.sim.engine.accounts import MARKET_ACCOUNT
+from hftkit.sim.engine.matching import NO_ORDER_ID, MatchingEngine
 
 BUY, SELL = Side.BUY, Side.SELL
 SYMBOL = "BTCUSDT"

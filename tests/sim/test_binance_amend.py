@@ -10,7 +10,14 @@ import aiohttp
 import orjson
 import pytest
 
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, OTHER_KEY, OTHER_SECRET, SYMBOL, BinanceSimHarness
+from hftkit.testing.binance_simulator import (
+    API_KEY,
+    API_SECRET,
+    OTHER_KEY,
+    OTHER_SECRET,
+    SYMBOL,
+    BinanceSimHarness,
+)
 from hftkit.venues.binance.auth import HmacSigner
 from hftkit.venues.binance.endpoints import Market
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from hftkit.core.clock import SimulatedClock
-from hftkit.sim.binance_testing import API_KEY, SYMBOL, BinanceSimHarness
+from hftkit.testing.binance_simulator import API_KEY, SYMBOL, BinanceSimHarness
 
 TIMEOUT = 3.0
 HOUR_NS = 3_600 * 10**9

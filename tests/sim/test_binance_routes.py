@@ -10,8 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from hftkit.sim.binance_streams import parse_stream, usdm_route
-from hftkit.sim.binance_testing import API_KEY, SYMBOL, BinanceSimHarness
+from hftkit.sim.binance.streams import parse_stream, usdm_route
+from hftkit.testing.binance_simulator import API_KEY, SYMBOL, BinanceSimHarness
 
 TIMEOUT = 3.0
 QUIET_S = 0.4

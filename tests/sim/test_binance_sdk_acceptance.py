@@ -26,7 +26,7 @@ from binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futur
 from binance_sdk_spot.spot import Spot
 from cryptography.hazmat.primitives import serialization
 
-from hftkit.sim.binance_testing import (
+from hftkit.testing.binance_simulator import (
     API_KEY,
     API_SECRET,
     ED25519_KEY,

@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftkit.core.clock import SimulatedClock
-from hftkit.sim.binance_limits import RateLimitSettings
-from hftkit.sim.binance_params import BinanceApiError, Params, verify_signature
-from hftkit.sim.binance_testing import (
+from hftkit.sim.binance.limits import RateLimitSettings
+from hftkit.sim.binance.params import BinanceApiError, Params, verify_signature
+from hftkit.sim.binance.wire import Formats
+from hftkit.sim.engine.faults import FaultInjector, FaultKind, FaultProfile
+from hftkit.testing.binance_simulator import (
     API_KEY,
     API_SECRET,
     OTHER_KEY,
@@ -25,8 +27,6 @@ from hftkit.sim.binance_testing import (
     spot_instrument,
     usdm_instrument,
 )
-from hftkit.sim.binance_wire import Formats
-from hftkit.sim.faults import FaultInjector, FaultKind, FaultProfile
 from hftkit.venues.binance.auth import HmacSigner
 from hftkit.venues.binance.endpoints import Market
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from hftkit.core.types import Side
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness, seed_book
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness, seed_book
 from hftkit.venues.binance.auth import HmacSigner
 
 TIMEOUT = 3.0

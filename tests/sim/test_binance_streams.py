@@ -18,9 +18,9 @@ from hftkit.book.order_book import OrderBook
 from hftkit.book.sync import BINANCE_FUTURES_RULES, BINANCE_SPOT_RULES, BookSynchronizer, SyncAction
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import OrderType, Side
-from hftkit.sim.binance_streams import InvalidStream, Subscriber, parse_stream
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
-from hftkit.sim.faults import FaultInjector, FaultKind, FaultProfile
+from hftkit.sim.binance.streams import InvalidStream, Subscriber, parse_stream
+from hftkit.sim.engine.faults import FaultInjector, FaultKind, FaultProfile
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
 from hftkit.venues.binance.auth import HmacSigner
 from hftkit.venues.binance.endpoints import Market
 

@@ -10,7 +10,8 @@ import aiohttp
 import orjson
 import pytest
 
-from hftkit.sim.binance_testing import (
+from hftkit.sim.binance.ws_api import websocket_payload
+from hftkit.testing.binance_simulator import (
     API_KEY,
     API_SECRET,
     ED25519_KEY,
@@ -18,7 +19,6 @@ from hftkit.sim.binance_testing import (
     SYMBOL,
     BinanceSimHarness,
 )
-from hftkit.sim.binance_ws_api import websocket_payload
 from hftkit.venues.binance.auth import HmacSigner
 from hftkit.venues.binance.endpoints import Market
 

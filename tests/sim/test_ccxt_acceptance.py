@@ -15,8 +15,8 @@ import ccxt
 import pytest
 
 from hftkit.core.clock import SimulatedClock
-from hftkit.sim.binance_limits import RateLimitSettings
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
+from hftkit.sim.binance.limits import RateLimitSettings
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
 
 API_PATHS = {
     "public": "/api/v3",

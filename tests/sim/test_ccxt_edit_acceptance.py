@@ -10,7 +10,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
 
 API_PATHS = {
     "public": "/api/v3",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hftkit.core.clock import SimulatedClock
-from hftkit.sim.faults import (
+from hftkit.sim.engine.faults import (
     DepthAction,
     FaultConfigError,
     FaultInjector,

@@ -16,20 +16,14 @@ from hypothesis import strategies as st
 
 from hftkit.core.types import ContractKind, Instrument, Side
 from hftkit.datasets import DataNotFoundError, hftbacktest_file, iter_recording
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.market import (
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.market import (
     AS_FAST_AS_POSSIBLE,
     ApplyDiff,
     BookSequencer,
     BucketAggregator,
     BucketSink,
-    DecodeProblem,
     Pacer,
-    RecordedDiff,
-    RecordedSnapshot,
-    RecordedTicker,
-    RecordedTrade,
-    RecordingDecoder,
     ReplayDriver,
     ReplayTrade,
     SeedBook,
@@ -39,8 +33,16 @@ from hftkit.sim.market import (
     grid_ratio,
     perform,
 )
-from hftkit.sim.matching import MatchingEngine
-from hftkit.sim.venue import SimVenue
+from hftkit.sim.engine.matching import MatchingEngine
+from hftkit.sim.engine.venue import SimVenue
+from hftkit.venues.binance.recording import (
+    DecodeProblem,
+    RecordedDiff,
+    RecordedSnapshot,
+    RecordedTicker,
+    RecordedTrade,
+    RecordingDecoder,
+)
 
 SPOT_BTC = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.000001", "5")
 USDM_BTC = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.1", "0.001", "100", kind=ContractKind.PERPETUAL)

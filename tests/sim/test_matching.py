@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from hftkit.core.types import Instrument, OrderStatus, OrderType, Side, TimeInForce
-from hftkit.sim.accounts import FeeSchedule
-from hftkit.sim.errors import CloseReason, RejectReason, SimulatorInputError, binance_error
-from hftkit.sim.matching import NO_ORDER_ID, MatchingEngine, SelfTradePrevention
+from hftkit.sim.engine.accounts import FeeSchedule
+from hftkit.sim.engine.errors import CloseReason, RejectReason, SimulatorInputError, binance_error
+from hftkit.sim.engine.matching import NO_ORDER_ID, MatchingEngine, SelfTradePrevention
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET, MAKER = OrderType.LIMIT, OrderType.MARKET, OrderType.LIMIT_MAKER

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import ContractKind, Instrument, OrderStatus, OrderType, Side, TimeInForce
-from hftkit.sim.accounts import Accounts, FeeSchedule
-from hftkit.sim.errors import RejectReason
-from hftkit.sim.matching import NO_ORDER_ID, MatchingEngine, OrderResult
+from hftkit.sim.engine.accounts import Accounts, FeeSchedule
+from hftkit.sim.engine.errors import RejectReason
+from hftkit.sim.engine.matching import NO_ORDER_ID, MatchingEngine, OrderResult
 
 SYMBOL = "X"
 PERP = "X-PERP"

@@ -10,8 +10,8 @@ import orjson
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import Instrument, OrderType, Side
 from hftkit.datasets import DataNotFoundError, hftbacktest_file, iter_recording
-from hftkit.sim.accounts import Accounts, FeeSchedule
-from hftkit.sim.matching import MatchingEngine
+from hftkit.sim.engine.accounts import Accounts, FeeSchedule
+from hftkit.sim.engine.matching import MatchingEngine
 
 SYMBOL = "BTCUSDT"
 EVENTS = 5_000

@@ -22,14 +22,14 @@ import orjson
 import pytest
 
 from hftkit.core.clock import REAL_CLOCK
-from hftkit.sim import binance_ws_api
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.binance_testing import API_KEY, API_SECRET, BinanceSimHarness
-from hftkit.sim.matching import MatchingEngine
-from hftkit.sim.thalex_server import ThalexSimServer
-from hftkit.sim.thalex_wire import default_instruments
-from hftkit.sim.venue import SimVenue
+from hftkit.sim.binance import signatures as binance_signatures
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.matching import MatchingEngine
+from hftkit.sim.engine.venue import SimVenue
+from hftkit.sim.thalex.server import ThalexSimServer
+from hftkit.sim.thalex.wire import default_instruments
 from hftkit.sim.websocket import FrameMaskScanner
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, BinanceSimHarness
 from hftkit.venues.binance.auth import HmacSigner
 
 SIGNATURE_INVALID = {"code": -1022, "msg": "Signature for this request is not valid."}
@@ -186,13 +186,13 @@ async def test_ws_api_non_ascii_signature_is_minus_1022(binance: BinanceSimHarne
 
 async def test_ws_api_compares_signatures_in_constant_time(binance: BinanceSimHarness, monkeypatch):
     compared: list[tuple[bytes, bytes]] = []
-    real = binance_ws_api.hmac.compare_digest  # AttributeError before the fix: no hmac in the module
+    real = binance_signatures.hmac.compare_digest  # AttributeError before the fix: no hmac in the module
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(binance_ws_api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(binance_signatures.hmac, "compare_digest", spy)
     params: dict[str, Any] = {"apiKey": API_KEY, "timestamp": binance.server_ms()}
     good = HmacSigner(API_SECRET).sign_websocket_params(params)
     client = await RawSocket.connect(binance.urls["spot_ws_api"])

@@ -11,11 +11,11 @@ import pytest
 
 from hftkit.core.types import Side
 from hftkit.datasets import shared_data_dir
-from hftkit.sim.backfill import recorded_candles
 from hftkit.sim.config import config_from_mapping
-from hftkit.sim.market import RecordedTrade, RecordingDecoder, read_recording
+from hftkit.sim.engine.backfill import recorded_candles
+from hftkit.sim.engine.venue import MINUTE_NS, Candle, SimVenue
 from hftkit.sim.runner import Simulator
-from hftkit.sim.venue import MINUTE_NS, Candle, SimVenue
+from hftkit.venues.binance.recording import RecordedTrade, RecordingDecoder, read_recording
 
 from .conftest import make_engine, spot_instrument
 

@@ -13,9 +13,9 @@ import pytest
 from hftkit.app.sim_cli import build_config, serve
 from hftkit.datasets import shared_data_dir
 from hftkit.sim import tls
-from hftkit.sim.binance_testing import SYMBOL, BinanceSimHarness
 from hftkit.sim.config import config_from_mapping
 from hftkit.sim.runner import Simulator
+from hftkit.testing.binance_simulator import SYMBOL, BinanceSimHarness
 
 
 async def test_binance_server_over_tls_with_the_generated_ca(tmp_path: Path):

@@ -14,11 +14,11 @@ import thalex
 
 from hftkit.core.clock import REAL_CLOCK
 from hftkit.core.types import Side
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.matching import MatchingEngine
-from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer
-from hftkit.sim.thalex_wire import default_instruments
-from hftkit.sim.venue import SimVenue
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.matching import MatchingEngine
+from hftkit.sim.engine.venue import SimVenue
+from hftkit.sim.thalex.server import ThalexApiKey, ThalexSimServer
+from hftkit.sim.thalex.wire import default_instruments
 from hftkit.venues.thalex.auth import generate_key_pair
 
 BTC = "BTC-PERPETUAL"

@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 from hftkit.core.clock import REAL_CLOCK
 from hftkit.core.types import OrderType, Side
 from hftkit.datasets import shared_data_dir
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.faults import FaultInjector, FaultKind, FaultProfile
-from hftkit.sim.matching import MatchingEngine
-from hftkit.sim.thalex_channels import diff_levels, group_levels
-from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer
-from hftkit.sim.thalex_wire import (
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.faults import FaultInjector, FaultKind, FaultProfile
+from hftkit.sim.engine.matching import MatchingEngine
+from hftkit.sim.engine.venue import SimVenue
+from hftkit.sim.thalex.channels import diff_levels, group_levels
+from hftkit.sim.thalex.server import ThalexApiKey, ThalexSimServer
+from hftkit.sim.thalex.wire import (
     amount_number,
     default_instruments,
     json_number,
@@ -35,7 +36,6 @@ from hftkit.sim.thalex_wire import (
     to_lots,
     to_ticks,
 )
-from hftkit.sim.venue import SimVenue
 from hftkit.venues.thalex.auth import ThalexCredentials, generate_key_pair, make_login_token
 
 BTC = "BTC-PERPETUAL"

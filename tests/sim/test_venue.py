@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hftkit.core.types import OrderStatus, OrderType, Side, TimeInForce
-from hftkit.sim.matching import BookUpdate, Execution, MatchingEngine, TradePrint
-from hftkit.sim.venue import OrderEvent, OrderEventKind, SimEvent, SimVenue
+from hftkit.sim.engine.matching import BookUpdate, Execution, MatchingEngine, TradePrint
+from hftkit.sim.engine.venue import OrderEvent, OrderEventKind, SimEvent, SimVenue
 
 SYMBOL = "BTCUSDT"
 

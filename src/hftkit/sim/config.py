@@ -24,10 +24,10 @@ import yaml
 
 from hftkit.core.errors import HftkitError
 from hftkit.core.types import ContractKind, Instrument
-from hftkit.sim.accounts import FeeSchedule
-from hftkit.sim.binance_limits import SPOT_LIMITS, USDM_LIMITS, RateLimitSettings
-from hftkit.sim.faults import PROFILES, FaultConfigError, FaultProfile
-from hftkit.sim.market import AS_FAST_AS_POSSIBLE
+from hftkit.sim.binance.limits import SPOT_LIMITS, USDM_LIMITS, RateLimitSettings
+from hftkit.sim.engine.accounts import FeeSchedule
+from hftkit.sim.engine.faults import PROFILES, FaultConfigError, FaultProfile
+from hftkit.sim.engine.market import AS_FAST_AS_POSSIBLE
 
 BINANCE_SPOT = "binance-spot"
 BINANCE_USDM = "binance-usdm"

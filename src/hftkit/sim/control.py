@@ -18,17 +18,16 @@ It binds loopback only: it can break the venues on purpose, so it is never expos
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 import orjson
 from aiohttp import web
 
 from hftkit.sim.config import parse_speed
-from hftkit.sim.faults import FaultConfigError
-
-if TYPE_CHECKING:
-    from hftkit.sim.runner import Simulator
+from hftkit.sim.engine.faults import FaultConfigError, FaultProfile
 
 logger = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -46,10 +45,40 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+class Controllable(Protocol):
+    """What the control endpoint drives: the running ``Simulator`` (``runner``), seen from below."""
+
+    @property
+    def venues(self) -> Mapping[str, object]:
+        """The running venues by name (only the names are read here)."""
+        ...
+
+    @property
+    def faults(self) -> Mapping[str, object]:
+        """Each venue's fault injector by venue name (only the names are read here)."""
+        ...
+
+    @property
+    def fault_profile_names(self) -> Mapping[str, str]: ...
+
+    @property
+    def change_log(self) -> list[dict[str, Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def fault_status(self) -> dict[str, Any]: ...
+
+    def set_faults(self, venue: str, value: str | Mapping[str, Any]) -> FaultProfile: ...
+
+    def set_speed(self, venue: str, speed: float) -> list[str]: ...
+
+    async def drop_connections(self, venue: str) -> int: ...
+
+
 class ControlServer:
     """HTTP control of one ``Simulator`` (fault profiles, replay speed, status)."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Controllable) -> None:
         self.simulator = simulator
         self.app = web.Application()
         self.app.router.add_get("/status", self._status)
@@ -71,9 +100,10 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
+        # a TCPSite's server is the asyncio.Server that loop.create_server made (aiohttp types it abstractly)
+        server = cast(asyncio.Server | None, site._server)
         assert server is not None
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound = server.sockets[0].getsockname()[1]
         return f"http://{host}:{bound}"
 
     async def stop(self) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +28,6 @@ from typing import Any
 from hftkit.core.numbers import Rounding
 from hftkit.core.types import Instrument
 from hftkit.datasets import DataNotFoundError, hftbacktest_path
-from hftkit.sim.accounts import Accounts
 from hftkit.sim.config import (
     BINANCE_SPOT,
     BINANCE_USDM,
@@ -42,8 +41,9 @@ from hftkit.sim.config import (
     fault_profile,
     synthetic_spec,
 )
-from hftkit.sim.faults import FaultInjector, FaultProfile
-from hftkit.sim.market import (
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.faults import FaultInjector, FaultProfile
+from hftkit.sim.engine.market import (
     BucketSink,
     MarketSink,
     ReplayDriver,
@@ -53,8 +53,8 @@ from hftkit.sim.market import (
     VenueSink,
     validate_speed,
 )
-from hftkit.sim.matching import MatchingEngine, SelfTradePrevention
-from hftkit.sim.venue import SimVenue
+from hftkit.sim.engine.matching import MatchingEngine, SelfTradePrevention
+from hftkit.sim.engine.venue import SimVenue
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,9 @@ class Simulator:
                     raise SimConfigError(f"{config.source_file}: synthetic.{symbol}: {error}") from None
             seed = config.seed * len(VENUES) + index  # one stream per venue, all fixed by the seed
             market = SyntheticMarket(settings, seed=seed)
-            sinks = {symbol: [VenueSink(venue, symbol)] for symbol in settings}
+            sinks: dict[str, Sequence[MarketSink]] = {
+                symbol: [VenueSink(venue, symbol)] for symbol in settings
+            }
             driver = SyntheticDriver(
                 f"{name}:synthetic",
                 market,
@@ -281,7 +283,7 @@ class Simulator:
 
     # credentials ------------------------------------------------------------------------------------
     def _make_credentials(self) -> SimCredentials:
-        from hftkit.venues.thalex.auth import generate_key_pair
+        from hftkit.sim.thalex.tokens import generate_key_pair
 
         wanted = self.config.credentials
         private_file = wanted.thalex_private_key_file
@@ -355,7 +357,7 @@ class Simulator:
             )
             self.urls.update(_binance_urls(base, self.venues))
         if THALEX in self.venues:
-            from hftkit.sim.thalex_server import ThalexApiKey, ThalexSimServer
+            from hftkit.sim.thalex.server import ThalexApiKey, ThalexSimServer
 
             self.thalex_server = ThalexSimServer(
                 self.venues[THALEX],
@@ -380,7 +382,7 @@ class Simulator:
     async def _backfill_candles(self) -> None:
         """Kline history from the first second: each replayed recording's trades as the minutes
         before now, on the venues that take the recording on its own grid (``sim.backfill``)."""
-        from hftkit.sim.backfill import recorded_candles
+        from hftkit.sim.engine.backfill import recorded_candles
 
         for driver in list(self.drivers.values()):
             if not isinstance(driver, ReplayDriver):
@@ -455,7 +457,7 @@ class Simulator:
 
     async def _index_feed(self) -> None:
         """Thalex index prices from the perpetual mids, once a second (as the venue publishes)."""
-        from hftkit.sim.thalex_wire import underlying_of
+        from hftkit.sim.thalex.wire import underlying_of
 
         venue = self.venues[THALEX]
         while True:
@@ -576,8 +578,8 @@ class Simulator:
 
 
 def _binance_server(simulator: Simulator, credentials: SimCredentials) -> Any:
-    from hftkit.sim.binance_limits import SPOT_LIMITS, USDM_LIMITS
-    from hftkit.sim.binance_server import BinanceSimServer
+    from hftkit.sim.binance.limits import SPOT_LIMITS, USDM_LIMITS
+    from hftkit.sim.binance.server import BinanceSimServer
 
     config = simulator.config
     venues = simulator.venues

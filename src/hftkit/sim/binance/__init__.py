@@ -1,0 +1,1 @@
+"""The Binance-compatible simulator: REST, WebSocket API and streams over the engine."""

@@ -1,0 +1,1 @@
+"""The venue-neutral core of the simulator: matching, accounts, market drivers, faults."""

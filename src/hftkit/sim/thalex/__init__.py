@@ -1,0 +1,1 @@
+"""The Thalex-compatible simulator: JSON-RPC over WebSocket over the engine."""
