@@ -7,9 +7,9 @@ import orjson
 from hftkit.core.bounded import MAX_KEY_LENGTH, OTHER, BoundedCounter, LruMap
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import Instrument, OrderType, Side
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.matching import MatchingEngine
-from hftkit.sim.venue import DAY_TRADES_KEPT, SimVenue
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.matching import MatchingEngine
+from hftkit.sim.engine.venue import DAY_TRADES_KEPT, SimVenue
 from hftkit.venues.binance.rest import RestStats
 from hftkit.venues.binance.user_data import MAX_UNKNOWN_EVENT_TYPES, UserDataParser
 

@@ -93,7 +93,7 @@ def test_parquet_source_errors_name_the_field(tmp_path: Path) -> None:
 def test_recorded_usdm_aggregate_trades_replay_as_trades() -> None:
     """A node on USD-M subscribes to aggTrade, so its recordings carry those: the sim reads them."""
     from hftkit.core.types import ContractKind, Instrument, Side
-    from hftkit.sim.market import RecordedTrade, RecordingDecoder
+    from hftkit.venues.binance.recording import RecordedTrade, RecordingDecoder
 
     decoder = RecordingDecoder(
         Instrument("binance-usdm", "BTCUSDT", "BTC", "USDT", "0.10", "0.001", "5", ContractKind.PERPETUAL)

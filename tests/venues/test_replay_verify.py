@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hftkit.app.replay_cli import app
-from hftkit.book.replay import RecordingVerifier, iter_cryptofeed_snapshots, reports_ok, verify_recordings
 from hftkit.core import DecimalGrid, Instrument, InvalidDecimalError, OffGridError, Side, format_scaled
 from hftkit.datasets import hftbacktest_file, shared_data_dir
 from hftkit.venues.binance.codec import BookTickerEvent, DepthSnapshot, TradeEvent
 from hftkit.venues.binance.parse import BinanceParser, InvalidLevelError, instrument_from_snapshot
+from hftkit.venues.binance.recording import iter_cryptofeed_snapshots
+from hftkit.venues.binance.replay import RecordingVerifier, reports_ok, verify_recordings
 
 # file, symbol, snapshot id, diffs applied, bookTicker matches (mismatches are always 0)
 HFTBACKTEST_TABLE = [

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hftkit.book.checks import top_matches
 from hftkit.book.microstructure import book_imbalance, microprice
 from hftkit.book.order_book import OrderBook
-from hftkit.book.sync import BINANCE_FUTURES_RULES, BINANCE_SPOT_RULES, BookSynchronizer, SyncAction
+from hftkit.book.sync import BookSynchronizer, SyncAction
 from hftkit.codec import CodecError, CodecErrorCounters, TypedDecoder
 from hftkit.core.types import ContractKind, Instrument
 from hftkit.datasets import hftbacktest_file
@@ -28,8 +29,7 @@ from hftkit.venues.binance.codec import (
     TradeEvent,
 )
 from hftkit.venues.binance.parse import BinanceParser
-
-_STREAM_PREFIX = b'{"stream":"'
+from hftkit.venues.binance.recording import BOOK_TICKER, DEPTH, SNAPSHOT, TRADE, line_kind, sequence_rules
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class MarketStatistics:
     last_trade_price: int = 0
     first_frame_ns: int = 0
     last_frame_ns: int = 0
-    pending_tickers: dict[int, tuple[int, int]] = field(default_factory=dict)
+    pending_tickers: dict[int, BookTickerEvent] = field(default_factory=dict)
 
 
 class MarketPipeline:
@@ -96,18 +96,23 @@ class MarketPipeline:
         instrument = market.instrument
         self.parser = BinanceParser(instrument)
         self.book = OrderBook(instrument.symbol)
-        rules = BINANCE_FUTURES_RULES if market.is_futures else BINANCE_SPOT_RULES
-        self.sync = BookSynchronizer(self.book, rules)
+        self.sync = BookSynchronizer(self.book, sequence_rules(market.is_futures))
         self.statistics = MarketStatistics()
         labels = {"market": market.label}
         self.decode_latency: LatencyHistogram = registry.histogram("node_decode_ns", **labels)
         self.book_latency: LatencyHistogram = registry.histogram("node_book_apply_ns", **labels)
         self.total_latency: LatencyHistogram = registry.histogram("node_frame_to_top_ns", **labels)
         self.frames_counter: Counter = registry.counter("node_frames", **labels)
-        self._depth = TypedDecoder(CombinedStreamMessage[DepthUpdate], counters=codec_errors)
-        self._trade = TypedDecoder(CombinedStreamMessage[TradeEvent], counters=codec_errors)
-        self._ticker = TypedDecoder(CombinedStreamMessage[BookTickerEvent], counters=codec_errors)
-        self._snapshot = TypedDecoder(DepthSnapshot, counters=codec_errors)
+        self._depth: TypedDecoder[CombinedStreamMessage[DepthUpdate]] = TypedDecoder(
+            CombinedStreamMessage[DepthUpdate], counters=codec_errors
+        )
+        self._trade: TypedDecoder[CombinedStreamMessage[TradeEvent]] = TypedDecoder(
+            CombinedStreamMessage[TradeEvent], counters=codec_errors
+        )
+        self._ticker: TypedDecoder[CombinedStreamMessage[BookTickerEvent]] = TypedDecoder(
+            CombinedStreamMessage[BookTickerEvent], counters=codec_errors
+        )
+        self._snapshot: TypedDecoder[DepthSnapshot] = TypedDecoder(DepthSnapshot, counters=codec_errors)
         self.microprice: float | None = None
         self.imbalance: float | None = None
 
@@ -121,15 +126,15 @@ class MarketPipeline:
             statistics.first_frame_ns = received
         statistics.last_frame_ns = received
         try:
-            if not payload.startswith(_STREAM_PREFIX):
+            kind = line_kind(payload)
+            if kind is SNAPSHOT:
                 snapshot = self._snapshot.decode(payload)
                 self.decode_latency.record(time.perf_counter_ns() - received)
                 delta = self.parser.depth_snapshot(snapshot)
                 self.sync.on_snapshot(delta.last_update_id, delta.bids, delta.asks)
                 self._after_book(received)
                 return
-            kind = payload[11 : payload.index(b'"', 11)].split(b"@", 2)[1]
-            if kind == b"depth":
+            if kind is DEPTH:
                 update = self._depth.decode(payload).data
                 decoded = time.perf_counter_ns()
                 self.decode_latency.record(decoded - received)
@@ -145,12 +150,12 @@ class MarketPipeline:
                     self.book_latency.record(time.perf_counter_ns() - decoded)
                     self._after_book(received)
                     self._check_pending_ticker(update.last_update_id)
-            elif kind == b"trade":
+            elif kind is TRADE:
                 trade = self._trade.decode(payload).data
                 self.decode_latency.record(time.perf_counter_ns() - received)
                 statistics.trades += 1
                 statistics.last_trade_price = self.parser.price(trade.price)
-            elif kind == b"bookTicker":
+            elif kind is BOOK_TICKER:
                 ticker = self._ticker.decode(payload).data
                 self.decode_latency.record(time.perf_counter_ns() - received)
                 self._on_ticker(ticker)
@@ -168,33 +173,37 @@ class MarketPipeline:
         self.total_latency.record(time.perf_counter_ns() - received_ns)
 
     def _on_ticker(self, ticker: BookTickerEvent) -> None:
-        parser = self.parser
-        top = (parser.price(ticker.bid_price), parser.price(ticker.ask_price))
+        # most tickers are never checked (no diff ends at their id): their values are converted
+        # only when one is
         update_id = ticker.update_id
         last = self.sync.last_update_id
         if update_id == last and self.sync.is_synced:
-            self._compare(top)
+            self._compare(ticker)
         elif update_id > last:
             pending = self.statistics.pending_tickers
             if len(pending) > 10_000:
                 pending.clear()  # the book stopped advancing; never grow without bound
-            pending[update_id] = top
+            pending[update_id] = ticker
 
     def _check_pending_ticker(self, update_id: int) -> None:
         pending = self.statistics.pending_tickers
         if not pending:
             return
-        top = pending.pop(update_id, None)
-        if top is not None:
-            self._compare(top)
+        ticker = pending.pop(update_id, None)
+        if ticker is not None:
+            self._compare(ticker)
         for stale in [key for key in pending if key < update_id]:
             del pending[stale]
 
-    def _compare(self, top: tuple[int, int]) -> None:
+    def _compare(self, ticker: BookTickerEvent) -> None:
+        parser = self.parser
+        bid_price, bid_size = parser.price(ticker.bid_price), parser.size(ticker.bid_quantity)
+        ask_price, ask_size = parser.price(ticker.ask_price), parser.size(ticker.ask_quantity)
         statistics = self.statistics
         statistics.tickers_checked += 1
-        best_bid, best_ask = self.book.best_bid(), self.book.best_ask()
-        if best_bid is None or best_ask is None or (best_bid[0], best_ask[0]) != top:
+        if not top_matches(
+            self.book.best_bid(), self.book.best_ask(), bid_price, bid_size, ask_price, ask_size
+        ):
             statistics.ticker_mismatches += 1
 
     @property

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from hftkit.book.replay import FileReport
+    from hftkit.venues.binance.replay import FileReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Replay recorded market data.")
 
@@ -29,7 +29,7 @@ def verify(
     Exits 1 when any file shows a gap, a resync, a crossed book, a bookTicker mismatch, a
     decode error or a symbol that never synced.
     """
-    from hftkit.book.replay import reports_ok, verify_recordings
+    from hftkit.venues.binance.replay import reports_ok, verify_recordings
 
     reports = verify_recordings(files)
     passed = reports_ok(reports)

@@ -1,10 +1,11 @@
 """The data a backtest replays: recordings of several instruments and venues, one timeline.
 
 Each ``DataSource`` (one venue and symbol) is read with the simulator's own readers
-(``hftkit.sim.market``: ``RecordingDecoder`` for exact ticks and lots, ``BookSequencer`` for
-Binance's snapshot-and-diff rules), so a backtest replays a recording exactly as ``hftkit sim``
-does. The events of all sources are merged by timestamp (ties: the order the sources are
-configured, then file order), and cut to a time range.
+(``hftkit.venues.binance.recording.RecordingDecoder`` for exact ticks and lots,
+``hftkit.sim.engine.market.BookSequencer`` for Binance's snapshot-and-diff rules), so a
+backtest replays a recording exactly as ``hftkit sim`` does. The events of all sources are
+merged by timestamp (ties: the order the sources are configured, then file order), and cut to
+a time range.
 
 Formats:
 
@@ -29,18 +30,24 @@ import msgspec
 
 from hftkit.backtest.config import DataSource, TimeRange
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import Instrument, Side
+from hftkit.core.types import Instrument
 from hftkit.datasets import DataNotFoundError, hftbacktest_path, iter_recording
-from hftkit.sim.market import (
+from hftkit.sim.engine.market import (
     ApplyDiff,
     BookSequencer,
     BucketAggregator,
-    RecordedMessage,
-    RecordedTrade,
-    RecordingDecoder,
+    MarketAction,
     ReplayTrade,
     SeedBook,
     grid_ratio,
+)
+from hftkit.venues.binance.recording import (
+    FRAME_DECODER,
+    RecordedKind,
+    RecordedMessage,
+    RecordingDecoder,
+    frame_kind,
+    iter_cryptofeed_snapshots,
 )
 
 __all__ = [
@@ -63,23 +70,6 @@ MarketEvent = tuple[int, int, tuple[object, ...]]
 
 class DataError(HftkitError, ValueError):
     """Data a backtest cannot read: a missing file, an unknown format, a bad time range."""
-
-
-class _AggTrade(
-    msgspec.Struct,
-    frozen=True,
-    rename={"symbol": "s", "trade_id": "a", "price": "p", "quantity": "q", "buyer_is_maker": "m"},
-):
-    symbol: str
-    trade_id: int
-    price: str
-    quantity: str
-    buyer_is_maker: bool
-
-
-class _Envelope(msgspec.Struct):
-    stream: str = ""
-    data: msgspec.Raw = msgspec.Raw(b"null")
 
 
 class LoadedSource(msgspec.Struct, kw_only=True):
@@ -178,11 +168,10 @@ def load_source(
             break
         if message is None:
             continue
-        for action in sequencer.feed(message):
-            if buckets is not None:
-                action = _coarse(action, buckets)
-                if action is None:
-                    continue
+        for fine in sequencer.feed(message):
+            action = fine if buckets is None else _coarse(fine, buckets)
+            if action is None:
+                continue
             if type(action) is ApplyDiff:
                 events.append((timestamp, DEPTH, (action.bids, action.asks)))
                 levels += len(action.bids) + len(action.asks)
@@ -205,8 +194,8 @@ def load_source(
     )
 
 
-def _coarse(action: object, buckets: BucketAggregator) -> object | None:
-    """A fine-grid action as the coarse venue sees it (``hftkit.sim.market.BucketSink``'s rules)."""
+def _coarse(action: MarketAction, buckets: BucketAggregator) -> MarketAction | None:
+    """A fine-grid action as the coarse venue sees it (``hftkit.sim.engine.market.BucketSink``'s rules)."""
     if type(action) is ApplyDiff:
         bids, asks = buckets.apply(action.bids, action.asks)
         return ApplyDiff(bids, asks) if bids or asks else None
@@ -224,47 +213,31 @@ def _coarse(action: object, buckets: BucketAggregator) -> object | None:
 def _cryptofeed(
     source: DataSource, paths: Sequence[Path], decoder: RecordingDecoder, directory: Path
 ) -> Iterator[tuple[int, RecordedMessage | None]]:
-    """cryptofeed websocket lines of one symbol, with the REST depth snapshot put in time order."""
-    symbol = source.symbol.lower()
+    """cryptofeed websocket lines of one symbol, with the REST depth snapshot put in time order.
+
+    A cryptofeed file holds several symbols and streams: only this symbol's depth and trades
+    reach the decoder, so the others are not counted as problems.
+    """
+    symbol = source.symbol.upper()
     snapshots: list[tuple[int, RecordedMessage | None]] = []
     if source.snapshot is not None:
-        for raw in resolve_file(source.snapshot, directory).read_bytes().splitlines():
-            url, separator, rest = raw.partition(b" -> ")
-            if not separator or b"depth" not in url or f"symbol={source.symbol.upper()}".encode() not in url:
-                continue
-            stamp, _, body = rest.partition(b": ")
-            snapshots.append((int(float(stamp) * 1e9), decoder.decode(body)))
-    envelope = msgspec.json.Decoder(_Envelope)
-    aggregate = msgspec.json.Decoder(_AggTrade)
-    wanted = (f"{symbol}@depth", f"{symbol}@trade", f"{symbol}@aggTrade")
+        for timestamp, snapshot_symbol, body in iter_cryptofeed_snapshots(
+            resolve_file(source.snapshot, directory)
+        ):
+            if snapshot_symbol == symbol:
+                snapshots.append((timestamp, decoder.decode(body)))
+    prefix = f"{symbol.lower()}@"
+    wanted = (RecordedKind.DEPTH, RecordedKind.TRADE, RecordedKind.AGGREGATE_TRADE)
     lines: list[tuple[int, RecordedMessage | None]] = []
     for path in paths:
         for timestamp, body in iter_recording(path):
             try:
-                stream = envelope.decode(body).stream
-            except msgspec.DecodeError:
+                frame = FRAME_DECODER.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 lines.append((timestamp, decoder.decode(body)))  # counted as malformed there
                 continue
-            if not stream.startswith(wanted):
-                continue
-            if stream.endswith("@aggTrade"):
-                try:
-                    trade = aggregate.decode(envelope.decode(body).data)
-                    lines.append(
-                        (
-                            timestamp,
-                            RecordedTrade(
-                                trade_id=trade.trade_id,
-                                price=decoder.instrument.price_to_ticks(trade.price),
-                                quantity=decoder.instrument.quantity_to_lots(trade.quantity),
-                                aggressor=Side.SELL if trade.buyer_is_maker else Side.BUY,
-                            ),
-                        )
-                    )
-                except (msgspec.DecodeError, msgspec.ValidationError, HftkitError):
-                    continue
-                continue
-            lines.append((timestamp, decoder.decode(body)))
+            if frame.stream.startswith(prefix) and frame_kind(frame) in wanted:
+                lines.append((timestamp, decoder.decode(body)))
     merged = sorted(snapshots + lines, key=lambda item: item[0])
     yield from merged
 

@@ -31,11 +31,19 @@ import msgspec
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, optional_import, time_per_call
 from hftkit.book.order_book import Level, OrderBook
-from hftkit.book.sync import BINANCE_FUTURES_RULES, BINANCE_SPOT_RULES, BookSynchronizer
-from hftkit.core.types import ContractKind
+from hftkit.book.sync import BookSynchronizer
 from hftkit.datasets import hftbacktest_file, iter_recording
 from hftkit.venues.binance.codec import CombinedStreamMessage, DepthSnapshot, DepthUpdate
-from hftkit.venues.binance.parse import BinanceParser, instrument_from_snapshot
+from hftkit.venues.binance.parse import BinanceParser
+from hftkit.venues.binance.recording import (
+    DEPTH,
+    SNAPSHOT,
+    SNAPSHOT_DECODER,
+    is_futures,
+    line_kind,
+    recorded_instrument,
+    sequence_rules,
+)
 
 PEERS = ("sortedcontainers", "order-book", "nautilus_trader")
 
@@ -75,20 +83,20 @@ def load_recording(market: str, name: str, limit: int | None = None) -> Recordin
     snapshot: DepthSnapshot | None = None
     updates: list[tuple[DepthUpdate, bytes]] = []
     for _, body in iter_recording(hftbacktest_file(market, name)):
-        if b'"stream"' not in body:
-            snapshot = msgspec.json.decode(body, type=DepthSnapshot)
-        elif b"@depth" in body:
+        kind = line_kind(body)
+        if kind is SNAPSHOT:
+            snapshot = SNAPSHOT_DECODER.decode(body)
+        elif kind is DEPTH:
             updates.append((_FRAME.decode(body).data, body))
     if snapshot is None:
         raise ValueError(f"{market}/{name} holds no depth snapshot")
-    futures = updates[0][0].previous_update_id >= 0
-    first_kept = snapshot.last_update_id if futures else snapshot.last_update_id + 1
+    futures = is_futures(updates[0][0])
+    first_kept = snapshot.last_update_id + sequence_rules(futures).stale_offset
     kept = [(update, body) for update, body in updates if update.last_update_id >= first_kept]
     if limit is not None:
         kept = kept[:limit]
-    kind = ContractKind.PERPETUAL if futures else ContractKind.SPOT
-    extra = [level for update, _ in kept for level in (*update.bids, *update.asks)]
-    parser = BinanceParser(instrument_from_snapshot(updates[0][0].symbol, snapshot, kind, extra_levels=extra))
+    instrument = recorded_instrument(updates[0][0].symbol, snapshot, [update for update, _ in kept])
+    parser = BinanceParser(instrument)
     return Recording(
         market=market,
         symbol=updates[0][0].symbol,
@@ -331,7 +339,7 @@ def _apply_figures(recording: Recording, options: BenchOptions) -> list[BenchRes
 
 def _end_to_end_figure(recording: Recording, options: BenchOptions) -> BenchResult:
     frames = recording.frames
-    rules = BINANCE_FUTURES_RULES if recording.futures else BINANCE_SPOT_RULES
+    rules = sequence_rules(recording.futures)
     snapshot_id = recording.snapshot.last_update_id
     misses: list[int] = []
 

@@ -17,6 +17,7 @@ from hftkit.bench.harness import BenchOptions, BenchResult, compare, interleaved
 from hftkit.codec import Encoder, FragmentCache, ObjectMembers, TypedDecoder, encode_json
 from hftkit.datasets import hftbacktest_file, iter_recording
 from hftkit.venues.binance.codec import CombinedStreamMessage, DepthUpdate, TradeEvent
+from hftkit.venues.binance.recording import DEPTH, TRADE, line_kind
 
 PEERS: tuple[str, ...] = ()
 
@@ -70,10 +71,10 @@ def load_frames(lines: int = SAMPLE_LINES) -> tuple[list[bytes], list[bytes]]:
     trades: list[bytes] = []
     depths: list[bytes] = []
     for _, body in itertools.islice(iter_recording(hftbacktest_file(*RECORDING)), lines):
-        head = body[:48]
-        if b'@trade"' in head:
+        kind = line_kind(body)
+        if kind is TRADE:
             trades.append(body)
-        elif b"@depth" in head:
+        elif kind is DEPTH:
             depths.append(body)
     return trades, depths
 
@@ -85,7 +86,7 @@ def _decode_rows(
     typed, stdlib, fast_generic = interleaved(
         [over_frames(decode, frames) for decode in (decoder.decode, json.loads, orjson.loads)], options
     )
-    detail = {
+    detail: dict[str, Any] = {
         "messages": len(frames),
         "mean_bytes": round(sum(map(len, frames)) / max(len(frames), 1), 1),
         "decoder": decoder.target_name,

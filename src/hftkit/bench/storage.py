@@ -176,9 +176,11 @@ def encoding_figures(options: BenchOptions) -> list[BenchResult]:
     try:
         from influxdb_client import Point, WritePrecision
     except ImportError:
-        Point = None
+        client_installed = False
+    else:
+        client_installed = True
 
-    if Point is not None:
+    if client_installed:
 
         def client(passes: int) -> int:
             for _ in range(passes):
@@ -327,30 +329,14 @@ def _frames(count: int) -> tuple[Any, list[bytes]]:
 
 def _depth_events(market: Any, frames: list[bytes]) -> list[BookDelta | None]:
     """The normalized BookDelta a node would hold for each depth frame (built before timing)."""
-    import msgspec
+    from hftkit.venues.binance.parse import BinanceParser
+    from hftkit.venues.binance.recording import DEPTH, line_kind
 
-    instrument = market.instrument
-    ticks, lots = instrument.price_to_ticks, instrument.quantity_to_lots
-    events: list[BookDelta | None] = []
-    for frame in frames:
-        message = msgspec.json.decode(frame)
-        data = message.get("data") if isinstance(message, dict) else None
-        if not isinstance(data, dict) or data.get("e") != "depthUpdate":
-            events.append(None)
-            continue
-        events.append(
-            BookDelta(
-                venue="binance-usdm",
-                symbol=instrument.symbol,
-                bids=[(ticks(price), lots(size)) for price, size in data["b"]],
-                asks=[(ticks(price), lots(size)) for price, size in data["a"]],
-                first_update_id=data["U"],
-                last_update_id=data["u"],
-                previous_update_id=data.get("pu", -1),
-                receive_ns=time.monotonic_ns(),
-            )
-        )
-    return events
+    parser = BinanceParser(market.instrument)
+    return [
+        parser.depth_frame(frame, time.monotonic_ns()) if line_kind(frame) is DEPTH else None
+        for frame in frames
+    ]
 
 
 async def _feed(

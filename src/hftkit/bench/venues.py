@@ -63,7 +63,17 @@ from hftkit.venues.binance.codec import (
     TradeEvent,
 )
 from hftkit.venues.binance.endpoints import Market
-from hftkit.venues.binance.parse import BinanceParser, instrument_from_snapshot
+from hftkit.venues.binance.parse import BinanceParser
+from hftkit.venues.binance.recording import (
+    BOOK_TICKER,
+    DEPTH,
+    SNAPSHOT,
+    SNAPSHOT_DECODER,
+    TRADE,
+    line_kind,
+    recorded_instrument,
+    sequence_rules,
+)
 from hftkit.venues.binance.user_data import UserDataParser
 from hftkit.venues.thalex import codec as thalex
 
@@ -107,26 +117,23 @@ def load_market_frames(market: str, name: str, limit: int | None) -> MarketFrame
     tickers: list[bytes] = []
     cap = limit if limit is not None else sys.maxsize
     for _, body in iter_recording(hftbacktest_file(market, name)):
-        head = body[:64]
-        if b'"stream"' not in head:
-            snapshot = msgspec.json.decode(body, type=DepthSnapshot)
-        elif b"@depth" in head:
+        kind = line_kind(body)
+        if kind is SNAPSHOT:
+            snapshot = SNAPSHOT_DECODER.decode(body)
+        elif kind is DEPTH:
             if len(depth) < cap:
                 depth.append(body)
-        elif b'@trade"' in head:
+        elif kind is TRADE:
             if len(trades) < cap:
                 trades.append(body)
-        elif b"@bookTicker" in head and len(tickers) < cap:
+        elif kind is BOOK_TICKER and len(tickers) < cap:
             tickers.append(body)
         if snapshot is not None and min(len(depth), len(trades), len(tickers)) >= cap:
             break
     if snapshot is None or not depth:
         raise ValueError(f"{market}/{name} holds no depth snapshot or diffs")
     updates = [_depth_frame.decode(frame).data for frame in depth]
-    futures = updates[0].previous_update_id >= 0
-    extra = [level for update in updates for level in (*update.bids, *update.asks)]
-    kind = ContractKind.PERPETUAL if futures else ContractKind.SPOT
-    instrument = instrument_from_snapshot(updates[0].symbol, snapshot, kind, extra_levels=extra)
+    instrument = recorded_instrument(updates[0].symbol, snapshot, updates)
     return MarketFrames(market, BinanceParser(instrument), depth, trades, tickers)
 
 
@@ -907,14 +914,16 @@ class RecordedStream:
         snapshot: bytes | None = None
         last = 0
         diffs: list[dict[str, Any]] = []
+        rules = sequence_rules(futures=True)
         for _, body in iter_recording(hftbacktest_file(market, name)):
-            if b'"stream"' not in body[:64]:
+            kind = line_kind(body)
+            if kind is SNAPSHOT:
                 snapshot = body
                 last = orjson.loads(body)["lastUpdateId"]
-                diffs = [diff for diff in diffs if diff["u"] >= last]
-            elif b"@depth" in body[:64]:
+                diffs = [diff for diff in diffs if diff["u"] >= last + rules.stale_offset]
+            elif kind is DEPTH:
                 diff = orjson.loads(body)["data"]
-                if snapshot is None or diff["u"] >= last:
+                if snapshot is None or diff["u"] >= last + rules.stale_offset:
                     diffs.append(diff)
             if snapshot is not None and limit is not None and len(diffs) >= limit:
                 break
@@ -923,7 +932,7 @@ class RecordedStream:
         self.snapshot = snapshot
         book = orjson.loads(snapshot)
         kept = diffs[:limit]
-        if not kept or not kept[0]["U"] <= last <= kept[0]["u"]:
+        if not kept or not kept[0]["U"] <= last + rules.bridge_offset <= kept[0]["u"]:
             raise ValueError(f"{market}/{name}: no diff straddles the snapshot")
         self.symbol = kept[0]["s"]
         self.templates = [self._template(diff) for diff in kept]

@@ -1,4 +1,4 @@
-"""L2 order books, snapshot+diff synchronization and recording replay (no I/O in the cores)."""
+"""L2 order books, snapshot+diff synchronization and checks against the venue's top (no I/O in the cores)."""
 
 from hftkit.book.order_book import (
     BookWalk,

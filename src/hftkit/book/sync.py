@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
+from hftkit.book.checks import top_matches
 from hftkit.book.order_book import Level, OrderBook
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.types import BookDelta
@@ -412,13 +413,12 @@ class BookSynchronizer:
         self, update_id: int, bid_price: int, bid_size: int, ask_price: int, ask_size: int
     ) -> SyncAction:
         book = self.book
-        bid = book.best_bid() or (0, 0)
-        ask = book.best_ask() or (0, 0)
-        if (bid_price, bid_size if bid_price else 0) == (bid[0], bid[1]) and (
-            ask_price,
-            ask_size if ask_price else 0,
-        ) == (ask[0], ask[1]):
+        best_bid = book.best_bid()
+        best_ask = book.best_ask()
+        if top_matches(best_bid, best_ask, bid_price, bid_size, ask_price, ask_size):
             return SyncAction.APPLIED
+        bid = best_bid or (0, 0)
+        ask = best_ask or (0, 0)
         self.counters.ticker_mismatches += 1
         return self._lose_sync(
             f"ticker mismatch at u={update_id}: ticker {bid_price}x{bid_size} / {ask_price}x{ask_size}, "

@@ -3,60 +3,53 @@
 ``RecordingVerifier`` is the sans-I/O core: feed it recorded frames (and snapshots) in
 arrival order and it drives one ``BookSynchronizer`` per (symbol, rule set), counts what
 the synchronizer counts, and compares every ``bookTicker`` whose update id equals an applied
-diff's last update id with the book rebuilt up to that diff. The two streams race (a spot
-ticker usually arrives before the 100 ms diff that contains its update), so a ticker waits
-for its diff and an applied diff's top waits for a late ticker, both bounded by id.
-``verify_recordings`` is the file shell: hftbacktest ``<ts_ns> <json>`` files (REST
+diff's last update id with the book rebuilt up to that diff (``hftkit.book.checks``). The two
+streams race (a spot ticker usually arrives before the 100 ms diff that contains its update),
+so a ticker waits for its diff and an applied diff's top waits for a late ticker, both bounded
+by id. ``verify_recordings`` is the file shell: hftbacktest ``<ts_ns> <json>`` files (REST
 snapshot inline as a frame without "stream") and cryptofeed ``.ws.1.0`` files with their
 ``.http.0.0`` snapshot files.
 
 Books persist across the files of one call, so a recording split over several files
 (``btcusdt_20240808.gz`` then ``btcusdt_20240809.gz``) replays as one continuous stream.
-Spot or futures sequencing is chosen from the payload: a ``pu`` field means futures.
+The recorded format (which line is what, spot or futures, the grids) is read by
+``hftkit.venues.binance.recording``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from hftkit.book.checks import top_matches
 from hftkit.book.order_book import OrderBook
-from hftkit.book.sync import (
-    BINANCE_FUTURES_RULES,
-    BINANCE_SPOT_RULES,
-    BookSynchronizer,
-    SequenceRules,
-    SyncCounters,
-)
+from hftkit.book.sync import BookSynchronizer, SequenceRules, SyncCounters
 from hftkit.core.clock import Clock, SimulatedClock
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import ContractKind
 from hftkit.datasets import iter_recording
 from hftkit.venues.binance.codec import BookTickerEvent, DepthSnapshot, DepthUpdate
-from hftkit.venues.binance.parse import BinanceParser, instrument_from_snapshot
+from hftkit.venues.binance.parse import BinanceParser
+from hftkit.venues.binance.recording import (
+    BOOK_TICKER,
+    DEPTH,
+    DEPTH_DECODER,
+    FRAME_DECODER,
+    SNAPSHOT,
+    SNAPSHOT_DECODER,
+    TICKER_DECODER,
+    cryptofeed_snapshot_file,
+    frame_kind,
+    iter_cryptofeed_snapshots,
+    recorded_instrument,
+    recorded_rules,
+)
 
 # Diffs held per symbol before its first snapshot fixes the grids; beyond that the oldest go.
 MAX_HELD_BEFORE_SNAPSHOT = 100_000
-
-
-class _Frame(msgspec.Struct):
-    """Just enough of a recorded frame to route it: combined-stream envelope or REST snapshot."""
-
-    stream: str = ""
-    data: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
-    lastUpdateId: int = -1  # Binance's own field name
-
-
-_FRAME_DECODER = msgspec.json.Decoder(_Frame)
-_DEPTH_DECODER = msgspec.json.Decoder(DepthUpdate)
-_TICKER_DECODER = msgspec.json.Decoder(BookTickerEvent)
-_SNAPSHOT_DECODER = msgspec.json.Decoder(DepthSnapshot)
-_PARTIAL_DEPTH = re.compile(r"depth\d+")
 
 
 @dataclass
@@ -126,6 +119,7 @@ class FileReport:
 
 
 _Top = tuple[tuple[int, int] | None, tuple[int, int] | None]
+_Ticker = tuple[int, int, int, int]  # the venue's bid price, bid size, ask price, ask size
 # How many recent applied diffs keep their top of book for tickers that arrive late.
 RECENT_TOPS = 4_096
 
@@ -143,7 +137,7 @@ class _SymbolBook:
         self.held: list[DepthUpdate] = []  # raw diffs before the grids are known
         # bookTicker and depth streams race: a ticker may arrive before or after the diff
         # with its update id, so both sides wait for each other (bounded, by update id).
-        self.pending_tickers: dict[int, tuple[_Top, str]] = {}
+        self.pending_tickers: dict[int, tuple[_Ticker, str]] = {}
         self.applied_tops: dict[int, _Top] = {}
 
 
@@ -203,17 +197,14 @@ class RecordingVerifier:
         report = self._current_file()
         report.frames += 1
         try:
-            frame = _FRAME_DECODER.decode(body)
-            if not frame.stream:
-                if frame.lastUpdateId >= 0:
-                    self._inline_snapshot(body, receive_ns)
-                return
-            kind = frame.stream.partition("@")[2]
-            if kind.startswith("depth"):
-                if not _PARTIAL_DEPTH.match(kind):
-                    self._on_depth(_DEPTH_DECODER.decode(frame.data))
-            elif kind == "bookTicker":
-                self._on_ticker(_TICKER_DECODER.decode(frame.data))
+            frame = FRAME_DECODER.decode(body)
+            kind = frame_kind(frame)
+            if kind is DEPTH:
+                self._on_depth(DEPTH_DECODER.decode(frame.data))
+            elif kind is BOOK_TICKER:
+                self._on_ticker(TICKER_DECODER.decode(frame.data))
+            elif kind is SNAPSHOT:
+                self._inline_snapshot(body, receive_ns)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             report.decode_errors += 1
             report.first_error = report.first_error or f"decode: {error}"
@@ -222,7 +213,7 @@ class RecordingVerifier:
         """A REST depth snapshot recorded apart from the stream (cryptofeed ``.http`` files)."""
         report = self._current_file()
         try:
-            snapshot = _SNAPSHOT_DECODER.decode(body)
+            snapshot = SNAPSHOT_DECODER.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             report.decode_errors += 1
             report.first_error = report.first_error or f"decode snapshot: {error}"
@@ -272,8 +263,7 @@ class RecordingVerifier:
 
     # events -------------------------------------------------------------------------------
     def _on_depth(self, update: DepthUpdate) -> None:
-        rules = BINANCE_FUTURES_RULES if update.previous_update_id >= 0 else BINANCE_SPOT_RULES
-        book = self._book_for(update.symbol, rules)
+        book = self._book_for(update.symbol, recorded_rules(update.previous_update_id))
         if book.parser is None:
             book.held.append(update)
             if len(book.held) > MAX_HELD_BEFORE_SNAPSHOT:
@@ -300,11 +290,8 @@ class RecordingVerifier:
         report = self._tally(book)
         report.snapshot_id = snapshot.last_update_id
         if book.parser is None:
-            kind = ContractKind.PERPETUAL if book.rules is BINANCE_FUTURES_RULES else ContractKind.SPOT
-            extra = [level for update in book.held for level in (*update.bids, *update.asks)]
-            instrument = instrument_from_snapshot(book.symbol, snapshot, kind, extra_levels=extra)
-            book.parser = BinanceParser(instrument)
             held, book.held = book.held, []
+            book.parser = BinanceParser(recorded_instrument(book.symbol, snapshot, held))
             for update in held:
                 self._apply_depth(book, update)
         try:
@@ -327,8 +314,10 @@ class RecordingVerifier:
             return  # before the first snapshot: the grids are not known yet
         try:
             expected = (
-                (book.parser.price(ticker.bid_price), book.parser.size(ticker.bid_quantity)),
-                (book.parser.price(ticker.ask_price), book.parser.size(ticker.ask_quantity)),
+                book.parser.price(ticker.bid_price),
+                book.parser.size(ticker.bid_quantity),
+                book.parser.price(ticker.ask_price),
+                book.parser.size(ticker.ask_quantity),
             )
         except HftkitError as error:
             report = self._tally(book)
@@ -363,48 +352,19 @@ class RecordingVerifier:
                 for stale in [key for key in pending if key < update_id]:
                     del pending[stale]
 
-    def _compare(self, book: _SymbolBook, expected: _Top, top: _Top, description: str) -> None:
+    def _compare(self, book: _SymbolBook, expected: _Ticker, top: _Top, description: str) -> None:
         report = self._tally(book)
-        if expected == top:
+        if top_matches(top[0], top[1], *expected):
             report.ticker_matches += 1
         else:
             report.ticker_mismatches += 1
+            bid, ask = expected[:2], expected[2:]
             report.first_mismatch = report.first_mismatch or (
-                f"{description}: venue {expected[0]}/{expected[1]}, book {top[0]}/{top[1]}"
+                f"{description}: venue {bid}/{ask}, book {top[0]}/{top[1]}"
             )
 
 
 # file shell --------------------------------------------------------------------------------
-
-
-def iter_cryptofeed_snapshots(path: Path) -> Iterator[tuple[int, str, bytes]]:
-    """``(timestamp_ns, symbol, json)`` per line of a cryptofeed ``.http`` file.
-
-    Lines read ``<url> -> <unix_ts>: <json>``; the symbol is the URL's ``symbol=`` parameter.
-    """
-    with open(path, "rb") as handle:
-        for line in handle:
-            url, arrow, rest = line.strip().partition(b" -> ")
-            if not arrow:
-                continue
-            stamp, colon, body = rest.partition(b": ")
-            match = re.search(rb"[?&]symbol=([A-Za-z0-9_]+)", url)
-            if not colon or match is None or b"depth" not in url:
-                continue
-            try:
-                timestamp_ns = int(float(stamp) * 1e9)
-            except ValueError:
-                continue
-            yield timestamp_ns, match.group(1).decode().upper(), body
-
-
-def cryptofeed_snapshot_file(path: Path) -> Path | None:
-    """The ``.http.0.0`` companion of a cryptofeed ``.ws.1.0`` recording, if present."""
-    name = path.name
-    if ".ws." not in name:
-        return None
-    companion = path.with_name(name.split(".ws.")[0] + ".http.0.0")
-    return companion if companion.exists() else None
 
 
 def replay_file(verifier: RecordingVerifier, path: Path) -> FileReport:
