@@ -25,7 +25,7 @@ from two_venue_node import (
     watchdog,
 )
 
-from hftkit.sim.faults import PROFILES
+from hftkit.sim.engine.faults import PROFILES
 from hftkit.sim.runner import Simulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from hftkit.core.types import Instrument, Side
 from hftkit.strategies import CrossVenueHedger, HedgerConfig, MarketMaker, MarketMakerConfig
+from hftkit.testing import FakeVenue, RequestKind
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig
-from hftkit.trading.testing import FakeVenue, RequestKind
 
 SYMBOL = "BTCUSDT"
 

@@ -1,4 +1,5 @@
-"""The Binance adapter end to end against the scripted server: orders, user data, reconciliation."""
+"""The Binance adapter end to end against the in-memory scripted Binance: orders, user data,
+reconciliation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from hftkit.core.types import BalanceUpdate, ConnectionEvent, OrderStatus, OrderUpdate, PositionUpdate, Side
+from hftkit.testing import Fault, ScriptedBinance
 from hftkit.venues.base import (
     MassQuote,
     OrderOutcomeUnknownError,
@@ -21,7 +23,6 @@ from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.binance.rest import RestConfig, VenueUnavailableError
 from hftkit.venues.binance.streams import StreamConfig
-from hftkit.venues.binance.testing import Fault, ScriptedBinanceServer
 from hftkit.venues.binance.user_stream import UserStreamConfig
 
 CREDENTIALS = BinanceCredentials("test-api-key", "test-secret")
@@ -36,7 +37,7 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.002)
 
 
-def adapter_config(server: ScriptedBinanceServer, market: Market = Market.SPOT, **overrides) -> BinanceConfig:
+def adapter_config(server: ScriptedBinance, market: Market = Market.SPOT, **overrides) -> BinanceConfig:
     user = UserStreamConfig(
         websocket_api_urls=[f"{server.ws_url}/ws-api/v3"],
         stream_base_urls=[server.ws_url],
@@ -85,12 +86,12 @@ def request(client_order_id: str, price: int = 5_000_000, side: Side = Side.BUY)
 
 @pytest.fixture
 async def server():
-    async with ScriptedBinanceServer(CREDENTIALS) as running:
+    async with ScriptedBinance(CREDENTIALS) as running:
         yield running
 
 
 async def open_adapter(server, recorder: Recorder, **overrides) -> BinanceAdapter:
-    adapter = BinanceAdapter(CREDENTIALS, adapter_config(server, **overrides))
+    adapter = BinanceAdapter(CREDENTIALS, adapter_config(server, **overrides), transports=server.transports)
     adapter.add_listener(recorder)
     await adapter.__aenter__()
     return adapter
@@ -201,7 +202,7 @@ async def test_rest_recovery_triggers_reconciliation(server):
     recorder = Recorder()
     adapter = await open_adapter(server, recorder)
     try:
-        # two drops: aiohttp itself silently retries one on a reused keep-alive connection
+        # two drops in a row: the idempotent query is retried past both
         server.inject("GET", "/openOrders", Fault(disconnect=True), Fault(disconnect=True))
         assert await adapter.open_orders() == []
         await wait_until(lambda: len(recorder.of(ConnectionEvent, stream="account", state="synced")) == 2)
@@ -245,7 +246,7 @@ async def test_mass_quote_cancels_first_then_places_and_reports_item_errors(serv
 
 
 async def test_usdm_listen_key_expiry_recreates_the_key_and_reconciles():
-    async with ScriptedBinanceServer(CREDENTIALS, Market.USDM) as server:
+    async with ScriptedBinance(CREDENTIALS, Market.USDM) as server:
         server.positions["BTCUSDT"] = (Decimal("0.002"), Decimal("50000"))
         recorder = Recorder()
         adapter = await open_adapter(server, recorder, market=Market.USDM)
@@ -270,7 +271,7 @@ async def test_usdm_listen_key_expiry_recreates_the_key_and_reconciles():
 
 
 async def test_usdm_private_listen_key_path():
-    async with ScriptedBinanceServer(CREDENTIALS, Market.USDM) as server:
+    async with ScriptedBinance(CREDENTIALS, Market.USDM) as server:
         recorder = Recorder()
         adapter = await open_adapter(server, recorder, market=Market.USDM, listen_key_path="private")
         try:

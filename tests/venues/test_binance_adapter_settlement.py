@@ -9,13 +9,13 @@ import asyncio
 import pytest
 
 from hftkit.core.types import ConnectionEvent, OrderStatus, OrderUpdate, Side
+from hftkit.testing import Fault, ScriptedBinance
 from hftkit.venues.base import OrderOutcomeUnknownError, OrderRequest
 from hftkit.venues.binance.adapter import BinanceAdapter, BinanceConfig
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.binance.rest import RestConfig
 from hftkit.venues.binance.streams import StreamConfig
-from hftkit.venues.binance.testing import Fault, ScriptedBinanceServer
 from hftkit.venues.binance.user_stream import UserStreamConfig
 
 CREDENTIALS = BinanceCredentials("test-api-key", "test-secret")
@@ -30,7 +30,7 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.002)
 
 
-def adapter_config(server: ScriptedBinanceServer, **overrides: object) -> BinanceConfig:
+def adapter_config(server: ScriptedBinance, **overrides: object) -> BinanceConfig:
     settings: dict[str, object] = dict(
         market=Market.SPOT,
         rest=RestConfig(
@@ -85,14 +85,12 @@ class Recorder:
 
 @pytest.fixture
 async def server():
-    async with ScriptedBinanceServer(CREDENTIALS) as running:
+    async with ScriptedBinance(CREDENTIALS) as running:
         yield running
 
 
-async def open_adapter(
-    server: ScriptedBinanceServer, recorder: Recorder, **overrides: object
-) -> BinanceAdapter:
-    adapter = BinanceAdapter(CREDENTIALS, adapter_config(server, **overrides))
+async def open_adapter(server: ScriptedBinance, recorder: Recorder, **overrides: object) -> BinanceAdapter:
+    adapter = BinanceAdapter(CREDENTIALS, adapter_config(server, **overrides), transports=server.transports)
     adapter.add_listener(recorder)
     await adapter.__aenter__()
     return adapter

@@ -1,9 +1,8 @@
-"""The governed Binance REST client against the scripted server over real loopback sockets."""
+"""The governed Binance REST client against the in-memory scripted Binance (``hftkit.testing``)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from urllib.parse import parse_qsl
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import OrderType, Side, TimeInForce
+from hftkit.testing import Fault, ScriptedBinance
 from hftkit.venues.base import (
     OrderNotFoundError,
     OrderOutcomeUnknownError,
@@ -27,7 +27,6 @@ from hftkit.venues.binance.rest import (
     RestConfig,
     VenueUnavailableError,
 )
-from hftkit.venues.binance.testing import Fault, ScriptedBinanceServer
 from hftkit.venues.binance.user_data import instruments_from_exchange_info
 
 CREDENTIALS = BinanceCredentials("test-api-key", "test-secret")
@@ -46,15 +45,25 @@ def fast_config(*urls: str, **overrides) -> RestConfig:
     return RestConfig(**settings)
 
 
+def rest_client(
+    venue: ScriptedBinance,
+    config: RestConfig,
+    credentials: BinanceCredentials = CREDENTIALS,
+    market: Market = Market.SPOT,
+) -> BinanceRestClient:
+    """A client whose requests reach ``venue`` through its in-memory transports."""
+    return BinanceRestClient(market, credentials, config, http=venue.http, order_pool=venue.order_pool)
+
+
 @pytest.fixture
 async def server():
-    async with ScriptedBinanceServer(CREDENTIALS) as running:
+    async with ScriptedBinance(CREDENTIALS) as running:
         yield running
 
 
 @pytest.fixture
 async def client(server):
-    async with BinanceRestClient(Market.SPOT, CREDENTIALS, fast_config(server.base_url)) as rest:
+    async with rest_client(server, fast_config(server.base_url)) as rest:
         yield rest
 
 
@@ -101,7 +110,7 @@ async def test_post_only_spot_is_limit_maker(server, client):
 
 async def test_a_wrong_secret_is_refused_by_signature_and_classified(server):
     wrong = BinanceCredentials(CREDENTIALS.api_key, "not-the-secret")
-    async with BinanceRestClient(Market.SPOT, wrong, fast_config(server.base_url)) as rest:
+    async with rest_client(server, fast_config(server.base_url), wrong) as rest:
         instrument = await instrument_of(rest)
         with pytest.raises(BinanceAuthenticationError) as caught:
             await rest.open_orders("BTCUSDT")
@@ -234,15 +243,11 @@ async def test_duplicate_client_order_id_is_rejected(server, client):
 
 
 def dead_url() -> str:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there: connections are refused
-    return f"http://127.0.0.1:{port}"
+    return "http://nothing-listens.test"  # not the venue's origin: connections are refused
 
 
 async def test_connect_failure_fails_over_to_the_next_base_url(server):
-    async with BinanceRestClient(Market.SPOT, CREDENTIALS, fast_config(dead_url(), server.base_url)) as rest:
+    async with rest_client(server, fast_config(dead_url(), server.base_url)) as rest:
         instrument = await instrument_of(rest)
         await rest.new_order(instrument, order("failover"))
         assert rest.selector.current() == server.base_url
@@ -250,14 +255,14 @@ async def test_connect_failure_fails_over_to_the_next_base_url(server):
 
 
 async def test_every_base_url_refusing_means_not_sent(server):
-    async with BinanceRestClient(Market.SPOT, CREDENTIALS, fast_config(dead_url())) as rest:
+    async with rest_client(server, fast_config(dead_url())) as rest:
         with pytest.raises(VenueUnavailableError):
             await rest.server_time()
 
 
 async def test_order_breaker_opens_after_failures_but_market_data_and_cancels_go_on(server):
     config = fast_config(server.base_url, breaker_failure_threshold=3, breaker_recovery_s=30)
-    async with BinanceRestClient(Market.SPOT, CREDENTIALS, config) as rest:
+    async with rest_client(server, config) as rest:
         instrument = await instrument_of(rest)
         await rest.new_order(instrument, order("resting"))
         server.inject("POST", "/order", *[Fault(503, -1000, "busy")] * 3)
@@ -273,8 +278,8 @@ async def test_order_breaker_opens_after_failures_but_market_data_and_cancels_go
 
 
 async def test_usdm_order_wire_format(server):
-    async with ScriptedBinanceServer(CREDENTIALS, Market.USDM) as futures:
-        async with BinanceRestClient(Market.USDM, CREDENTIALS, fast_config(futures.base_url)) as rest:
+    async with ScriptedBinance(CREDENTIALS, Market.USDM) as futures:
+        async with rest_client(futures, fast_config(futures.base_url), market=Market.USDM) as rest:
             instrument = await instrument_of(rest)
             await rest.new_order(instrument, order("f1", order_type=OrderType.LIMIT_MAKER, reduce_only=True))
             method, path, query, _ = futures.log[-1]
@@ -312,8 +317,8 @@ def test_any_order_reaches_the_venue_signed_and_intact(client_order_id, side, pr
     """Whatever the id and the grid values, the venue verifies the signature and reads them back."""
 
     async def round_trip() -> None:
-        async with ScriptedBinanceServer(CREDENTIALS) as venue:
-            async with BinanceRestClient(Market.SPOT, CREDENTIALS, fast_config(venue.base_url)) as rest:
+        async with ScriptedBinance(CREDENTIALS) as venue:
+            async with rest_client(venue, fast_config(venue.base_url)) as rest:
                 instrument = await instrument_of(rest)
                 request = order(client_order_id, price, quantity, side=side, order_type=order_type)
                 placed = await rest.new_order(instrument, request)

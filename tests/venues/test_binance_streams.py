@@ -1,4 +1,4 @@
-"""Market streams over a real loopback WebSocket: sync, reconnect, gaps, malformed frames."""
+"""Market streams from the in-memory scripted Binance: sync, reconnect, gaps, malformed frames."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import pytest
 
 from hftkit.core.types import BookDelta, BookTicker, ConnectionEvent, Side, Trade
+from hftkit.testing import ScriptedBinance, SymbolSpec
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.binance.rest import BinanceRestClient, RestConfig
 from hftkit.venues.binance.streams import MarketStreamSession, StreamConfig
-from hftkit.venues.binance.testing import ScriptedBinanceServer, SymbolSpec
 from hftkit.venues.binance.user_data import instruments_from_exchange_info
 
 CREDENTIALS = BinanceCredentials("test-api-key", "test-secret")
@@ -30,7 +30,7 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
 
 
 class Harness:
-    def __init__(self, server: ScriptedBinanceServer, market: Market, **stream_overrides) -> None:
+    def __init__(self, server: ScriptedBinance, market: Market, **stream_overrides) -> None:
         self.server = server
         self.market = market
         self.events: list = []
@@ -40,7 +40,10 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         rest_config = RestConfig(base_urls=[self.server.base_url], retry_base_delay_s=0.001)
-        self.rest = BinanceRestClient(self.market, CREDENTIALS, rest_config)
+        server = self.server
+        self.rest = BinanceRestClient(
+            self.market, CREDENTIALS, rest_config, http=server.http, order_pool=server.order_pool
+        )
         await self.rest.__aenter__()
         self.instruments = instruments_from_exchange_info("binance", await self.rest.exchange_info())
         config = StreamConfig(
@@ -52,7 +55,7 @@ class Harness:
             **self.stream_overrides,
         )
         self.session = MarketStreamSession(
-            self.market, self.rest, self.instruments, self.events.append, config
+            self.market, self.rest, self.instruments, self.events.append, config, connect=server.connect
         )
         return self
 
@@ -81,7 +84,7 @@ class Harness:
 
 @pytest.fixture
 async def server():
-    async with ScriptedBinanceServer(CREDENTIALS) as running:
+    async with ScriptedBinance(CREDENTIALS) as running:
         await running.publish_depth("BTCUSDT", SEED_BIDS, SEED_ASKS, send=False)
         yield running
 
@@ -193,7 +196,7 @@ async def test_malformed_frames_are_counted_and_the_feed_goes_on(server):
 
 
 async def test_usdm_routed_streams_and_previous_id_continuity():
-    async with ScriptedBinanceServer(CREDENTIALS, Market.USDM) as server:
+    async with ScriptedBinance(CREDENTIALS, Market.USDM) as server:
         await server.publish_depth("BTCUSDT", SEED_BIDS, SEED_ASKS, send=False)
         async with Harness(server, Market.USDM, depth_speed="0ms") as harness:
             await start(harness, connections=2)
@@ -218,7 +221,7 @@ async def test_usdm_routed_streams_and_previous_id_continuity():
 
 async def test_streams_are_split_over_connections_and_every_book_syncs():
     symbols = (SymbolSpec(), SymbolSpec("ETHUSDT", "ETH", "USDT", "0.01", "0.0001"))
-    async with ScriptedBinanceServer(CREDENTIALS, symbols=symbols) as server:
+    async with ScriptedBinance(CREDENTIALS, symbols=symbols) as server:
         await server.publish_depth("BTCUSDT", SEED_BIDS, SEED_ASKS, send=False)
         await server.publish_depth("ETHUSDT", [("3000.00", "1.0000")], [("3001.00", "2.0000")], send=False)
         async with Harness(server, Market.SPOT, max_streams_per_connection=2) as harness:

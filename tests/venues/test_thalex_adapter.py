@@ -1,4 +1,4 @@
-"""The Thalex adapter over real loopback sockets against the scripted JSON-RPC server."""
+"""The Thalex adapter against the scripted in-memory JSON-RPC venue, behind its WebSocket transport."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from hftkit.core.types import (
     TimeInForce,
     Trade,
 )
+from hftkit.testing.thalex import Reply, ScriptedThalex, ServerRequest
 from hftkit.venues.base import (
     AmendRequest,
     MassQuote,
@@ -50,7 +51,6 @@ from hftkit.venues.thalex.adapter import (
 )
 from hftkit.venues.thalex.auth import ThalexCredentials, generate_key_pair
 from hftkit.venues.thalex.codec import ThalexAuthenticationError
-from hftkit.venues.thalex.testing import Reply, ScriptedThalexServer, ServerRequest
 
 PERPETUAL = {
     "instrument_name": "BTC-PERPETUAL",
@@ -74,15 +74,15 @@ def key_pair() -> tuple[bytes, bytes]:
 
 
 @pytest.fixture
-async def server(key_pair: tuple[bytes, bytes]) -> AsyncIterator[ScriptedThalexServer]:
-    async with ScriptedThalexServer(
+async def server(key_pair: tuple[bytes, bytes]) -> AsyncIterator[ScriptedThalex]:
+    async with ScriptedThalex(
         public_keys={KEY_ID: key_pair[1]}, message_rate=40, instruments=[PERPETUAL, COMBINATION]
     ) as scripted:
         scripted.on("private/insert", insert_answer())
         yield scripted
 
 
-def make_config(server: ScriptedThalexServer, private_key: bytes, **overrides: Any) -> ThalexConfig:
+def make_config(server: ScriptedThalex, private_key: bytes, **overrides: Any) -> ThalexConfig:
     settings: dict[str, Any] = {
         "url": server.url,
         "credentials": ThalexCredentials(KEY_ID, private_key, account="A123456789"),
@@ -113,8 +113,8 @@ class Recorder:
         return [event.state for event in self.of(ConnectionEvent) if event.stream == stream]
 
 
-async def start(server: ScriptedThalexServer, key_pair: tuple[bytes, bytes], **overrides: Any):
-    adapter = ThalexAdapter(make_config(server, key_pair[0], **overrides))
+async def start(server: ScriptedThalex, key_pair: tuple[bytes, bytes], **overrides: Any):
+    adapter = ThalexAdapter(make_config(server, key_pair[0], **overrides), transports=server.transports)
     recorder = Recorder()
     adapter.add_listener(recorder)
     await adapter.__aenter__()
@@ -159,7 +159,7 @@ def buy(client_order_id: str = "ours-1", **fields: Any) -> OrderRequest:
     return OrderRequest(client_order_id=client_order_id, **values)
 
 
-async def reconnect_through_drop(server: ScriptedThalexServer, adapter: ThalexAdapter) -> None:
+async def reconnect_through_drop(server: ScriptedThalex, adapter: ThalexAdapter) -> None:
     """Drop the connection and wait for the whole login/resubscribe/reconcile to finish again."""
     await server.drop()
     await until(lambda: not adapter.is_ready)
@@ -211,7 +211,7 @@ async def test_login_handshake_protects_subscribes_and_reconciles_before_synced(
 
 async def test_a_foreign_key_is_refused_and_entering_raises(server):
     other_private, _other_public = generate_key_pair()
-    adapter = ThalexAdapter(make_config(server, other_private))
+    adapter = ThalexAdapter(make_config(server, other_private), transports=server.transports)
     with pytest.raises(ThalexAuthenticationError):
         await adapter.__aenter__()
     assert server.login_failures and "signature" in server.login_failures[0]
@@ -289,7 +289,10 @@ async def test_disconnect_reconnects_relogs_resubscribes_reconciles_then_syncs(s
 
 
 async def test_private_methods_before_login_are_refused_by_the_server(server):
-    adapter = ThalexAdapter(ThalexConfig(url=server.url, ticker_delay=None, reconnect_base_delay_s=0.01))
+    adapter = ThalexAdapter(
+        ThalexConfig(url=server.url, ticker_delay=None, reconnect_base_delay_s=0.01),
+        transports=server.transports,
+    )
     await adapter.__aenter__()  # public only: no credentials, ready after instruments
     try:
         with pytest.raises(ThalexQueryError) as caught:
@@ -859,7 +862,7 @@ def test_client_order_ids_stay_a_bijection_under_any_history(operations):
 # -- book integrity (issue 17, items 8 and 12) ----------------------------------------------------
 
 
-async def resubscribed(server: ScriptedThalexServer, count: int) -> None:
+async def resubscribed(server: ScriptedThalex, count: int) -> None:
     """The adapter unsubscribed the book and subscribed it again (``count`` subscribes in all)."""
     await server.wait_for("unsubscribe")
     await server.wait_for("public/subscribe", count)

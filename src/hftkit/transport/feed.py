@@ -395,7 +395,7 @@ class MicroBatcher(Generic[T]):
             except QueueClosedError:
                 return
             dequeued_ns = now()
-            batch = []
+            batch: list[T] = []
             append = batch.append
             for enqueued_ns, item in entries:
                 record_wait(dequeued_ns - enqueued_ns)

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -67,6 +67,31 @@ class HttpResponse:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+class HttpTransport(Protocol):
+    """How a REST client sends a request: the seam a test or an in-memory venue replaces
+    (as httpx does with transports). ``HttpSession`` is the real one. A client takes its
+    transport at construction and calls ``request`` directly: no per-request dispatch.
+
+    ``request`` returns the venue's answer whatever its status, or raises a ``TransportError``
+    saying whether the request may have reached the venue (``maybe_sent``)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> HttpResponse: ...
 
 
 class HttpSession:

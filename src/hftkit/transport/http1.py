@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, overload
 
 from hftkit.transport.deadlines import RequestDeadlines
 from hftkit.transport.http import (
@@ -47,7 +48,13 @@ class HttpProtocolError(ConnectionLostError):
 class Headers(dict[str, str]):
     """Response headers stored by lower-cased name, looked up in any case (as aiohttp's are)."""
 
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+    @overload  # type: ignore[override]  # dict.get's overloads take the key's type, any default
+    def get(self, name: str, default: None = None) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
         return dict.get(self, name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
@@ -284,6 +291,32 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class OrderPool(Protocol):
+    """Warm connections a new order is written on synchronously (``LeanHttpPool`` is the real
+    one; an in-memory venue gives its own)."""
+
+    origin: str
+
+    @property
+    def idle_connections(self) -> int: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def request_bytes(self, method: str, target: str, headers: dict[str, str]) -> bytes: ...
+
+    def write_now(self, request: bytes, on_response: ResponseCallback) -> bool: ...
+
+
+class OrderPoolFactory(Protocol):
+    """Builds the order pool for one origin (``LeanHttpPool`` itself is one)."""
+
+    def __call__(
+        self, base_url: str, *, size: int, connect_timeout_s: float, request_timeout_s: float
+    ) -> OrderPool: ...
+
+
 class LeanHttpPool:
     """A few warm keep-alive connections to one origin; ``write_now`` uses an idle one."""
 
@@ -421,4 +454,13 @@ class LeanHttpPool:
         return sum(1 for connection in self._connections if connection.idle)
 
 
-__all__ = ["Headers", "HttpProtocolError", "LeanHttpPool", "ParsedResponse", "ResponseParser"]
+__all__ = [
+    "Headers",
+    "HttpProtocolError",
+    "LeanHttpPool",
+    "OrderPool",
+    "OrderPoolFactory",
+    "ParsedResponse",
+    "ResponseCallback",
+    "ResponseParser",
+]

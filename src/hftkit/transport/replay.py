@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -85,7 +85,7 @@ class RecordingReplay:
     def __aiter__(self) -> AsyncIterator[ReplayRecord]:
         return self.records()
 
-    async def records(self) -> AsyncIterator[ReplayRecord]:
+    async def records(self) -> AsyncGenerator[ReplayRecord, None]:
         """Yield every record, paced by the recorded timestamps."""
         speed = self.speed
         now = self._now

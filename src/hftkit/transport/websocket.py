@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -99,12 +100,67 @@ class WebSocketStats:
     disconnect_reasons: dict[str, int] = field(default_factory=dict)
 
 
+class FrameReceiver(Protocol):
+    """What a connection tells its owner: whole messages, signs of life, and the loss."""
+
+    def receive(self, payload: bytes) -> None:
+        """One complete TEXT or BINARY message, called inside the transport's frame callback."""
+
+    def touch(self) -> None:
+        """A ping or pong arrived: the peer is alive."""
+
+    def transport_lost(self) -> None:
+        """The connection is gone (closed by either side); called once."""
+
+
+class WebSocketConnection(Protocol):
+    """An open WebSocket as ``ReconnectingWebSocket`` drives it (picows's ``WSTransport`` is one)."""
+
+    def send(self, msg_type: WSMsgType, message: bytes, /) -> None:
+        """Write one frame now."""
+
+    def send_close(self) -> None:
+        """Start the closing handshake."""
+
+    def disconnect(self) -> None:
+        """Drop the connection; the receiver hears ``transport_lost`` afterwards."""
+
+
+class WebSocketConnect(Protocol):
+    """Opens one connection to ``url`` that reports to ``receiver``: the seam a test or an
+    in-memory venue replaces (as httpx does with transports). Raise on failure: every connect
+    failure is retried with backoff."""
+
+    async def __call__(
+        self, url: str, receiver: FrameReceiver, config: WebSocketConfig, name: str
+    ) -> WebSocketConnection: ...
+
+
+async def picows_connect(
+    url: str, receiver: FrameReceiver, config: WebSocketConfig, name: str
+) -> WebSocketConnection:
+    """The real connection: picows, frames handed to ``receiver`` inside picows's callback."""
+    transport, _listener = await ws_connect(
+        lambda: _Listener(receiver),
+        url,
+        websocket_handshake_timeout=config.handshake_timeout_s,
+        enable_auto_ping=config.ping_idle_s > 0,
+        auto_ping_idle_timeout=config.ping_idle_s or 10,
+        auto_ping_reply_timeout=config.ping_reply_timeout_s,
+        enable_auto_pong=True,
+        max_frame_size=config.max_frame_size,
+        extra_headers=config.extra_headers or None,
+        logger_name=name,
+    )
+    return transport
+
+
 class _Listener(WSListener):
     """picows callbacks: assemble fragments, hand whole messages to the owner."""
 
     __slots__ = ("_fragments", "_owner")
 
-    def __init__(self, owner: ReconnectingWebSocket) -> None:
+    def __init__(self, owner: FrameReceiver) -> None:
         self._owner = owner
         self._fragments: bytearray | None = None
 
@@ -112,7 +168,7 @@ class _Listener(WSListener):
         msg_type = frame.msg_type
         if msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY:
             if frame.fin:
-                self._owner._deliver(frame.get_payload_as_bytes())
+                self._owner.receive(frame.get_payload_as_bytes())
             else:
                 self._fragments = bytearray(frame.get_payload_as_memoryview())
         elif msg_type is WSMsgType.CONTINUATION:
@@ -122,15 +178,15 @@ class _Listener(WSListener):
             if frame.fin:
                 payload = bytes(self._fragments)
                 self._fragments = None
-                self._owner._deliver(payload)
+                self._owner.receive(payload)
         elif msg_type is WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
         else:
-            self._owner._touch()  # pings and pongs prove the peer is alive
+            self._owner.touch()  # pings and pongs prove the peer is alive
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._owner._on_transport_lost()
+        self._owner.transport_lost()
 
 
 class ReconnectingWebSocket:
@@ -139,6 +195,7 @@ class ReconnectingWebSocket:
     ``on_connected`` runs after every (re)connect, before any message is delivered to a
     consumer that cares about ordering: it sends subscriptions and may trigger a resync.
     Use as ``async with ReconnectingWebSocket(config, on_message, on_connected=...) as ws``.
+    ``connect`` opens each connection (default: picows); it is fixed at construction.
     """
 
     def __init__(
@@ -151,8 +208,10 @@ class ReconnectingWebSocket:
         random_source: random.Random | None = None,
         name: str = "websocket",
         stall_probe: Callable[[], bytes | str] | None = None,
+        connect: WebSocketConnect = picows_connect,
     ) -> None:
         self.config = config
+        self._open_connection = connect
         self.name = name
         self.stats = WebSocketStats()
         self.state = ConnectionState.DISCONNECTED
@@ -160,7 +219,7 @@ class ReconnectingWebSocket:
         self._on_connected = on_connected
         self._on_state = on_state
         self._random = random_source or random.Random()
-        self._transport: WSTransport | None = None
+        self._transport: WebSocketConnection | None = None
         self._lost: asyncio.Event | None = None
         self._connected_event = asyncio.Event()
         self._pending_reason: DisconnectReason | None = None
@@ -222,8 +281,8 @@ class ReconnectingWebSocket:
             self.stats.requested_reconnects += 1
             self._drop(DisconnectReason.REQUESTED)
 
-    # -- picows callbacks ----------------------------------------------------------------
-    def _deliver(self, payload: bytes) -> None:
+    # -- the connection's callbacks (FrameReceiver) -------------------------------------
+    def receive(self, payload: bytes) -> None:
         receive_ns = time.monotonic_ns()
         stats = self.stats
         stats.messages += 1
@@ -236,10 +295,10 @@ class ReconnectingWebSocket:
             stats.handler_errors += 1
             logger.exception("%s: message handler failed; the feed continues", self.name)
 
-    def _touch(self) -> None:
+    def touch(self) -> None:
         self.stats.last_message_ns = time.monotonic_ns()
 
-    def _on_transport_lost(self) -> None:
+    def transport_lost(self) -> None:
         # Report the loss now, even while on_connected is still running (a login or a
         # resubscribe in flight must fail at once, not at its timeout).
         if not self._closing:
@@ -314,18 +373,7 @@ class ReconnectingWebSocket:
         config = self.config
         self._lost = asyncio.Event()
         self._pending_reason = None
-        transport, _listener = await ws_connect(
-            lambda: _Listener(self),
-            url,
-            websocket_handshake_timeout=config.handshake_timeout_s,
-            enable_auto_ping=config.ping_idle_s > 0,
-            auto_ping_idle_timeout=config.ping_idle_s or 10,
-            auto_ping_reply_timeout=config.ping_reply_timeout_s,
-            enable_auto_pong=True,
-            max_frame_size=config.max_frame_size,
-            extra_headers=config.extra_headers or None,
-            logger_name=self.name,
-        )
+        transport = await self._open_connection(url, self, config, self.name)
         self._transport = transport
         self._connected_at_ns = time.monotonic_ns()
         # armed from the connect itself: a socket that never delivers a first message is as

@@ -30,9 +30,9 @@ from hftkit.core.types import (
     TimeInForce,
 )
 from hftkit.sim.config import config_from_mapping
-from hftkit.sim.matching import SimOrder
+from hftkit.sim.engine.matching import SimOrder
+from hftkit.sim.engine.venue import OrderEvent, OrderEventKind, SimVenue
 from hftkit.sim.runner import Simulator
-from hftkit.sim.venue import OrderEvent, OrderEventKind, SimVenue
 from hftkit.venues.base import AmendRequest, OrderNotFoundError, OrderRequest, VenueAdapter
 from hftkit.venues.binance.adapter import UnsupportedOperationError
 

@@ -30,9 +30,10 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 
@@ -52,6 +53,7 @@ from hftkit.core.types import (
 )
 from hftkit.metrics import MetricsRegistry
 from hftkit.transport.http import TransportError
+from hftkit.transport.transports import REAL_TRANSPORTS, Transports
 from hftkit.venues.base import (
     AmendRequest,
     EventListener,
@@ -80,7 +82,13 @@ from hftkit.venues.binance.rest import (
     classify_answer,
 )
 from hftkit.venues.binance.streams import MarketStreamSession, StreamConfig
-from hftkit.venues.binance.user_data import SIDES, STATUSES, UserDataParser, instruments_from_exchange_info
+from hftkit.venues.binance.user_data import (
+    SIDES,
+    STATUSES,
+    UserDataParser,
+    UserEvent,
+    instruments_from_exchange_info,
+)
 from hftkit.venues.binance.user_stream import FuturesUserStream, SpotUserStream, UserStreamConfig
 from hftkit.venues.binance.ws_api import (
     SessionNotReadyError,
@@ -186,8 +194,12 @@ class BinanceAdapter:
         *,
         clock: Clock = REAL_CLOCK,
         metrics: MetricsRegistry | None = None,
+        transports: Transports = REAL_TRANSPORTS,
     ) -> None:
+        """``transports``: where REST, order and WebSocket bytes go (default: the network); an
+        in-memory venue from ``hftkit.testing`` passes its own. Fixed here, never per request."""
         self.config = config = config or BinanceConfig()
+        self.transports = transports
         self.market = config.market
         self.name = config.venue
         self.order_written: Callable[[str, int], None] | None = None
@@ -195,7 +207,15 @@ class BinanceAdapter:
         self.capabilities = binance_capabilities(config.market)
         self.stats = AdapterStats()
         self._credentials = credentials
-        self.rest = BinanceRestClient(config.market, credentials, config.rest, venue=self.name, clock=clock)
+        self.rest = BinanceRestClient(
+            config.market,
+            credentials,
+            config.rest,
+            venue=self.name,
+            clock=clock,
+            http=transports.http,
+            order_pool=transports.order_pool,
+        )
         self.rest.on_recovered = lambda: self._schedule_reconcile("rest recovered")
         self._instruments: dict[str, Instrument] = {}
         self._listeners: list[EventListener] = []
@@ -241,7 +261,13 @@ class BinanceAdapter:
         if self._credentials is not None:
             await self.rest.sync_time()
         self.streams = MarketStreamSession(
-            self.market, self.rest, self._instruments, self._emit, config.streams, venue=self.name
+            self.market,
+            self.rest,
+            self._instruments,
+            self._emit,
+            config.streams,
+            venue=self.name,
+            connect=self.transports.websocket,
         )
         if self.metrics is not None:
             self.streams.book_apply = self.metrics.histogram("book_apply_ns", venue=self.name)
@@ -261,6 +287,7 @@ class BinanceAdapter:
                 self._on_user_ready,
                 self._on_user_lost,
                 config.user_stream,
+                connect=self.transports.websocket,
             )
         else:
             self.user_stream = FuturesUserStream(
@@ -270,6 +297,7 @@ class BinanceAdapter:
                 self._on_user_ready,
                 self._on_user_lost,
                 config.user_stream,
+                connect=self.transports.websocket,
             )
         await self.user_stream.start()
         try:
@@ -290,6 +318,7 @@ class BinanceAdapter:
             ),
             clock_offset=self.rest.clock_offset,
             name=f"{self.name}/ws-api-orders",
+            connect=self.transports.websocket,
         )
         self.order_api.start()
         try:
@@ -363,7 +392,7 @@ class BinanceAdapter:
             if len(terminal) > _TERMINAL_MEMORY:
                 del terminal[next(iter(terminal))]
 
-    def _on_user_events(self, events: list) -> None:
+    def _on_user_events(self, events: list[UserEvent]) -> None:
         for event in events:
             self._emit(event)
 
@@ -548,7 +577,7 @@ class BinanceAdapter:
                 else self.config.rest.default_retry_after_s
             )
             self.rest.limiter.block_for(retry_after)
-        error = classify_answer(
+        failure = classify_answer(
             name,
             answer.status,
             code,
@@ -557,7 +586,7 @@ class BinanceAdapter:
             client_order_id=client_order_id,
             retry_after_s=retry_after,
         )
-        return self._refusal(error)
+        return self._refusal(failure)
 
     def _refusal(self, error: VenueError) -> VenueError:
         """A refusal of an order written inside a callback (no second attempt there)."""
@@ -1207,11 +1236,11 @@ class BinanceAdapter:
             if client_order_id in open_now:
                 continue
             instrument = self._instruments[last.symbol]
-            response = await self.rest.query_order(instrument, client_order_id)
+            queried = await self.rest.query_order(instrument, client_order_id)
             if client_order_id not in self._open:
                 continue  # an event closed it meanwhile
-            if response is not None:
-                self._emit(self._order_update(instrument, response, last.side))
+            if queried is not None:
+                self._emit(self._order_update(instrument, queried, last.side))
             else:
                 self._emit_gone(last, "unknown to the venue at reconciliation: closed while unobserved")
         for client_order_id, entry in list(self._unresolved.items()):
@@ -1238,8 +1267,8 @@ class BinanceAdapter:
             event_time_ms=response.update_time or response.transact_time or response.time,
         )
 
-    def _spawn(self, coroutine: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import orjson
@@ -49,9 +49,10 @@ from hftkit.transport.http import (
     HttpConfig,
     HttpResponse,
     HttpSession,
+    HttpTransport,
     TransportError,
 )
-from hftkit.transport.http1 import LeanHttpPool
+from hftkit.transport.http1 import LeanHttpPool, OrderPool, OrderPoolFactory
 from hftkit.venues.base import (
     OrderNotFoundError,
     OrderOutcomeUnknownError,
@@ -237,7 +238,7 @@ class _Unguarded:
     def allow(self) -> bool:
         return True
 
-    def open_error(self) -> Exception:
+    def open_error(self) -> NoReturn:
         raise AssertionError("an unguarded call is never refused")
 
     def release(self, generation: int = -1) -> None:
@@ -260,8 +261,11 @@ class BinanceRestClient:
         *,
         venue: str = "binance",
         clock: Clock = REAL_CLOCK,
-        http: HttpSession | None = None,
+        http: HttpTransport | None = None,
+        order_pool: OrderPoolFactory = LeanHttpPool,
     ) -> None:
+        """``http`` and ``order_pool`` are the transports (default: the real ones); they are
+        fixed here, so the order path calls them directly."""
         self.market = market
         self.venue = venue
         self.config = config = config or RestConfig()
@@ -317,11 +321,12 @@ class BinanceRestClient:
             name=f"{venue}:rest",
         )
         self._owns_http = http is None
-        self.http = http or HttpSession(config.http)
+        self.http: HttpTransport = http or HttpSession(config.http)
+        self._order_pool_factory = order_pool
         self._time_lock = asyncio.Lock()
         self._degraded = False
         self.closed = False
-        self._lean: LeanHttpPool | None = None
+        self._lean: OrderPool | None = None
         self.on_recovered: Callable[[], None] | None = None
         """Called once when a response arrives after transport failures (the adapter reconciles)."""
 
@@ -335,7 +340,7 @@ class BinanceRestClient:
     async def __aenter__(self) -> BinanceRestClient:
         await self.http.open()
         if self.config.order_connections > 0 and self._builder is not None:
-            self._lean = LeanHttpPool(
+            self._lean = self._order_pool_factory(
                 self.selector.current(),
                 size=self.config.order_connections,
                 connect_timeout_s=self.config.http.connect_timeout_s,
@@ -913,7 +918,7 @@ class BinanceRestClient:
                 retry_after = told if told is not None else self.config.default_retry_after_s
             self.limiter.block_for(retry_after)
             log.warning("%s: %s; sending nothing for %.1f s", self.venue, text, retry_after)
-        error = classify_answer(
+        failure = classify_answer(
             endpoint.name,
             status,
             code,
@@ -923,9 +928,9 @@ class BinanceRestClient:
             idempotent=idempotent,
             retry_after_s=retry_after,
         )
-        if isinstance(error, OrderOutcomeUnknownError):
+        if isinstance(failure, OrderOutcomeUnknownError):
             self.stats.outcome_unknown += 1
-        raise error
+        raise failure
 
 
 def classify_answer(

@@ -38,6 +38,8 @@ from hftkit.transport.websocket import (
     DisconnectReason,
     ReconnectingWebSocket,
     WebSocketConfig,
+    WebSocketConnect,
+    picows_connect,
 )
 from hftkit.venues.base import EventListener, RateLimitedError, VenueError
 from hftkit.venues.binance import codec
@@ -151,8 +153,10 @@ class MarketStreamSession:
         *,
         venue: str = "binance",
         random_source: random.Random | None = None,
+        connect: WebSocketConnect = picows_connect,
     ) -> None:
         self.market = market
+        self._connect = connect  # the WebSocket transport, fixed for every connection
         self.config = config or StreamConfig()
         self.venue = venue
         self.stats = StreamStats()
@@ -301,6 +305,7 @@ class MarketStreamSession:
                 random_source=self._random,
                 name=f"{self.venue}{route.name}",
                 stall_probe=route.probe,
+                connect=self._connect,
             )
             route.socket.start()
         else:

@@ -121,21 +121,18 @@ class UserDataParser:
     def decode_event(self, frame: bytes) -> codec.UserEvent | None:
         """The typed wire event of a frame, or None (counted) for an event type not modelled."""
         head = frame[:24]
-        if b'"subscriptionId"' in head:
-            decoder = _push
-        elif b'"stream"' in head:
-            decoder = _combined
-        else:
-            decoder = _bare
         try:
-            decoded = decoder.decode(frame)
+            if b'"subscriptionId"' in head:
+                return _push.decode(frame).event
+            if b'"stream"' in head:
+                return _combined.decode(frame).data
+            return _bare.decode(frame)
         except msgspec.ValidationError:
             event_type = self._event_type(frame)
             if event_type in codec.USER_EVENT_KINDS:
                 raise  # a known event that does not fit its schema: malformed, let it be counted
             self.unknown_events.add(event_type)
             return None
-        return decoded if decoder is _bare else decoded.event if decoder is _push else decoded.data
 
     @staticmethod
     def _event_type(frame: bytes) -> str:

@@ -38,6 +38,8 @@ from hftkit.transport.websocket import (
     DisconnectReason,
     ReconnectingWebSocket,
     WebSocketConfig,
+    WebSocketConnect,
+    picows_connect,
 )
 from hftkit.venues.base import VenueError
 from hftkit.venues.binance import codec
@@ -108,8 +110,10 @@ class _UserStreamBase:
         on_lost: Callable[[str], None],
         config: UserStreamConfig,
         random_source: random.Random | None,
+        connect: WebSocketConnect,
     ) -> None:
         self.config = config
+        self._connect = connect  # the WebSocket transport, fixed at construction
         self.stats = UserStreamStats()
         self._rest = rest
         self._parser = parser
@@ -175,9 +179,10 @@ class SpotUserStream(_UserStreamBase):
         config: UserStreamConfig | None = None,
         *,
         random_source: random.Random | None = None,
+        connect: WebSocketConnect = picows_connect,
     ) -> None:
         super().__init__(
-            rest, parser, on_events, on_ready, on_lost, config or UserStreamConfig(), random_source
+            rest, parser, on_events, on_ready, on_lost, config or UserStreamConfig(), random_source, connect
         )
         self._api_key = credentials.api_key
         self._signer = HmacSigner(credentials.secret)
@@ -194,6 +199,7 @@ class SpotUserStream(_UserStreamBase):
             on_state=self._on_state,
             random_source=self._random,
             name="binance/ws-api",
+            connect=self._connect,
         )
         self.socket.start()
 
@@ -272,9 +278,10 @@ class FuturesUserStream(_UserStreamBase):
         config: UserStreamConfig | None = None,
         *,
         random_source: random.Random | None = None,
+        connect: WebSocketConnect = picows_connect,
     ) -> None:
         super().__init__(
-            rest, parser, on_events, on_ready, on_lost, config or UserStreamConfig(), random_source
+            rest, parser, on_events, on_ready, on_lost, config or UserStreamConfig(), random_source, connect
         )
         self.listen_key: str | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -297,6 +304,7 @@ class FuturesUserStream(_UserStreamBase):
             on_state=self._on_futures_state,
             random_source=self._random,
             name="binance/listenKey",
+            connect=self._connect,
         )
         self.socket.start()
         self._keepalive_task = asyncio.get_running_loop().create_task(

@@ -36,6 +36,8 @@ from hftkit.transport.websocket import (
     ReconnectingWebSocket,
     WebSocketClosedError,
     WebSocketConfig,
+    WebSocketConnect,
+    picows_connect,
 )
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner
@@ -118,8 +120,10 @@ class WebSocketApiSession:
         clock_offset: ClockOffset,
         name: str = "binance/ws-api-orders",
         on_ready: Callable[[bool], None] | None = None,
+        connect: WebSocketConnect = picows_connect,
     ) -> None:
         self.config = config
+        self._connect = connect  # the WebSocket transport, fixed at construction
         self.name = name
         self.stats = WebSocketApiStats()
         self._api_key = credentials.api_key.reveal()
@@ -146,6 +150,7 @@ class WebSocketApiSession:
             self.on_message,
             on_state=self._on_state,
             name=self.name,
+            connect=self._connect,
         )
         self.socket.start()
 

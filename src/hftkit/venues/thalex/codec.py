@@ -7,7 +7,6 @@ venue printed, so the grid conversion stays exact.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import partial
@@ -30,38 +29,9 @@ from hftkit.core.types import (
     Side,
     Trade,
 )
+from hftkit.venues.thalex.errors import ThalexErrorCode
 
 # -- errors ----------------------------------------------------------------------------------
-
-
-class ThalexErrorCode(enum.IntEnum):
-    ORDER_NOT_FOUND = 1
-    DUPLICATE_ORDER_ID = 2
-    TOO_MANY_PENDING_REQUESTS = 3
-    THROTTLE_EXCEEDED = 4
-    UNKNOWN_INSTRUMENT = 5
-    INVALID_REQUEST = 6
-    NOT_LOGGED_IN = 7
-    ALREADY_SUBSCRIBED = 8
-    NOT_SUBSCRIBED = 9
-    INVALID_ORDER_ID = 12
-    INVALID_PRICE = 13
-    INVALID_QUANTITY = 14
-    PRICE_NOT_ALIGNED_WITH_TICK = 15
-    AUTHENTICATION_FAILED = 19
-    TEMPORARY_FAILURE = 20
-    PROTECTION_NOT_SET = 23
-    INSUFFICIENT_MARGIN = 24
-    INVALID_TIME_IN_FORCE = 25
-    INSUFFICIENT_FUNDS = 27
-    UNAUTHORIZED = 28
-    UNKNOWN_METHOD = 31
-    INVALID_STATE = 37
-    PRICE_COLLAR_BREACH = 43
-    QUOTE_EXCEEDS_PROTECTION_SIZE = 44
-    TOO_MANY_OPEN_ORDERS = 49
-    PERSISTENT_SESSION = 52
-    REDUCE_ONLY_MODE = 57
 
 
 class ThalexError(HftkitError):
@@ -446,16 +416,16 @@ class ThalexCodec:
         if grids is None:
             # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything
             # else goes to book_level_steps, which raises the classified error.
-            grids = self._native_grids[instrument] = tuple(
+            ticks, lots = instrument.ticks, instrument.lots
+            grids = self._native_grids[instrument] = (
                 NATIVE.Grid(
-                    grid.decimals,
-                    grid.step_units,
-                    minimum,
-                    partial(book_level_steps, instrument, price=price),
-                )
-                for grid, price, minimum in ((instrument.ticks, True, 1), (instrument.lots, False, 0))
+                    ticks.decimals, ticks.step_units, 1, partial(book_level_steps, instrument, price=True)
+                ),
+                NATIVE.Grid(
+                    lots.decimals, lots.step_units, 0, partial(book_level_steps, instrument, price=False)
+                ),
             )
-        return NATIVE.convert_levels(grids[0], grids[1], rows, 3)  # type: ignore[no-any-return]
+        return NATIVE.convert_levels(grids[0], grids[1], rows, 3)
 
     def _instrument(self, name: str) -> Instrument | None:
         instrument = self.instruments.get(name)

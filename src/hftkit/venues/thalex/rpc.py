@@ -37,7 +37,8 @@ from hftkit.core.errors import HftkitError
 from hftkit.metrics import Counter, LatencyHistogram, MetricsRegistry
 from hftkit.resilience import Priority, TokenBucket
 from hftkit.transport.deadlines import RequestDeadlines
-from hftkit.venues.thalex.codec import ThalexErrorCode, decode_frame, encode_request, error_from_wire
+from hftkit.venues.thalex.codec import decode_frame, encode_request, error_from_wire
+from hftkit.venues.thalex.errors import ThalexErrorCode
 
 logger = logging.getLogger(__name__)
 

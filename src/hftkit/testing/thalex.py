@@ -1,11 +1,23 @@
-"""A scripted Thalex JSON-RPC-over-WebSocket server for tests (aiohttp, 127.0.0.1).
+"""``ScriptedThalex``: an in-memory Thalex JSON-RPC venue whose answers a test scripts, reached
+through the WebSocket transport an adapter is built on (``Transports.websocket``), with no sockets.
 
 Not a simulator: it matches nothing. A test decides every answer. Each method has a handler
 (sensible defaults for login, cancel-on-disconnect, subscriptions and the reconcile queries);
 a handler returns a plain result, ``Reply.error(...)``, ``Reply.after(delay, ...)`` or
 ``Reply.silent()``, and may push notifications. Every request is recorded with its raw bytes so
 a test can assert the exact wire format. Answers are written ``id`` first and compact, as the
-venue does, and each request is handled in its own task, so answers can overtake each other.
+venue does, and each request is answered in its own task, so answers can overtake each other.
+Login tokens are verified against ``public_keys`` (the venue's check, not a stub).
+
+Use::
+
+    async with ScriptedThalex(public_keys={key_id: public_pem}) as venue:
+        config = ThalexConfig(url=venue.url, credentials=...)
+        async with ThalexAdapter(config, transports=venue.transports) as adapter:
+            ...
+
+Any other URL is refused (the connect raises, as a host where nothing listens). For the whole
+venue (matching, accounts, the simulator's fault profiles) use ``SimulatorHarness`` instead.
 """
 
 from __future__ import annotations
@@ -14,21 +26,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from picows import WSMsgType
 
+from hftkit.transport.transports import Transports
+from hftkit.transport.websocket import FrameReceiver, WebSocketConfig
 from hftkit.venues.thalex.auth import TokenError, token_key_id, verify_login_token
+from hftkit.venues.thalex.errors import ThalexErrorCode
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What the server answers: a result, an error, after a delay, or nothing at all."""
+    """What the venue answers: a result, an error, after a delay, or nothing at all."""
 
     result: Any = None
     failure: tuple[int, str] | None = None  # (code, message)
@@ -41,7 +56,7 @@ class Reply:
 
     @classmethod
     def error(cls, code: int, message: str = "error") -> Reply:
-        return cls(failure=(code, message))
+        return cls(failure=(int(code), message))
 
     @classmethod
     def after(cls, delay_s: float, reply: Any) -> Reply:
@@ -55,7 +70,7 @@ class Reply:
 
 @dataclass
 class ServerRequest:
-    """One request as the server saw it."""
+    """One request as the venue saw it."""
 
     connection: ServerConnection
     method: str
@@ -68,31 +83,84 @@ class ServerRequest:
 Handler = Callable[[ServerRequest], Any | Awaitable[Any]]
 
 
+class ThalexSocket:
+    """One client connection's wire (a ``WebSocketConnection``): what the adapter writes and hears.
+
+    Frames go both ways on the next turn of the event loop, in order, as over a socket; a close
+    from either side reaches the client after the frames sent before it."""
+
+    def __init__(self, receiver: FrameReceiver, on_text: Callable[[bytes], None]) -> None:
+        self._receiver = receiver
+        self._on_text = on_text
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        self._delivering = True
+
+    # the client's side ---------------------------------------------------------------------
+    def send(self, msg_type: WSMsgType, message: bytes, /) -> None:
+        if not self.closed and msg_type is WSMsgType.TEXT:
+            self._loop.call_soon(self._arrived, bytes(message))
+
+    def send_close(self) -> None:
+        return None
+
+    def disconnect(self) -> None:
+        self.close()
+
+    # the venue's side ----------------------------------------------------------------------
+    def send_from_venue(self, payload: bytes) -> None:
+        """Send one message to the client."""
+        if not self.closed:
+            self._loop.call_soon(self._deliver, payload)
+
+    def close(self) -> None:
+        """Close the connection (from either side); the client hears it after pending frames."""
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.call_soon(self._lost)
+
+    def _arrived(self, data: bytes) -> None:
+        if not self.closed:
+            self._on_text(data)
+
+    def _deliver(self, payload: bytes) -> None:
+        if self._delivering:
+            self._receiver.receive(payload)
+
+    def _lost(self) -> None:
+        self._delivering = False
+        self._receiver.transport_lost()
+
+
 @dataclass
 class ServerConnection:
-    """One client connection: its socket, login state and subscriptions."""
+    """One client connection: its wire, login state and subscriptions."""
 
     index: int
-    socket: web.WebSocketResponse
+    socket: ThalexSocket
     logged_in: bool = False
     account: str | None = None
     cancel_on_disconnect: int | None = None
     subscriptions: list[str] = field(default_factory=list)
 
+    @property
+    def closed(self) -> bool:
+        return self.socket.closed
+
     async def send_raw(self, data: bytes | str) -> None:
-        if self.socket.closed:
-            return
-        await self.socket.send_str(data.decode() if isinstance(data, bytes) else data)
+        self.socket.send_from_venue(data.encode() if isinstance(data, str) else data)
 
     async def push(self, channel: str, notification: Any) -> None:
         await self.send_raw(orjson.dumps({"channel_name": channel, "notification": notification}))
 
     async def close(self) -> None:
-        await self.socket.close()
+        self.socket.close()
 
 
-class ScriptedThalexServer:
-    """``async with ScriptedThalexServer(public_keys={kid: pem}) as server: server.url``."""
+class ScriptedThalex:
+    """``async with ScriptedThalex(public_keys={kid: pem}) as venue``: the URL is ``venue.url``,
+    reachable only through ``venue.transports``."""
 
     def __init__(
         self,
@@ -102,63 +170,65 @@ class ScriptedThalexServer:
         instruments: Iterable[dict[str, Any]] = (),
         require_login: bool = True,
         clock: Callable[[], float] = time.time,
+        host: str = "thalex.test",
     ) -> None:
         self.public_keys = dict(public_keys or {})
         self.message_rate = message_rate
         self.instruments = list(instruments)
         self.require_login = require_login
         self.clock = clock
+        self.url = f"ws://{host}/ws/api/v2"
+        self.transports = Transports(websocket=self.connect)
         self.requests: list[ServerRequest] = []
         self.connections: list[ServerConnection] = []
         self.login_failures: list[str] = []
         self.handlers: dict[str, Handler] = {}
-        self._runner: web.AppRunner | None = None
-        self._port = 0
         self._request_event = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._install_defaults()
 
     # -- lifecycle -----------------------------------------------------------------------
-    async def __aenter__(self) -> ScriptedThalexServer:
-        await self.start()
+    async def __aenter__(self) -> ScriptedThalex:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_get("/ws/api/v2", self._serve)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self._port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self.url
-
     async def close(self) -> None:
-        for task in list(self._tasks):
+        """Close every connection and stop the answers still being prepared."""
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for connection in self.connections:
-            with contextlib.suppress(Exception):
-                await connection.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self._port}/ws/api/v2"
+            await connection.close()
 
     @property
     def current(self) -> ServerConnection:
         """The newest connection (raises if none)."""
-        open_connections = [c for c in self.connections if not c.socket.closed]
+        open_connections = [connection for connection in self.connections if not connection.closed]
         if not open_connections:
             raise LookupError("no open client connection")
         return open_connections[-1]
+
+    # -- the transport -------------------------------------------------------------------
+    async def connect(
+        self, url: str, receiver: FrameReceiver, config: WebSocketConfig, name: str
+    ) -> ThalexSocket:
+        """The ``WebSocketConnect``: a new client connection to this venue."""
+        await asyncio.sleep(0)  # a handshake is never synchronous
+        if url != self.url:
+            raise ConnectionRefusedError(f"nothing listens at {url}")
+        connection: ServerConnection | None = None
+
+        def on_text(raw: bytes) -> None:
+            assert connection is not None
+            self._received(connection, raw)
+
+        socket = ThalexSocket(receiver, on_text)
+        connection = ServerConnection(index=len(self.connections), socket=socket)
+        self.connections.append(connection)
+        return socket
 
     # -- scripting -----------------------------------------------------------------------
     def on(self, method: str, handler: Handler) -> None:
@@ -174,7 +244,7 @@ class ScriptedThalexServer:
     async def push(self, channel: str, notification: Any) -> None:
         """Push to every open connection subscribed to ``channel``."""
         for connection in self.connections:
-            if channel in connection.subscriptions and not connection.socket.closed:
+            if channel in connection.subscriptions and not connection.closed:
                 await connection.push(channel, notification)
 
     async def send_raw(self, data: bytes | str) -> None:
@@ -183,7 +253,7 @@ class ScriptedThalexServer:
     async def drop(self) -> None:
         """Close every client connection (the client sees the peer go away)."""
         for connection in self.connections:
-            if not connection.socket.closed:
+            if not connection.closed:
                 await connection.close()
 
     def requests_for(self, method: str) -> list[ServerRequest]:
@@ -191,12 +261,13 @@ class ScriptedThalexServer:
 
     async def wait_for(self, method: str, count: int = 1, timeout_s: float = 3.0) -> ServerRequest:
         """Wait until ``method`` was requested ``count`` times; return the last of them."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         while True:
             matching = self.requests_for(method)
             if len(matching) >= count:
                 return matching[count - 1]
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError(f"{method} requested {len(matching)} times, wanted {count}")
             self._request_event.clear()
@@ -222,7 +293,7 @@ class ScriptedThalexServer:
     def _login(self, request: ServerRequest) -> Reply:
         token = request.params.get("token")
         if not isinstance(token, str):
-            return Reply.error(6, "token missing")
+            return Reply.error(ThalexErrorCode.INVALID_REQUEST, "token missing")
         try:
             key_id = token_key_id(token)
             public_key = self.public_keys.get(key_id)
@@ -231,7 +302,7 @@ class ScriptedThalexServer:
             verify_login_token(token, public_key, now=self.clock())
         except TokenError as error:
             self.login_failures.append(str(error))
-            return Reply.error(19, "authentication failed")
+            return Reply.error(ThalexErrorCode.AUTHENTICATION_FAILED, "authentication failed")
         request.connection.logged_in = True
         request.connection.account = request.params.get("account")
         return Reply.ok({"account_number": request.connection.account or "A000000001"})
@@ -239,17 +310,17 @@ class ScriptedThalexServer:
     def _set_cancel_on_disconnect(self, request: ServerRequest) -> Reply:
         timeout = request.params.get("timeout_secs")
         if not isinstance(timeout, int) or timeout <= 0:
-            return Reply.error(6, "timeout_secs must be a positive integer")
+            return Reply.error(ThalexErrorCode.INVALID_REQUEST, "timeout_secs must be a positive integer")
         request.connection.cancel_on_disconnect = timeout
         return Reply.ok({"message_rate": self.message_rate})
 
-    def _subscribe(self, request: ServerRequest) -> Any:
+    def _subscribe(self, request: ServerRequest) -> list[str]:
         channels = request.params.get("channels", [])
         accepted = [channel for channel in channels if isinstance(channel, str)]
         request.connection.subscriptions.extend(accepted)
         return accepted
 
-    def _unsubscribe(self, request: ServerRequest) -> Any:
+    def _unsubscribe(self, request: ServerRequest) -> list[str]:
         channels = request.params.get("channels", [])
         removed = [channel for channel in channels if channel in request.connection.subscriptions]
         for channel in removed:
@@ -257,45 +328,46 @@ class ScriptedThalexServer:
         return removed
 
     # -- serving -------------------------------------------------------------------------
-    async def _serve(self, http_request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse(autoping=True)
-        await socket.prepare(http_request)
-        connection = ServerConnection(index=len(self.connections), socket=socket)
-        self.connections.append(connection)
-        async for message in socket:
-            if message.type is not WSMsgType.TEXT:
-                continue
-            raw = message.data.encode()
-            try:
-                decoded = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                await connection.send_raw(
-                    orjson.dumps({"id": None, "error": {"code": 6, "message": "bad json"}})
+    def _received(self, connection: ServerConnection, raw: bytes) -> None:
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            connection.socket.send_from_venue(
+                orjson.dumps(
+                    {
+                        "id": None,
+                        "error": {"code": int(ThalexErrorCode.INVALID_REQUEST), "message": "bad json"},
+                    }
                 )
-                continue
-            request = ServerRequest(
-                connection=connection,
-                method=str(decoded.get("method", "")),
-                params=decoded.get("params") or {},
-                id=decoded.get("id"),
-                raw=raw,
-                message=decoded,
             )
-            self.requests.append(request)
-            self._request_event.set()
-            task = asyncio.get_running_loop().create_task(self._answer(request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return socket
+            return
+        request = ServerRequest(
+            connection=connection,
+            method=str(decoded.get("method", "")),
+            params=decoded.get("params") or {},
+            id=decoded.get("id"),
+            raw=raw,
+            message=decoded,
+        )
+        self.requests.append(request)
+        self._request_event.set()
+        self._spawn(self._answer(request))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, request: ServerRequest) -> None:
         handler = self.handlers.get(request.method)
         if handler is None:
-            reply = Reply.error(31, f"unknown method {request.method}")
+            reply = Reply.error(ThalexErrorCode.UNKNOWN_METHOD, f"unknown method {request.method}")
         elif (
             self.require_login and request.method.startswith("private/") and not request.connection.logged_in
         ):
-            reply = Reply.error(7, "not logged in")
+            reply = Reply.error(ThalexErrorCode.NOT_LOGGED_IN, "not logged in")
         else:
             try:
                 outcome = handler(request)
@@ -303,7 +375,7 @@ class ScriptedThalexServer:
                     outcome = await outcome
             except Exception as error:  # a broken script answers loudly instead of hanging the client
                 logger.exception("scripted handler for %s failed", request.method)
-                outcome = Reply.error(6, f"scripted handler failed: {error!r}")
+                outcome = Reply.error(ThalexErrorCode.INVALID_REQUEST, f"scripted handler failed: {error!r}")
             reply = outcome if isinstance(outcome, Reply) else Reply(result=outcome)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
@@ -314,5 +386,7 @@ class ScriptedThalexServer:
             body: dict[str, Any] = {"id": request.id, "error": {"code": code, "message": message}}
         else:
             body = {"id": request.id, "result": reply.result}
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await request.connection.send_raw(orjson.dumps(body))
+        await request.connection.send_raw(orjson.dumps(body))
+
+
+__all__ = ["Handler", "Reply", "ScriptedThalex", "ServerConnection", "ServerRequest", "ThalexSocket"]
