@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hftkit.core.types import Fill, Instrument, Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.testing import FailureKind, FakeVenue, RequestKind
 from hftkit.trading.execution import (
     BudgetPolicy,
     ExecutionConfig,
@@ -19,12 +20,10 @@ from hftkit.trading.execution import (
     OrderIntent,
     TrackerExposure,
     TwapOrder,
-    report_from_update,
     twap_schedule,
 )
 from hftkit.trading.risk import InstrumentLimits, RiskGate
 from hftkit.trading.state import OrderStateTracker
-from hftkit.trading.testing import FailureKind, FakeVenue, RequestKind
 from hftkit.venues.base import AmendRequest, OrderRejectedError, OrderRequest
 
 SYMBOL = "BTCUSDT"
@@ -42,7 +41,7 @@ def make_engine(
 
     def to_tracker(event: object) -> None:
         if isinstance(event, OrderUpdate):
-            tracker.apply_report(report_from_update(event))
+            tracker.apply_report(event)
         elif isinstance(event, Fill):
             tracker.apply_fill(event)
 
@@ -306,9 +305,7 @@ async def test_an_unknown_outcome_the_adapter_settles_is_left_to_its_events() ->
     instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
     venue = SettlingVenue("fake", [instrument])
     tracker = OrderStateTracker()
-    venue.add_listener(
-        lambda event: isinstance(event, OrderUpdate) and tracker.apply_report(report_from_update(event))
-    )
+    venue.add_listener(lambda event: isinstance(event, OrderUpdate) and tracker.apply_report(event))
     gate = RiskGate(TrackerExposure(tracker))
     gate.add_instrument(instrument, InstrumentLimits())
     gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=1.0)

@@ -8,14 +8,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hftkit.core import Fill, Instrument, Order, OrderStatus, OrderType, Quote, Side, SimulatedClock
+from hftkit.core import (
+    Fill,
+    Instrument,
+    Order,
+    OrderIntent,
+    OrderStatus,
+    OrderType,
+    Quote,
+    Side,
+    SimulatedClock,
+    TimeInForce,
+)
 from hftkit.trading.quoting import (
     AmendOrder,
     AmendSupport,
     CancelOrder,
     MinimumRule,
     OpenOrder,
-    PlaceOrder,
     QuoteAction,
     QuoteTarget,
     QuotingPolicy,
@@ -25,6 +35,21 @@ from hftkit.trading.quoting import (
     plan_quotes,
 )
 from hftkit.trading.state import OrderStateTracker
+
+
+def quote_order(*, price: int, quantity: int, level: int, side: Side = Side.BUY) -> OrderIntent:
+    """A quote the planner places: a post-only GTC order on one rung of the ladder."""
+    return OrderIntent(
+        venue="sim",
+        symbol="XY",
+        side=side,
+        quantity=quantity,
+        price=price,
+        order_type=OrderType.LIMIT_MAKER,
+        time_in_force=TimeInForce.GTC,
+        level=level,
+    )
+
 
 BUY, SELL = Side.BUY, Side.SELL
 S = OrderStatus
@@ -85,7 +110,7 @@ def test_size_down_at_the_same_price_is_an_amend_that_keeps_priority() -> None:
         )
     ]
     size_up = plan_quotes(PLAIN, [Quote(SELL, 105, 12)], orders, QuotingPolicy(amend=AmendSupport.SIZE_DOWN))
-    assert [type(action) for action in size_up.actions] == [CancelOrder, PlaceOrder]
+    assert [type(action) for action in size_up.actions] == [CancelOrder, OrderIntent]
 
 
 def test_duplicate_orders_on_one_level_keep_one_and_cancel_the_rest() -> None:
@@ -111,7 +136,7 @@ def test_pending_new_covers_its_level_and_pending_cancel_does_not() -> None:
         OpenOrder(client_order_id="unsure", side=BUY, price=50, quantity=10, status=S.UNKNOWN),
     ]
     plan = plan_quotes(PLAIN, ladder(BUY, [100, 99]), orders, QuotingPolicy())
-    assert plan.actions == [PlaceOrder(venue="sim", symbol="XY", side=BUY, price=99, size=10, level=1)]
+    assert plan.actions == [quote_order(price=99, quantity=10, level=1)]
     assert plan.kept == 1  # the locked UNKNOWN order is neither counted live nor cancelled
 
 
@@ -155,7 +180,7 @@ def test_plans_driven_by_the_tracker_never_place_a_level_twice() -> None:
                 side=place.side,
                 order_type=OrderType.LIMIT_MAKER,
                 price=place.price,
-                quantity=place.size,
+                quantity=place.quantity,
             )
         )
     assert plan().actions == []  # pending-new orders cover their levels before any ack
@@ -174,9 +199,7 @@ def test_plans_driven_by_the_tracker_never_place_a_level_twice() -> None:
         )
     )
     refill = plan()
-    assert not refill.unchanged and refill.places == [
-        PlaceOrder(venue="sim", symbol="XY", side=BUY, price=100, size=10, level=0)
-    ]
+    assert not refill.unchanged and refill.places == [quote_order(price=100, quantity=10, level=0)]
 
 
 def test_ladder_is_normalized_to_the_grid_merged_and_filtered_by_minimums() -> None:
@@ -218,7 +241,7 @@ def test_rate_budget_sends_cancels_first_then_levels_nearest_the_touch() -> None
     desired = ladder(BUY, [100, 99, 98, 97])
     orders = resting(BUY, [90, 89])
     plan = plan_quotes(PLAIN, desired, orders, QuotingPolicy(), budget=4)
-    assert [type(action) for action in plan.actions] == [CancelOrder, CancelOrder, PlaceOrder, PlaceOrder]
+    assert [type(action) for action in plan.actions] == [CancelOrder, CancelOrder, OrderIntent, OrderIntent]
     assert [action.price for action in plan.places] == [100, 99]
     assert plan.deferred == 2
 
@@ -393,7 +416,7 @@ def test_plan_turns_any_open_set_into_the_desired_set_with_minimal_actions(
         side_actions = [action for action in plan.actions if action.side is side]
         # never act on an order that is not live and settled
         for action in side_actions:
-            if not isinstance(action, PlaceOrder):
+            if not isinstance(action, OrderIntent):
                 assert by_id[action.client_order_id].status in (S.NEW, S.PARTIALLY_FILLED)
         # apply the actions to the open set
         live = {order.client_order_id: (order.price, order.quantity - order.filled) for order in actionable}
@@ -405,7 +428,7 @@ def test_plan_turns_any_open_set_into_the_desired_set_with_minimal_actions(
                 assert action.quantity == by_id[action.client_order_id].filled + action.size
                 live[action.client_order_id] = (action.price, action.size)
             else:
-                placed.append((action.price, action.size))
+                placed.append((action.price, action.quantity))
         final = list(live.values()) + placed
         # exactly the uncovered levels remain, each matched by one distinct order: no duplicates
         assert len(final) == len(uncovered)

@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hftkit.core import Fill, Order, OrderStatus, OrderType, Side, SimulatedClock
+from hftkit.core import Fill, Order, OrderStatus, OrderType, OrderUpdate, Side, SimulatedClock
 from hftkit.trading.state import (
     IN_FLIGHT_STATUSES,
     TRANSITIONS,
     DifferenceKind,
     DuplicateClientOrderIdError,
-    OrderReport,
     OrderStateTracker,
     RequestKind,
     VenuePosition,
@@ -51,14 +50,17 @@ def fill(client_order_id: str, trade_id: str, lots: int, price: int = 100, side:
     )
 
 
-def report(client_order_id: str | None, status: OrderStatus, filled: int = 0, **extra: object) -> OrderReport:
-    return OrderReport(
+def report(client_order_id: str | None, status: OrderStatus, filled: int = 0, **extra: object) -> OrderUpdate:
+    """The venue's word on an order; its terms default to ``new_order``'s (the venue agrees)."""
+    terms: dict[str, object] = {"venue_order_id": None, "side": Side.BUY, "price": 100, "quantity": 10}
+    terms.update(extra)
+    return OrderUpdate(
         venue=VENUE,
         symbol=SYMBOL,
-        client_order_id=client_order_id,
+        client_order_id=client_order_id or "",
         status=status,
         filled=filled,
-        **extra,  # type: ignore[arg-type]
+        **terms,  # type: ignore[arg-type]
     )
 
 
@@ -593,8 +595,8 @@ def test_random_event_sequences_never_take_an_illegal_path(events: list[tuple[ob
     for event in events:
         kind, client_order_id = event[0], str(event[1])
         if kind == "submit":
-            if client_order_id in submitted:
-                continue
+            if client_order_id in submitted or tracker.get(client_order_id) is not None:
+                continue  # already tracked: submitted before, or adopted from a report
             submitted.add(client_order_id)
             tracker.submit(new_order(client_order_id))
         elif kind == "ack":

@@ -9,12 +9,12 @@ import pytest
 
 from hftkit.book.order_book import OrderBook
 from hftkit.core.types import Fill, Instrument, Order, OrderStatus, Quote, Side, Trade
+from hftkit.testing import FailureKind, FakeVenue, RequestKind
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, ExecutionReport, OrderIntent
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy
 from hftkit.trading.risk import InstrumentLimits
 from hftkit.trading.strategy import Decision, Strategy, Subscription, TimerRequest
-from hftkit.trading.testing import FailureKind, FakeVenue, RequestKind
 from hftkit.venues.base import OrderRequest
 
 BTC = "BTCUSDT"

@@ -19,14 +19,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import yaml
 
 from hftkit.book.order_book import OrderBook
-from hftkit.core.types import Order, Side, TimeInForce, Trade
-from hftkit.trading.execution import ExecutionReport, OrderIntent
+from hftkit.core.types import Order, OrderIntent, Side, TimeInForce, Trade
+from hftkit.trading.execution import ExecutionReport
 from hftkit.trading.strategy import Decision, Strategy, Subscription
 
 PRICE_FACTOR_PER_MILLE = 995  # the minimal client's 0.995: an IOC buy that never fills
@@ -188,7 +188,7 @@ async def _run(path: str, seconds: float, warmup_s: float, connection: dict[str,
             "p99_ns": window_snapshot.p99,
             "p999_ns": window_snapshot.p999,
         }
-    strategy = node.strategies[0]
+    strategy = cast(IocOnEveryEvent, node.strategies[0])  # the config above names this one strategy
     return {
         "first_order_wall_s": marks["first_order_wall_s"],
         "orders": sent_end - sent_start,

@@ -30,14 +30,15 @@ import msgspec
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, percentile
 from hftkit.book.order_book import Level, OrderBook
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import Instrument, Order, OrderType, TimeInForce
+from hftkit.core.types import Instrument, Order, OrderIntent, OrderType, TimeInForce
 from hftkit.datasets import hftbacktest_file, iter_recording
 from hftkit.metrics import LatencyHistogram
 from hftkit.strategies.market_maker import MarketMaker, MarketMakerConfig
-from hftkit.trading.quoting import CancelOrder, PlaceOrder, QuotingService
+from hftkit.trading.quoting import CancelOrder, QuotingService
 from hftkit.trading.state import OrderStateTracker
 from hftkit.venues.binance.codec import CombinedStreamMessage, DepthSnapshot, DepthUpdate
 from hftkit.venues.binance.parse import BinanceParser
+from hftkit.venues.binance.recording import DEPTH, SNAPSHOT, SNAPSHOT_DECODER, line_kind, sequence_rules
 
 PEERS: tuple[str, ...] = ()
 
@@ -71,14 +72,15 @@ def load_book_events(limit: int | None = None) -> BookEvents:
     snapshot: DepthSnapshot | None = None
     updates: list[tuple[int, DepthUpdate]] = []
     for timestamp, body in iter_recording(hftbacktest_file("spot", "btcusdt_20240808.gz")):
-        if b'"stream"' not in body:
+        kind = line_kind(body)
+        if kind is SNAPSHOT:
             if snapshot is None:
-                snapshot = msgspec.json.decode(body, type=DepthSnapshot)
-        elif b"@depth" in body:
+                snapshot = SNAPSHOT_DECODER.decode(body)
+        elif kind is DEPTH:
             updates.append((timestamp, _FRAME.decode(body).data))
     if snapshot is None:
         raise ValueError("the BTCUSDT recording holds no depth snapshot")
-    first_kept = snapshot.last_update_id + 1  # spot rule: drop diffs with u <= lastUpdateId
+    first_kept = snapshot.last_update_id + sequence_rules(futures=False).stale_offset  # spot: u <= L is stale
     kept = [(timestamp, update) for timestamp, update in updates if update.last_update_id >= first_kept]
     if limit is not None:
         kept = kept[:limit]
@@ -189,7 +191,7 @@ def replay_decisions(events: BookEvents, seed: int = 1) -> ReplayResult:
         actions += len(result.actions)
         unchanged += result.unchanged
         for action in result.actions:  # the venue's answers, outside the timed region
-            if type(action) is PlaceOrder:
+            if type(action) is OrderIntent:
                 sequence += 1
                 client_order_id = f"b{sequence}"
                 tracker.submit(
@@ -201,7 +203,7 @@ def replay_decisions(events: BookEvents, seed: int = 1) -> ReplayResult:
                         order_type=OrderType.LIMIT_MAKER,
                         time_in_force=TimeInForce.GTC,
                         price=action.price,
-                        quantity=action.size,
+                        quantity=action.quantity,
                     )
                 )
                 tracker.acknowledge(client_order_id, client_order_id)

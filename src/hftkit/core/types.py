@@ -208,6 +208,25 @@ class Instrument:
         )
 
 
+class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
+    """A new order wanted: a strategy's own order, or one rung of a quote ladder (``level``).
+
+    Integer ticks/lots of the instrument. The gateway turns it into a tracked ``Order``, which is
+    sent to the venue as an ``OrderRequest``; ``tag`` travels to the execution reports.
+    """
+
+    venue: str
+    symbol: str
+    side: Side
+    quantity: int
+    price: int = 0
+    order_type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.IOC
+    reduce_only: bool = False
+    tag: str = ""
+    level: int = 0  # the quote ladder's rung (0 at the touch); 0 for a strategy's own order
+
+
 class Order(msgspec.Struct, kw_only=True):
     """One order as we know it. Mutable: the state tracker moves it through its lifecycle."""
 
@@ -308,6 +327,9 @@ class BookTicker(msgspec.Struct, frozen=True, kw_only=True):
 class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
     """A venue's word on one of our orders: its status and cumulative fill, normalized.
 
+    The one shape of an order's news, whatever carried it: an execution report, an order push, a
+    query answer or a row of an open-orders snapshot. The state tracker consumes it as it is.
+
     ``filled`` is cumulative (lots), so a duplicate or reordered update can never add a fill
     twice; the fill itself, when there is one, comes as a separate Fill event.
     """
@@ -324,6 +346,9 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     event_time_ms: int = 0
     receive_ns: int = 0
+    order_type: OrderType = OrderType.LIMIT  # lets an order unknown locally be adopted as it is
+    time_in_force: TimeInForce = TimeInForce.GTC
+    average_fill_price: int | None = None  # ticks, for synthetic fills when the venue gives it
 
 
 class FeeCharge(msgspec.Struct, frozen=True, kw_only=True):

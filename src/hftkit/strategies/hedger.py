@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from hftkit.core.types import Fill, OrderType, Side, TimeInForce
-from hftkit.trading.execution import ExecutionReport, OrderIntent
+from hftkit.core.types import Fill, OrderIntent, OrderType, Side, TimeInForce
+from hftkit.trading.execution import ExecutionReport
 from hftkit.trading.router import (
     RouteCandidate,
     RouterConfig,

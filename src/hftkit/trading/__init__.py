@@ -1,5 +1,6 @@
 """Trading cores: OMS, positions, quoting, risk, signals, strategies, execution and routing."""
 
+from hftkit.core.types import OrderIntent
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import (
     BudgetPolicy,
@@ -7,7 +8,6 @@ from hftkit.trading.execution import (
     ExecutionEngine,
     ExecutionReport,
     OrderGateway,
-    OrderIntent,
     TrackerExposure,
     TwapOrder,
     TwapReport,
@@ -18,7 +18,6 @@ from hftkit.trading.quoting import (
     AmendSupport,
     CancelOrder,
     OpenOrder,
-    PlaceOrder,
     QuotePlan,
     QuoteTarget,
     QuotingPolicy,
@@ -42,7 +41,6 @@ from hftkit.trading.state import (
     Difference,
     DifferenceKind,
     DuplicateClientOrderIdError,
-    OrderReport,
     OrderStateTracker,
     ReconciliationReport,
     RequestKind,
@@ -72,9 +70,7 @@ __all__ = [
     "OpenOrder",
     "OrderGateway",
     "OrderIntent",
-    "OrderReport",
     "OrderStateTracker",
-    "PlaceOrder",
     "Position",
     "PositionBook",
     "QuotePlan",

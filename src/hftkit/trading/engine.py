@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -63,10 +64,9 @@ from hftkit.trading.execution import (
     OrderGateway,
     OrderIntent,
     TrackerExposure,
-    report_from_update,
 )
 from hftkit.trading.positions import Position
-from hftkit.trading.quoting import AmendOrder, CancelOrder, PlaceOrder, QuotingPolicy, QuotingService
+from hftkit.trading.quoting import AmendOrder, CancelOrder, QuotingPolicy, QuotingService
 from hftkit.trading.risk import InstrumentLimits, KillSwitchEvent, KillSwitchShell, RiskGate, RiskInputError
 from hftkit.trading.state import OrderStateTracker, VenuePosition, VenueSnapshot
 from hftkit.trading.strategy import Decision, InstrumentKey, Strategy, TimerRequest
@@ -132,6 +132,9 @@ class TradingEngine:
         self.gateway = gateway
         self.execution = execution
         self.quoting = dict(quoting)
+        for service in self.quoting.values():  # quotes are planned as the orders they are sent as
+            if service.policy.order_type is not quote_order_type:
+                service.policy = dataclasses.replace(service.policy, order_type=quote_order_type)
         self._instrument_limits = dict(instrument_limits or {})
         self._register_all = register_all_instruments
         self.quote_order_type = quote_order_type
@@ -274,7 +277,7 @@ class TradingEngine:
     async def _start(self) -> None:
         if self._exit_stack is not None:
             for adapter in self.adapters.values():
-                await self._exit_stack.enter_async_context(adapter)  # type: ignore[arg-type]
+                await self._exit_stack.enter_async_context(adapter)
         wanted: dict[str, dict[str, list[bool]]] = {venue: {} for venue in self.adapters}
         for strategy in self.strategies:
             for subscription in strategy.subscriptions():
@@ -312,11 +315,11 @@ class TradingEngine:
         for strategy in self.strategies:
             strategy.bind(self)
             self._dispatch(strategy, strategy.on_start)
-        for venue, symbols in wanted.items():
-            books = sorted(symbol for symbol, flags in symbols.items() if flags[0])
-            trades = sorted(symbol for symbol, flags in symbols.items() if flags[1] and not flags[0])
+        for venue, flags_by_symbol in wanted.items():
+            books = sorted(symbol for symbol, flags in flags_by_symbol.items() if flags[0])
+            trades = sorted(symbol for symbol, flags in flags_by_symbol.items() if flags[1] and not flags[0])
             if books:
-                with_trades = any(symbols[symbol][1] for symbol in books)
+                with_trades = any(flags_by_symbol[symbol][1] for symbol in books)
                 await self.adapters[venue].subscribe(books, books=True, trades=with_trades)
             if trades:
                 await self.adapters[venue].subscribe(trades, books=False, trades=True)
@@ -344,7 +347,7 @@ class TradingEngine:
         report = self.tracker.reconcile(
             VenueSnapshot(
                 venue=venue,
-                orders=[report_from_update(update) for update in updates],
+                orders=updates,
                 positions=positions,
                 symbols=symbols,
                 taken_ns=taken_ns,
@@ -436,7 +439,7 @@ class TradingEngine:
         report = self.tracker.reconcile(
             VenueSnapshot(
                 venue=venue,
-                orders=[report_from_update(update) for update in still_open],
+                orders=still_open,
                 symbols=frozenset({symbol}),
                 taken_ns=taken_ns,
             )
@@ -573,7 +576,7 @@ class TradingEngine:
             self._dispatch(strategy, strategy.on_trade, trade, started=arrived, trigger=trade.receive_ns)
 
     def _on_order_update(self, update: OrderUpdate) -> None:
-        self.tracker.apply_report(report_from_update(update))
+        self.tracker.apply_report(update)
 
     def _on_fill(self, fill: Fill) -> None:
         self.tracker.apply_fill(fill)
@@ -732,14 +735,13 @@ class TradingEngine:
         )
         if plan.dropped:
             self.counters["quote_levels_dropped"] += plan.dropped  # merged or under venue minimums
-        order_type = self.quote_order_type
         # several new orders on a venue that takes them in one request: one batch (after the
         # cancels and amends of this plan went out, as the loop below sends them first)
         batch: list[Order] | None = (
             []
             if adapter is not None
             and adapter.capabilities.max_batch_orders > 1
-            and sum(type(action) is PlaceOrder for action in plan.actions) > 1
+            and sum(type(action) is OrderIntent for action in plan.actions) > 1
             else None
         )
         for action in plan.actions:
@@ -748,20 +750,11 @@ class TradingEngine:
                     self._spawn(
                         self._send(self.gateway.cancel(venue, symbol, action.client_order_id, requested=True))
                     )
-            elif type(action) is PlaceOrder:
-                intent = OrderIntent(
-                    venue=venue,
-                    symbol=symbol,
-                    side=action.side,
-                    quantity=action.size,
-                    price=action.price,
-                    order_type=order_type,
-                    time_in_force=TimeInForce.GTC,
-                )
+            elif type(action) is OrderIntent:
                 if batch is None:
-                    self._place(strategy, intent, decided, trigger)
+                    self._place(strategy, action, decided, trigger)
                 else:
-                    prepared = self.gateway.prepare(intent)
+                    prepared = self.gateway.prepare(action)
                     if not isinstance(prepared, Order):
                         self.counters["risk_rejects"] += 1
                         continue

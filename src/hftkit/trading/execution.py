@@ -27,10 +27,10 @@ from typing import Any
 
 import msgspec
 
-from hftkit.core.types import Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.core.types import Order, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
 from hftkit.metrics import HistogramSnapshot, LatencyHistogram, MetricsRegistry
 from hftkit.trading.risk import RejectReason, RiskDecision, RiskGate
-from hftkit.trading.state import OrderReport, OrderStateTracker, RequestKind
+from hftkit.trading.state import OrderStateTracker, RequestKind
 from hftkit.venues.base import (
     AmendRequest,
     OrderNotFoundError,
@@ -52,7 +52,6 @@ __all__ = [
     "TrackerExposure",
     "TwapOrder",
     "TwapReport",
-    "report_from_update",
     "twap_schedule",
 ]
 
@@ -67,35 +66,6 @@ class _Settle:
 
 
 _SETTLE = _Settle()
-
-
-class OrderIntent(msgspec.Struct, frozen=True, kw_only=True):
-    """An order a strategy wants sent (ticks/lots of the instrument); ``tag`` travels to reports."""
-
-    venue: str
-    symbol: str
-    side: Side
-    quantity: int
-    price: int = 0
-    order_type: OrderType = OrderType.LIMIT
-    time_in_force: TimeInForce = TimeInForce.IOC
-    reduce_only: bool = False
-    tag: str = ""
-
-
-def report_from_update(update: OrderUpdate) -> OrderReport:
-    """The tracker's view of a venue ``OrderUpdate``."""
-    return OrderReport(
-        venue=update.venue,
-        symbol=update.symbol,
-        status=update.status,
-        filled=update.filled,
-        client_order_id=update.client_order_id,
-        venue_order_id=update.venue_order_id,
-        side=update.side,
-        price=update.price,
-        quantity=update.quantity,
-    )
 
 
 class TrackerExposure:
@@ -444,7 +414,7 @@ class OrderGateway:
             tracker.reject(update.client_order_id, update.reason)
             return
         tracker.acknowledge(update.client_order_id, update.venue_order_id)
-        tracker.apply_report(report_from_update(update))
+        tracker.apply_report(update)
 
     async def settle(self, order: Order) -> OrderUpdate | None:
         """Query an order whose outcome is unknown and apply what the venue says (once).
@@ -471,9 +441,7 @@ class OrderGateway:
             )
             return None
         self.counters["queries"] += 1
-        self.tracker.apply_query_result(
-            order.client_order_id, None if found is None else report_from_update(found)
-        )
+        self.tracker.apply_query_result(order.client_order_id, found)
         return found
 
     # cancels and amends -------------------------------------------------------------------
@@ -504,7 +472,7 @@ class OrderGateway:
             if order is not None:
                 await self.settle(order)
             return False
-        tracker.apply_report(report_from_update(update))  # CANCELED, or FILLED when the fill won
+        tracker.apply_report(update)  # CANCELED, or FILLED when the fill won
         return True
 
     async def amend(
@@ -542,7 +510,7 @@ class OrderGateway:
                 await self.settle(order)
             return False
         if update.status.is_terminal:
-            tracker.apply_report(report_from_update(update))
+            tracker.apply_report(update)
         else:
             tracker.amend_acknowledged(client_order_id, update.price, update.quantity)
         return True

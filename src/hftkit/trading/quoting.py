@@ -1,7 +1,7 @@
 """The quoting service: turn a desired quote ladder into the minimal set of order actions.
 
 ``plan_quotes`` is a pure function (sans-I/O): desired ``Quote`` levels + the open orders of one
-instrument -> ``PlaceOrder`` / ``CancelOrder`` / ``AmendOrder`` values. It keeps every order that
+instrument -> ``OrderIntent`` / ``CancelOrder`` / ``AmendOrder`` values. It keeps every order that
 already matches a desired level within the price and size tolerances, pairs the rest into amends
 when the venue can amend, and cancels/places only what is left, so the action count is the
 minimum the tolerance rules allow. ``QuotingService`` adds the early exit (same ladder, same
@@ -33,12 +33,13 @@ from typing import Protocol
 
 import msgspec
 
-from hftkit.core.types import Instrument, OrderStatus, Quote, Side
+from hftkit.core.types import Instrument, OrderIntent, OrderStatus, OrderType, Quote, Side, TimeInForce
 
 _log = logging.getLogger(__name__)
 
 BUY = Side.BUY
 SELL = Side.SELL
+GTC = TimeInForce.GTC
 _NO_LIMIT = 1 << 62
 NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
@@ -67,6 +68,7 @@ class QuotingPolicy:
     amend: AmendSupport = AmendSupport.NONE
     price_increment: int = 1  # quote on multiples of this many ticks
     size_increment: int = 1  # quote sizes in multiples of this many lots
+    order_type: OrderType = OrderType.LIMIT_MAKER  # what quotes are placed as (post-only by default)
 
     def __post_init__(self) -> None:
         if self.price_tolerance < 0 or self.size_tolerance_lots < 0 or self.size_tolerance_bps < 0:
@@ -113,15 +115,6 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
         return self.quantity - self.filled
 
 
-class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True):
-    venue: str
-    symbol: str
-    side: Side
-    price: int  # ticks
-    size: int  # lots
-    level: int = 0
-
-
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True):
     venue: str
     symbol: str
@@ -144,7 +137,7 @@ class AmendOrder(msgspec.Struct, frozen=True, kw_only=True):
     keeps_priority: bool = False  # same price, smaller size
 
 
-QuoteAction = PlaceOrder | CancelOrder | AmendOrder
+QuoteAction = OrderIntent | CancelOrder | AmendOrder
 
 
 class QuotePlan(msgspec.Struct, kw_only=True):
@@ -159,8 +152,8 @@ class QuotePlan(msgspec.Struct, kw_only=True):
         return [action for action in self.actions if type(action) is CancelOrder]
 
     @property
-    def places(self) -> list[PlaceOrder]:
-        return [action for action in self.actions if type(action) is PlaceOrder]
+    def places(self) -> list[OrderIntent]:
+        return [action for action in self.actions if type(action) is OrderIntent]
 
     @property
     def amends(self) -> list[AmendOrder]:
@@ -295,7 +288,7 @@ def plan_quotes(
         return QuotePlan(actions=[], kept=kept, dropped=dropped)
     venue, symbol = instrument.venue, instrument.symbol
     cancels: list[tuple[int, CancelOrder]] = []
-    moves: list[tuple[int, PlaceOrder | AmendOrder]] = []
+    moves: list[tuple[int, OrderIntent | AmendOrder]] = []
     if unmatched_bids or bids:
         if bid_touch is None:
             bid_touch = max(order.price for order in unmatched_bids)
@@ -435,7 +428,7 @@ def _emit_side(
     unmatched: list[OpenOrderView],
     policy: QuotingPolicy,
     cancels: list[tuple[int, CancelOrder]],
-    moves: list[tuple[int, PlaceOrder | AmendOrder]],
+    moves: list[tuple[int, OrderIntent | AmendOrder]],
 ) -> None:
     """Amend, cancel and place what matching left over; each action tagged with its distance
     from the touch (for the rate budget's ordering)."""
@@ -457,8 +450,15 @@ def _emit_side(
         moves.append(
             (
                 touch - price if is_bid else price - touch,
-                PlaceOrder(
-                    venue=venue, symbol=symbol, side=side, price=price, size=quote.size, level=quote.level
+                OrderIntent(
+                    venue=venue,
+                    symbol=symbol,
+                    side=side,
+                    quantity=quote.size,
+                    price=price,
+                    order_type=policy.order_type,
+                    time_in_force=GTC,
+                    level=quote.level,
                 ),
             )
         )
@@ -525,7 +525,7 @@ def _pair_amends(
     unmatched: list[OpenOrderView],
     remaining: dict[int, Quote],
     amend: AmendSupport,
-    moves: list[tuple[int, PlaceOrder | AmendOrder]],
+    moves: list[tuple[int, OrderIntent | AmendOrder]],
 ) -> list[OpenOrderView]:
     """Turn (unmatched order, uncovered level) pairs into amends; return orders left to cancel.
 

@@ -35,7 +35,7 @@ import msgspec
 
 from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.core.errors import HftkitError
-from hftkit.core.types import FeeCharge, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from hftkit.core.types import FeeCharge, Fill, Order, OrderStatus, OrderUpdate
 from hftkit.trading.positions import Position, PositionBook
 from hftkit.trading.quoting import OpenOrder
 
@@ -101,27 +101,6 @@ class DuplicateClientOrderIdError(HftkitError, ValueError):
     """An order was submitted with a client order id the tracker already holds."""
 
 
-class OrderReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The venue's view of one order (execution report, order update, query or snapshot row).
-
-    ``filled`` is cumulative. ``side``/``price``/``quantity`` let an order unknown locally be
-    adopted and let an amend or a missed change be applied; None where the venue left them out.
-    """
-
-    venue: str
-    symbol: str
-    status: OrderStatus
-    filled: int = 0
-    client_order_id: str | None = None
-    venue_order_id: str | None = None
-    side: Side | None = None
-    price: int | None = None
-    quantity: int | None = None
-    order_type: OrderType = OrderType.LIMIT
-    time_in_force: TimeInForce = TimeInForce.GTC
-    average_fill_price: int | None = None  # ticks, for synthetic fills when the venue gives it
-
-
 @dataclass(frozen=True, slots=True)
 class VenuePosition:
     symbol: str
@@ -139,7 +118,7 @@ class VenueSnapshot:
     """
 
     venue: str
-    orders: Sequence[OrderReport] = ()
+    orders: Sequence[OrderUpdate] = ()
     balances: Mapping[str, Decimal] | None = None
     positions: Sequence[VenuePosition] | None = None
     symbols: frozenset[str] | None = None
@@ -516,7 +495,7 @@ class OrderStateTracker:
         if self._order_listeners:
             self._notify(order, previous)
 
-    def apply_report(self, report: OrderReport) -> bool:
+    def apply_report(self, report: OrderUpdate) -> bool:
         """Apply the venue's view of one order (execution report, order update, query result)."""
         record = self._find(report.venue, report.client_order_id, report.venue_order_id)
         if record is None:
@@ -534,13 +513,11 @@ class OrderStateTracker:
         if report.filled < record.venue_filled:
             self.counters["stale_reports"] += 1
             return False
-        if report.status is UNKNOWN or (report.quantity is not None and report.filled > report.quantity):
+        if report.status is UNKNOWN or report.filled > report.quantity:
             self.counters["invalid_reports"] += 1
             self._log_once("invalid_report", "invalid order report: %r", report)
             return False
-        changed = amend_settled = False
-        if report.price is not None and report.quantity is not None:
-            changed, amend_settled = self._apply_venue_terms(record, report.price, report.quantity)
+        changed, amend_settled = self._apply_venue_terms(record, report.price, report.quantity)
         record.venue_filled = report.filled
         previous = order.status
         if report.filled > order.filled:
@@ -713,7 +690,7 @@ class OrderStateTracker:
                 lost.append(record.order)
         return lost
 
-    def apply_query_result(self, client_order_id: str, report: OrderReport | None) -> bool:
+    def apply_query_result(self, client_order_id: str, report: OrderUpdate | None) -> bool:
         """Settle an order from a venue query; ``None`` means the venue has no such order."""
         if report is not None:
             return self.apply_report(report)
@@ -789,7 +766,7 @@ class OrderStateTracker:
         return report
 
     def _reconcile_order(
-        self, record: TrackedOrder, venue_order: OrderReport, report: ReconciliationReport
+        self, record: TrackedOrder, venue_order: OrderUpdate, report: ReconciliationReport
     ) -> None:
         order = record.order
         local_status = order.status
@@ -810,11 +787,7 @@ class OrderStateTracker:
                 )
             )
         record.venue_filled = max(record.venue_filled, venue_order.filled)
-        terms_differ = (
-            venue_order.price is not None
-            and venue_order.quantity is not None
-            and (venue_order.price != order.price or venue_order.quantity != order.quantity)
-        )
+        terms_differ = venue_order.price != order.price or venue_order.quantity != order.quantity
         if terms_differ:
             report.differences.append(
                 Difference(
@@ -826,8 +799,8 @@ class OrderStateTracker:
                     (venue_order.price, venue_order.quantity),
                 )
             )
-            order.price = venue_order.price  # type: ignore[assignment]
-            order.quantity = venue_order.quantity  # type: ignore[assignment]
+            order.price = venue_order.price
+            order.quantity = venue_order.quantity
             self._clear_amend(record)
         venue_status = venue_order.status
         if venue_status is NEW and order.filled:
@@ -871,7 +844,7 @@ class OrderStateTracker:
             self._force_status(record, venue_status)
 
     def _synthetic_fill(
-        self, record: TrackedOrder, venue_order: OrderReport, report: ReconciliationReport
+        self, record: TrackedOrder, venue_order: OrderUpdate, report: ReconciliationReport
     ) -> None:
         order = record.order
         missing = venue_order.filled - record.fill_lots
@@ -1136,16 +1109,10 @@ class OrderStateTracker:
         return record
 
     @staticmethod
-    def _adoptable(report: OrderReport) -> bool:
-        return (
-            report.side is not None
-            and report.price is not None
-            and report.quantity is not None
-            and report.quantity > 0
-            and (report.client_order_id is not None or report.venue_order_id is not None)
-        )
+    def _adoptable(report: OrderUpdate) -> bool:
+        return report.quantity > 0 and bool(report.client_order_id or report.venue_order_id)
 
-    def _adopt(self, report: OrderReport) -> TrackedOrder:
+    def _adopt(self, report: OrderUpdate) -> TrackedOrder:
         """Start tracking an order the venue has and we did not (another session, a lost ack)."""
         client_order_id = report.client_order_id or f"venue:{report.venue_order_id}"
         status = report.status
@@ -1157,11 +1124,11 @@ class OrderStateTracker:
             client_order_id=client_order_id,
             venue=report.venue,
             symbol=report.symbol,
-            side=report.side,  # type: ignore[arg-type]
+            side=report.side,
             order_type=report.order_type,
             time_in_force=report.time_in_force,
-            price=report.price,  # type: ignore[arg-type]
-            quantity=report.quantity,  # type: ignore[arg-type]
+            price=report.price,
+            quantity=report.quantity,
             filled=report.filled,
             status=status,
             venue_order_id=report.venue_order_id,

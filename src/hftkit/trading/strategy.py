@@ -23,9 +23,9 @@ from typing import Protocol
 import msgspec
 
 from hftkit.book.order_book import OrderBook
-from hftkit.core.types import Fill, Instrument, Order, Quote, Trade
+from hftkit.core.types import Fill, Instrument, Order, OrderIntent, Quote, Trade
 from hftkit.metrics import LatencyHistogram
-from hftkit.trading.execution import ExecutionReport, OrderIntent
+from hftkit.trading.execution import ExecutionReport
 
 __all__ = [
     "Decision",
