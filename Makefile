@@ -35,6 +35,8 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The next upgrade in one command: the newest versions pyproject.toml allows, in a scratch venv,

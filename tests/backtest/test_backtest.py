@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from hftkit.app import config as node_config
-from hftkit.app.backtest_plan import plan_from_config
+from hftkit.app.backtest_plan import plan_from_config, run_backtest
 from hftkit.app.cli import app
 from hftkit.app.config import ConfigError
 from hftkit.app.node import TradingNode
-from hftkit.backtest import BacktestResult, run_backtest
+from hftkit.backtest import BacktestResult
 from hftkit.datasets import DataNotFoundError, shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]

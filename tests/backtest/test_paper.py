@@ -11,7 +11,7 @@ import pytest
 from hftkit.app import config as node_config
 from hftkit.app.node import TradingNode
 from hftkit.backtest.paper import PaperVenue
-from hftkit.sim.venue import SimVenue
+from hftkit.sim.engine.venue import SimVenue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

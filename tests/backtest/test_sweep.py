@@ -9,13 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from hftkit.app.backtest_plan import run_sweep
 from hftkit.app.sweep_cli import RESULTS_FILE, sweep_command
 from hftkit.backtest.sweep import (
     GridError,
     SweepResult,
     apply_overrides,
     load_grid,
-    run_sweep,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "backtest_maker.yaml"

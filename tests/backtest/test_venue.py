@@ -11,8 +11,8 @@ from hftkit.backtest.latency import LatencyModel
 from hftkit.backtest.loop import SimulatedLoop
 from hftkit.backtest.venue import SimulatedVenue
 from hftkit.core.types import BookDelta, Fill, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
-from hftkit.sim.accounts import FeeSchedule
 from hftkit.sim.config import BINANCE_USDM, CATALOGUE
+from hftkit.sim.engine.accounts import FeeSchedule
 from hftkit.venues.base import OrderNotFoundError, OrderRejectedError, OrderRequest, VenueCapabilities
 
 CAPABILITIES = VenueCapabilities(

@@ -4,12 +4,17 @@ Each venue's instruments and capabilities are the simulator's catalogue and the 
 (``hftkit.sim.config.CATALOGUE``, the grids ``hftkit sim`` serves; ``binance_capabilities`` and
 ``THALEX_CAPABILITIES``), its fees from ``simulator.fees``, the strategies built from their import
 paths with their params. Used by ``hftkit backtest``, the sweeps and ``run_backtest``.
+
+The backtest layer below knows plans, not node configs: ``run_backtest`` (a config path, a
+``LoadedConfig`` or a plan) and ``run_sweep`` (a grid of node configs) are the research API's
+entry points here, where the config format lives.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,16 +22,27 @@ import msgspec
 from hftkit.app import config as node_config
 from hftkit.app.config import ConfigError, LoadedConfig, ThalexVenue
 from hftkit.backtest.config import TimeRange
-from hftkit.backtest.runner import BacktestPlan, VenueSetup
+from hftkit.backtest.results import BacktestResult
+from hftkit.backtest.runner import BacktestPlan, VenueSetup, run_plan
+from hftkit.backtest.sweep import SweepGrid, SweepResult
+from hftkit.backtest.sweep import run_sweep as run_sweep_with
 from hftkit.core.types import ContractKind, Instrument
-from hftkit.sim.accounts import FeeSchedule
 from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, CATALOGUE, THALEX
+from hftkit.sim.engine.accounts import FeeSchedule
 from hftkit.venues.base import VenueCapabilities
 from hftkit.venues.binance.adapter import binance_capabilities
 from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.thalex.adapter import THALEX_CAPABILITIES
 
-__all__ = ["capabilities_for", "plan_from_config", "venue_instruments"]
+__all__ = [
+    "NODE_CONFIG_LOADER",
+    "NodeConfigLoader",
+    "capabilities_for",
+    "plan_from_config",
+    "run_backtest",
+    "run_sweep",
+    "venue_instruments",
+]
 
 
 def _catalogue_venue(venue: node_config.VenueConfig) -> str:
@@ -181,4 +197,56 @@ def plan_from_config(
             "latency": msgspec.to_builtins(node.latency),
             "range": msgspec.to_builtins(node.range) if node.range is not None else None,
         },
+    )
+
+
+def run_backtest(
+    config: str | os.PathLike[str] | LoadedConfig | BacktestPlan,
+    *,
+    seed: int | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> BacktestResult:
+    """Run one backtest (see ``hftkit.backtest`` for the result's columns).
+
+    ``config``: a node config (path or loaded, ``environment: backtest``) or an already built
+    ``BacktestPlan`` (for notebooks); ``seed`` overrides ``backtest.seed``; ``overrides`` sets
+    strategy params by strategy name (``{"maker": {"gamma": 0.2}}``) before they are built.
+    """
+    if isinstance(config, BacktestPlan):
+        plan = config
+        if seed is not None:
+            plan.options = msgspec.structs.replace(plan.options, seed=seed)
+    else:
+        plan = plan_from_config(config, seed=seed, overrides=overrides)
+    return run_plan(plan)
+
+
+class NodeConfigLoader:
+    """The sweep's ``PlanLoader`` for node configs (module level: it pickles to a worker by name)."""
+
+    def check(self, text: str, file: str, directory: Path) -> str | None:
+        """The ``ConfigError`` of a point's config as one line, or None when it decodes."""
+        try:
+            node_config.load_text(text, file, directory)
+        except ConfigError as error:
+            return str(error)
+        return None
+
+    def plan(self, text: str, file: str, directory: Path) -> BacktestPlan:
+        return plan_from_config(node_config.load_text(text, file, directory))
+
+
+NODE_CONFIG_LOADER = NodeConfigLoader()
+
+
+def run_sweep(
+    grid: SweepGrid | str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    scheduler: str | Any | None = None,
+    progress: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> SweepResult:
+    """``hftkit.backtest.sweep.run_sweep`` over a grid of node configs (see there)."""
+    return run_sweep_with(
+        grid, loader=NODE_CONFIG_LOADER, workers=workers, scheduler=scheduler, progress=progress
     )

@@ -139,15 +139,16 @@ def bench(
         module = importlib.import_module(f"hftkit.bench.{name}")
         results: list[BenchResult] = module.run(options)
         peers = getattr(module, "PEERS", ())
+        found = versions(peers)
         documents.append(
             {
                 "suite": name,
                 "results": [result.as_json() for result in results],
-                "versions": versions(peers),
+                "versions": found,
             }
         )
         if as_markdown:
-            sys.stdout.write(_markdown(name, results, documents[-1]["versions"], repeat, quick))
+            sys.stdout.write(_markdown(name, results, found, repeat, quick))
         elif not as_json:
             _print_table(name, results)
     if as_markdown:

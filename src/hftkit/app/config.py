@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypedDict, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
@@ -51,12 +51,20 @@ class ConfigError(HftkitError, ValueError):
         super().__init__(f"{where}: {path + ': ' if path else ''}{message}")
 
 
+class _Where(TypedDict):
+    """Where a config mistake is: the keyword arguments of ``ConfigError`` after the message."""
+
+    file: str | None
+    line: int | None
+    path: str
+
+
 # the schema ---------------------------------------------------------------------------------------
 class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Base of every config struct: immutable, no unknown keys."""
 
 
-class BinanceVenue(_Strict, tag="binance", tag_field="kind"):
+class BinanceVenue(_Strict, frozen=True, tag="binance", tag_field="kind"):
     """A Binance market (spot or USD-M). URLs default to the environment's published endpoints."""
 
     market: Literal["spot", "usdm"]
@@ -73,7 +81,7 @@ class BinanceVenue(_Strict, tag="binance", tag_field="kind"):
     cancel_on_exit: bool = True
 
 
-class ThalexVenue(_Strict, tag="thalex", tag_field="kind"):
+class ThalexVenue(_Strict, frozen=True, tag="thalex", tag_field="kind"):
     """Thalex over its JSON-RPC WebSocket; the private key is a PEM (inline secret or a file)."""
 
     environment: Environment = "sim"
@@ -456,12 +464,12 @@ def convert(
         known = {field.name for field in dataclasses.fields(model)}
         for key in data:
             if key not in known:
-                path = (*prefix, key)
+                key_path = (*prefix, key)
                 raise ConfigError(
                     f"unknown field `{key}`{suggest(str(key), sorted(known))}",
                     file=file,
-                    line=lines.get(path),
-                    path=_render_path(path),
+                    line=lines.get(key_path),
+                    path=_render_path(key_path),
                 )
     try:
         return msgspec.convert(data, model, dec_hook=_decode_hook)
@@ -536,7 +544,7 @@ def check(loaded: LoadedConfig, *, live: bool = False) -> None:
     for name, venue in node.venues.items():
         if venue.environment == "sim":
             continue
-        where = {"file": file, "line": lines.get(("venues", name)), "path": f"venues.{name}"}
+        where: _Where = {"file": file, "line": lines.get(("venues", name)), "path": f"venues.{name}"}
         if isinstance(venue, BinanceVenue) and (venue.api_key is None or venue.api_secret is None):
             raise ConfigError(f"{venue.environment} needs api_key and api_secret (use ${{ENV_VAR}})", **where)
         if isinstance(venue, ThalexVenue) and (
@@ -684,7 +692,7 @@ def load_risk_node(path: str | os.PathLike[str]) -> RiskNodeConfig:
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping (bus:, metrics:, ...)", file=file, line=1)
     data = _substitute(data, (), file, lines)
-    config = convert(data, RiskNodeConfig, file=file, lines=lines)
+    config: RiskNodeConfig = convert(data, RiskNodeConfig, file=file, lines=lines)
 
     def fail(message: str, *where: Any) -> ConfigError:
         return ConfigError(message, file=file, line=_line_for(lines, list(where)), path=_render_path(where))
@@ -814,7 +822,7 @@ def strategy_class(loaded: LoadedConfig, index: int) -> type:
 
     config = loaded.node.strategies[index]
     path = ("strategies", index, "path")
-    where = {"file": loaded.file, "line": loaded.lines.get(path), "path": _render_path(path)}
+    where: _Where = {"file": loaded.file, "line": loaded.lines.get(path), "path": _render_path(path)}
     module_name, _, class_name = config.path.partition(":")
     if not module_name or not class_name:
         raise ConfigError(f"`{config.path}` is not `package.module:Class`", **where)

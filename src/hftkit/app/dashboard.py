@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
@@ -123,7 +123,7 @@ def render(node: TradingNode) -> Group:
 
 
 def summary_view(node: TradingNode, summary: NodeSummary) -> Group:
-    parts: list[object] = [instruments_table(node), venues_table(node), latency_table(node)]
+    parts: list[RenderableType] = [instruments_table(node), venues_table(node), latency_table(node)]
     if summary.data:
         parts.append("data: " + "; ".join(summary.data))
     verdict = summary.verdict

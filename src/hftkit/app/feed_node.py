@@ -174,7 +174,7 @@ class FeedNode:
                 stack.push_async_callback(link.close)
                 for name in self.config.bus.publish:
                     self.adapters[name] = adapter = self._adapter(name)
-                    await stack.enter_async_context(adapter)  # type: ignore[arg-type]
+                    await stack.enter_async_context(adapter)
                     self.publishers[name] = publisher = BookPublisher(link.bus, name)
                     adapter.add_listener(publisher)
                     adapter.add_listener(self._watch(name))

@@ -442,7 +442,7 @@ class TradingNode:
         to an in-process matching engine mirroring that live book (``hftkit.backtest.paper``)."""
         from hftkit.backtest.latency import LatencyModel
         from hftkit.backtest.paper import PaperVenue
-        from hftkit.sim.accounts import FeeSchedule
+        from hftkit.sim.engine.accounts import FeeSchedule
 
         config = self.config
         latency = LatencyModel.from_settings(
@@ -515,7 +515,7 @@ class TradingNode:
                     self.market_storage = market_storage = NodeMarketStorage(self.loaded, self.metrics)
                     await market_storage.open(stack)
                 for name, adapter in self.adapters.items():
-                    await stack.enter_async_context(adapter)  # type: ignore[arg-type]
+                    await stack.enter_async_context(adapter)
                     adapter.add_listener(self._listener(name))
                     if market_storage is not None:
                         market_storage.attach(name, adapter)
@@ -774,7 +774,7 @@ class TradingNode:
             tally[0] += 1
             tally[1] += order.venue_order_id is not None
             tally[2] += order.status is OrderStatus.REJECTED
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for venue, symbol, instrument in self._traded():
             book = engine.book(venue, symbol)
             bid = book.best_bid_price() if book is not None else None
@@ -811,7 +811,7 @@ class TradingNode:
         """One row per venue: connection, reconnects and resyncs, rate budget, breakers."""
         if self._final_rows is not None:
             return self._final_rows[1]
-        rows = []
+        rows: list[tuple[str, ...]] = []
         snapshot = self.metrics.snapshot()
         for venue in self.adapters:
             reconnects = snapshot.counter("reconnects_total", venue=venue) or 0
@@ -876,9 +876,9 @@ class TradingNode:
                     problems.append(f"{venue}:{symbol}: {len(still_open)} orders still open at the venue")
         if self.sim is not None:
             account = sim_account(self.sim)
-            for name, venue in self.config.venues.items():
-                sim_venue = self.sim.venues.get(simulator_venue(venue))
-                if venue.environment == "sim" and sim_venue is not None:
+            for name, venue_config in self.config.venues.items():
+                sim_venue = self.sim.venues.get(simulator_venue(venue_config))
+                if venue_config.environment == "sim" and sim_venue is not None:
                     resting = sim_venue.engine.open_orders(account)
                     if resting:
                         problems.append(f"{name}: {len(resting)} orders rest in the simulator's engine")
@@ -1045,7 +1045,7 @@ async def _within_rate_limits(query: Callable[[], Awaitable[_T]], attempts: int 
 
 def sim_config_files(sim: Simulator) -> list[Any]:
     """The recordings the simulator replays (for 'which data ran')."""
-    files = []
+    files: list[Any] = []
     for driver in sim.drivers.values():
         files.extend(getattr(driver, "paths", ()) or ())
     return files

@@ -73,7 +73,14 @@ def make_bus(config: BusConfig) -> MessageBus:
         from hftkit.bus.memory import InProcessBus
 
         return InProcessBus(track_lag=True)
-    from hftkit.bus.redis_streams import RedisStreamsBus
+    try:
+        from hftkit.bus.redis_streams import RedisStreamsBus
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.partition(".")[0] != "redis":
+            raise
+        raise ModuleNotFoundError(
+            "bus.backend: redis needs the Redis client: pip install 'hftkit[redis]'", name=error.name
+        ) from error
 
     return RedisStreamsBus(
         config.url,
@@ -355,7 +362,7 @@ def bus_market_adapters(
 ) -> dict[str, VenueAdapter]:
     """``market_data: bus``: each venue's books from the bus (streams of the same venue name)."""
     return {
-        name: BusMarketVenue(  # type: ignore[misc]
+        name: BusMarketVenue(
             adapter, BusBooks(bus, name, group=f"{config.node_id}.market", consumer=config.node_id)
         )
         for name, adapter in adapters.items()

@@ -139,7 +139,7 @@ class RecordingSession:
                 stack.push_async_callback(recorder.stop)  # after the adapters closed: every frame is in
                 for name, symbols in self.instruments.items():
                     adapter = self._adapter(name, self.loaded.node.venues[name], sim)
-                    await stack.enter_async_context(adapter)  # type: ignore[arg-type]
+                    await stack.enter_async_context(adapter)
                     recorder.attach(adapter, name)
                     await adapter.subscribe(symbols, books=True, trades=True)
                     self.adapters[name] = adapter

@@ -113,7 +113,7 @@ def apply_settings(
 def install_stop_signals(loop: asyncio.AbstractEventLoop, request_stop: Callable[[str], None]) -> list[int]:
     """SIGINT and SIGTERM call ``request_stop(name)`` (a clean stop, never a kill mid-order);
     returns the signals installed, none where the loop cannot (not the main thread, no support)."""
-    installed = []
+    installed: list[int] = []
     for number, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
         try:
             loop.add_signal_handler(number, request_stop, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hftkit.core.secrets import Secret
 from hftkit.venues.binance.adapter import BinanceConfig
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.endpoints import Market
@@ -69,7 +70,7 @@ def thalex_config(sim: Simulator, **changes: Any) -> ThalexConfig:
     private_key = Path(credentials.thalex_private_key_file).read_bytes()
     settings: dict[str, Any] = {
         "url": sim.urls["thalex_ws"],
-        "credentials": ThalexCredentials(credentials.thalex_key_id, private_key),
+        "credentials": ThalexCredentials(credentials.thalex_key_id, Secret(private_key)),
     }
     settings.update(changes)
     return ThalexConfig(**settings)

@@ -42,7 +42,8 @@ def sweep(
 
 def sweep_command(grid: str, scheduler: str | None, out: str | None, workers: int | None) -> int:
     """Run the sweep, write ``<out>/sweep.parquet``, print the table; returns the exit code."""
-    from hftkit.backtest.sweep import GridError, headline_columns, load_grid, run_sweep
+    from hftkit.app.backtest_plan import run_sweep
+    from hftkit.backtest.sweep import GridError, headline_columns, load_grid
 
     errors = Console(stderr=True)
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue, VenueConfig
+from hftkit.core.secrets import Secret
 from hftkit.venues.base import VenueAdapter
 from hftkit.venues.binance.adapter import BinanceAdapter, BinanceConfig
 from hftkit.venues.binance.auth import BinanceCredentials
@@ -78,7 +79,7 @@ def thalex_settings(name: str, venue: ThalexVenue, directory: Path) -> ThalexCon
         raise ConfigError(f"{venue.environment} needs private_key or private_key_file", path=f"venues.{name}")
     return ThalexConfig(
         url=venue.url or THALEX_URLS[venue.environment],
-        credentials=ThalexCredentials(venue.key_id, pem, venue.account),
+        credentials=ThalexCredentials(venue.key_id, Secret(pem), venue.account),
         venue=name,
         cancel_on_disconnect_s=venue.cancel_on_disconnect_s,
         cancel_on_exit=venue.cancel_on_exit,

@@ -9,11 +9,14 @@ simulated venue adapters; only the adapters differ from a live node.
   time, deterministically; a backtest has no sockets, no sleeps and no wall-clock timers.
 * ``Timeline`` (``hftkit.backtest.data``) merges recordings of several instruments and venues by
   timestamp, cut to a time range.
-* ``run_backtest`` (``hftkit.backtest.runner``) runs a node config with ``environment: backtest``.
+* ``run_plan`` (``hftkit.backtest.runner``) runs a ``BacktestPlan``; reading a node config with
+  ``environment: backtest`` into one is the app layer's (``hftkit.app.backtest_plan``), which
+  also holds ``run_backtest``: this layer never imports the app's config format.
 
 The API the report and the sweeps code against (stable)::
 
-    from hftkit.backtest import run_backtest, BacktestResult
+    from hftkit.app.backtest_plan import run_backtest
+    from hftkit.backtest import BacktestResult
 
     result: BacktestResult = run_backtest(config, seed=None, overrides=None)
         # config: path of a node config (YAML, ``environment: backtest``), a ``LoadedConfig``, or
@@ -56,7 +59,8 @@ backtest --config FILE [--out DIR] [--seed N]`` runs one config); a subcommand s
 joins it with ``@group.command("sweep")``. ``hftkit.app.backtest_plan.plan_from_config(config,
 seed=, overrides=)`` builds the ``BacktestPlan`` a worker runs with ``runner.run_plan(plan)``;
 ``plan.sources`` may hold already loaded sources (``data.load_source``), so a worker decodes a
-recording once for many points.
+recording once for many points. ``hftkit.backtest.sweep.run_sweep`` takes a ``PlanLoader`` (the
+app's ``NODE_CONFIG_LOADER``; ``hftkit.app.backtest_plan.run_sweep`` binds it).
 
 Paper trading: ``environment: paper`` in a node config; ``TradingNode`` wraps each venue's real
 adapter in a ``PaperVenue`` (``hftkit.backtest.paper``): live market data, orders matched by a
@@ -74,7 +78,7 @@ __all__ = [
     "SimulatedLoop",
     "SimulatedVenue",
     "Timeline",
-    "run_backtest",
+    "run_plan",
 ]
 
 if TYPE_CHECKING:
@@ -82,12 +86,12 @@ if TYPE_CHECKING:
     from hftkit.backtest.latency import LatencyModel
     from hftkit.backtest.loop import SimulatedLoop
     from hftkit.backtest.results import BacktestResult
-    from hftkit.backtest.runner import BacktestPlan, run_backtest
+    from hftkit.backtest.runner import BacktestPlan, run_plan
     from hftkit.backtest.venue import SimulatedVenue
 
 _HOMES = {
     "BacktestPlan": "hftkit.backtest.runner",
-    "run_backtest": "hftkit.backtest.runner",
+    "run_plan": "hftkit.backtest.runner",
     "BacktestResult": "hftkit.backtest.results",
     "LatencyModel": "hftkit.backtest.latency",
     "SimulatedLoop": "hftkit.backtest.loop",

@@ -158,7 +158,7 @@ def _histogram_buckets(leg: LatencyLeg, directory: Path) -> list[tuple[int, int,
             raise LatencyConfigError(
                 f"{path}: histogram {entry.get('name')} has no buckets (export with buckets)"
             )
-        return [tuple(bucket) for bucket in buckets]  # type: ignore[misc]
+        return [tuple(bucket) for bucket in buckets]
     raise LatencyConfigError(f"{path}: no histogram {leg.metric or ''} with labels {leg.labels}")
 
 

@@ -26,14 +26,20 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple
 
 from hftkit.core.clock import SimulatedClock
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from _typeshed import FileDescriptorLike
 
 __all__ = ["SimulatedLoop", "SimulationStalledError"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 _NS = 1_000_000_000
 
 
@@ -74,7 +80,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
 
     # scheduling ------------------------------------------------------------------------------
     def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
@@ -85,8 +94,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     def call_later(
         self,
         delay: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         due = self.clock.monotonic_ns() + max(0, round(delay * _NS))
@@ -95,8 +104,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         return self.call_at_ns(round(when * _NS), callback, *args, context=context)
@@ -104,8 +113,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     def call_at_ns(
         self,
         when_ns: int,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         """A timer due at ``when_ns`` simulated nanoseconds (never before now)."""
@@ -225,7 +234,7 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, _T] | Generator[Any, None, _T],
         *,
@@ -233,7 +242,7 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[_T]:
         if self._task_factory is not None:
-            return self._task_factory(self, coro)  # type: ignore[no-any-return]
+            return self._task_factory(self, coro)
         return asyncio.Task(coro, loop=self, name=name, context=context)
 
     def set_task_factory(self, factory: Any) -> None:
@@ -286,12 +295,26 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             self._exception_handler(self, context)
 
     # what a backtest must never do -------------------------------------------------------------------
-    def _refused(self, *args: Any, **kwargs: Any) -> Any:
+    def _refused(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError("a backtest has no sockets, subprocesses, signals or threads")
+
+    # the generic ones spelled out, so their signatures are the standard library's
+    def run_in_executor(
+        self, executor: Executor | None, func: Callable[[*_Ts], _T], *args: *_Ts
+    ) -> asyncio.Future[_T]:
+        self._refused()
+
+    def add_reader(self, fd: FileDescriptorLike, callback: Callable[[*_Ts], Any], *args: *_Ts) -> None:
+        self._refused()
+
+    def add_writer(self, fd: FileDescriptorLike, callback: Callable[[*_Ts], Any], *args: *_Ts) -> None:
+        self._refused()
+
+    def add_signal_handler(self, sig: int, callback: Callable[[*_Ts], object], *args: *_Ts) -> None:
+        self._refused()
 
     run_forever = _refused
     stop = _refused
-    run_in_executor = _refused
     set_default_executor = _refused
     getaddrinfo = _refused
     getnameinfo = _refused
@@ -303,19 +326,19 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     connect_accepted_socket = _refused
     sendfile = _refused
     start_tls = _refused
-    add_reader = _refused
     remove_reader = _refused
-    add_writer = _refused
     remove_writer = _refused
     sock_recv = _refused
     sock_recv_into = _refused
     sock_sendall = _refused
     sock_connect = _refused
     sock_accept = _refused
+    sock_recvfrom = _refused
+    sock_recvfrom_into = _refused
+    sock_sendto = _refused
     sock_sendfile = _refused
     subprocess_exec = _refused
     subprocess_shell = _refused
-    add_signal_handler = _refused
     remove_signal_handler = _refused
     connect_read_pipe = _refused
     connect_write_pipe = _refused

@@ -34,8 +34,8 @@ from hftkit.core.types import (
     PositionUpdate,
     Trade,
 )
-from hftkit.sim.accounts import FeeSchedule
-from hftkit.sim.errors import SimulatorInputError
+from hftkit.sim.engine.accounts import FeeSchedule
+from hftkit.sim.engine.errors import SimulatorInputError
 from hftkit.venues.base import (
     AmendRequest,
     EventListener,

@@ -199,7 +199,10 @@ def price_figure(
     figure = _figure(f"{instrument}: mid, our quotes and fills", 440, y_title="price")
     downsampled = False
     times = _times(market["time_ns"])
-    lines = (("mid", "mid", "#444444", "linear", None), ("our_bid", "our bid", _BUY_COLOUR, "hv", "dot"))
+    lines: tuple[tuple[str, str, str, str, str | None], ...] = (
+        ("mid", "mid", "#444444", "linear", None),
+        ("our_bid", "our bid", _BUY_COLOUR, "hv", "dot"),
+    )
     lines += (("our_ask", "our ask", _SELL_COLOUR, "hv", "dot"),)
     for column, name, colour, shape, dash in lines:
         values = _floats(market[column])

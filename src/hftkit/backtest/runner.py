@@ -1,4 +1,7 @@
-"""``run_backtest``: the node's engine and strategies over recorded data, on a simulated clock.
+"""``run_plan``: the node's engine and strategies over recorded data, on a simulated clock.
+
+A ``BacktestPlan`` is everything a run needs, already built; reading a node config into one is
+the app layer's (``hftkit.app.backtest_plan``: ``plan_from_config`` and ``run_backtest``).
 
 The run, step by step (everything single-threaded and in simulated time, so deterministic):
 
@@ -16,7 +19,6 @@ The run, step by step (everything single-threaded and in simulated time, so dete
 from __future__ import annotations
 
 import heapq
-import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -33,7 +35,7 @@ from hftkit.backtest.venue import SimulatedVenue
 from hftkit.core.clock import SimulatedClock
 from hftkit.core.types import Instrument
 from hftkit.metrics import MetricsRegistry
-from hftkit.sim.accounts import FeeSchedule
+from hftkit.sim.engine.accounts import FeeSchedule
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, TrackerExposure
 from hftkit.trading.risk import InstrumentLimits, RiskGate, RiskLimits
@@ -41,9 +43,7 @@ from hftkit.trading.state import OrderStateTracker
 from hftkit.trading.strategy import Strategy
 from hftkit.venues.base import VenueCapabilities
 
-__all__ = ["BacktestPlan", "VenueSetup", "run_backtest", "run_plan"]
-
-ConfigLike = str | os.PathLike[str] | Any  # a path, a LoadedConfig (hftkit.app.config) or a BacktestPlan
+__all__ = ["BacktestPlan", "VenueSetup", "run_plan"]
 
 
 @dataclass
@@ -76,24 +76,6 @@ class BacktestPlan:
     description: dict[str, Any] = field(default_factory=dict)
     #: (venue, symbol) -> the instrument its recording holds, where not the venue's own one
     recorded: Mapping[tuple[str, str], Instrument] = field(default_factory=dict)
-
-
-def run_backtest(
-    config: ConfigLike, *, seed: int | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None
-) -> BacktestResult:
-    """Run one backtest (see ``hftkit.backtest`` for the API and the result's columns)."""
-    if isinstance(config, BacktestPlan):
-        plan = config
-        if seed is not None:
-            import msgspec
-
-            plan.options = msgspec.structs.replace(plan.options, seed=seed)
-    else:
-        # the node config format is the app layer's: read it there (imported only when used)
-        from hftkit.app.backtest_plan import plan_from_config
-
-        plan = plan_from_config(config, seed=seed, overrides=overrides)
-    return run_plan(plan)
 
 
 def _instrument(plan: BacktestPlan, venue: str, symbol: str) -> Instrument:

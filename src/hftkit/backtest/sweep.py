@@ -18,6 +18,10 @@ The table has one row per point in grid order (whatever order the points finish 
 one column per parameter, ``error`` (empty when the point ran) and the summary flattened into
 dotted columns (``inventory.max``). The same grid gives the same table, byte for byte, from
 either executor: rows are ordered by point and every figure comes from the simulated run.
+
+The node config format belongs to the app layer, above this one: the caller hands ``run_sweep``
+a ``PlanLoader`` that checks a point's config text and builds its plan
+(``hftkit.app.backtest_plan.NODE_CONFIG_LOADER``; ``hftkit.app.backtest_plan.run_sweep`` binds it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import yaml
@@ -38,8 +42,12 @@ import yaml
 from hftkit.core.bounded import LruMap
 from hftkit.core.errors import HftkitError
 
+if TYPE_CHECKING:
+    from hftkit.backtest.runner import BacktestPlan
+
 __all__ = [
     "GridError",
+    "PlanLoader",
     "SweepGrid",
     "SweepPoint",
     "SweepResult",
@@ -55,6 +63,21 @@ HEADLINE = ("pnl_net", "pnl_gross", "fees", "sharpe", "max_drawdown", "fills", "
 
 class GridError(HftkitError, ValueError):
     """A grid that cannot run (its file, its base config, a path or a point), in one line."""
+
+
+class PlanLoader(Protocol):
+    """One point's config text -> its plan; the config format is the caller's (the app layer's).
+
+    Sent to worker processes with each point: an instance of a module-level class pickles by
+    reference, and its module is preloaded into the fork server."""
+
+    def check(self, text: str, file: str, directory: Path) -> str | None:
+        """Why the config cannot run (one line), or None when it can."""
+        ...
+
+    def plan(self, text: str, file: str, directory: Path) -> BacktestPlan:
+        """The runnable plan of a config that passed ``check``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -180,16 +203,13 @@ def point_config_text(grid: SweepGrid, point: SweepPoint) -> str:
     return yaml.safe_dump(apply_overrides(grid.base, point.values), sort_keys=False, allow_unicode=True)
 
 
-def check_points(grid: SweepGrid) -> None:
+def check_points(grid: SweepGrid, loader: PlanLoader) -> None:
     """Decode every point's config as a node config before anything runs (cheap, and it names
     the point and the path of a mistake instead of failing half-way through a long sweep)."""
-    from hftkit.app.config import ConfigError, load_text  # the config format is the app layer's
-
     for point in grid.points():
-        try:
-            load_text(point_config_text(grid, point), _point_file(grid, point), grid.directory)
-        except ConfigError as error:
-            raise GridError(f"{grid.file}: point {point.index} ({_describe(point)}): {error}") from None
+        error = loader.check(point_config_text(grid, point), _point_file(grid, point), grid.directory)
+        if error is not None:
+            raise GridError(f"{grid.file}: point {point.index} ({_describe(point)}): {error}")
 
 
 def _point_file(grid: SweepGrid, point: SweepPoint) -> str:
@@ -210,6 +230,7 @@ class PointTask:
     config_text: str
     config_file: str
     directory: str
+    loader: PlanLoader
 
 
 def run_point(task: PointTask) -> dict[str, Any]:
@@ -220,11 +241,9 @@ def run_point(task: PointTask) -> dict[str, Any]:
     row: dict[str, Any] = {"point": task.index}
     row.update(dict(task.values))
     try:
-        from hftkit.app.backtest_plan import plan_from_config
-        from hftkit.app.config import load_text
         from hftkit.backtest.runner import run_plan
 
-        plan = plan_from_config(load_text(task.config_text, task.config_file, Path(task.directory)))
+        plan = task.loader.plan(task.config_text, task.config_file, Path(task.directory))
         plan.sources = [_cached_source(plan, source) for source in plan.sources]
         result = run_plan(plan)
     except Exception as error:  # a point's failure is data for the table (classified by type)
@@ -353,6 +372,7 @@ def default_workers() -> int:
 def run_sweep(
     grid: SweepGrid | str | os.PathLike[str],
     *,
+    loader: PlanLoader,
     workers: int | None = None,
     scheduler: str | Any | None = None,
     progress: Callable[[dict[str, Any], int, int], None] | None = None,
@@ -360,11 +380,12 @@ def run_sweep(
     """Run every point of ``grid``: on ``workers`` local processes (default: one per core), or on
     the Dask cluster at ``scheduler`` (an address like ``tcp://host:8786`` or a ``Client``).
 
-    ``progress(row, done, total)`` is called as each point finishes (in finishing order).
+    ``progress(row, done, total)`` is called as each point finishes (in finishing order);
+    ``loader`` reads each point's config (see ``PlanLoader``).
     """
     if not isinstance(grid, SweepGrid):
         grid = load_grid(grid)
-    check_points(grid)
+    check_points(grid, loader)
     tasks = [
         PointTask(
             point.index,
@@ -372,6 +393,7 @@ def run_sweep(
             point_config_text(grid, point),
             _point_file(grid, point),
             str(grid.directory),
+            loader,
         )
         for point in grid.points()
     ]
@@ -391,7 +413,9 @@ def _run_locally(
     if workers <= 1 or len(tasks) <= 1:
         return list(_report(((task, _call(run_point, task)) for task in tasks), len(tasks), progress))
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["hftkit.backtest.sweep", "hftkit.backtest.runner", "hftkit.app.config"])
+    # the loader's module too (the app's config reader): each worker then starts with it imported
+    loader_module = type(tasks[0].loader).__module__
+    context.set_forkserver_preload(["hftkit.backtest.sweep", "hftkit.backtest.runner", loader_module])
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
         futures = {pool.submit(run_point, task): task for task in tasks}
         finished = ((futures[future], _outcome(future)) for future in as_completed(futures))

@@ -6,7 +6,7 @@ venue:
 
 * the **venue's** book: the simulator's ``MatchingEngine`` (background liquidity from the data,
   our resting orders with their queue positions, partial fills, fees in the simulator's
-  ``Accounts``, the venue's filters and error codes from ``hftkit.sim.errors``);
+  ``Accounts``, the venue's filters and error codes from ``hftkit.sim.engine.errors``);
 * the **strategy's** book: an ``OrderBook`` this adapter owns, updated from the engine's published
   level batches after the market-data latency, exactly as a live adapter keeps the book a venue
   streams (our own orders included, as the venue shows them).
@@ -51,10 +51,17 @@ from hftkit.core.types import (
     TimeInForce,
     Trade,
 )
-from hftkit.sim.accounts import Accounts, FeeSchedule
-from hftkit.sim.binance_wire import merge_updates
-from hftkit.sim.errors import RejectReason, binance_error, thalex_error
-from hftkit.sim.matching import BookUpdate, Execution, MarketResult, MatchingEngine, OrderResult, SimOrder
+from hftkit.sim.binance.wire import merge_updates
+from hftkit.sim.engine.accounts import Accounts, FeeSchedule
+from hftkit.sim.engine.errors import RejectReason, binance_error, thalex_error
+from hftkit.sim.engine.matching import (
+    BookUpdate,
+    Execution,
+    MarketResult,
+    MatchingEngine,
+    OrderResult,
+    SimOrder,
+)
 from hftkit.venues.base import (
     AmendRequest,
     EventListener,
@@ -233,7 +240,7 @@ class SimulatedVenue:
         self._after_market(symbol, self.matching.apply_depth(symbol, bids, asks))
 
     def trade(self, symbol: str, price: int, quantity: int, aggressor: Side) -> None:
-        """Replay one public trade: it fills our orders it reaches (see ``hftkit.sim.matching``)."""
+        """Replay one public trade: it fills our orders it reaches (see ``hftkit.sim.engine.matching``)."""
         self._after_market(symbol, self.matching.apply_market_trade(symbol, price, quantity, aggressor))
 
     def _after_market(self, symbol: str, result: MarketResult) -> None:
@@ -482,6 +489,8 @@ class SimulatedVenue:
         return answer
 
     def _refusal(self, reason: RejectReason, *, cancel: bool = False) -> VenueError:
+        code: int | None
+        message: str
         if reason is RejectReason.UNKNOWN_ORDER:
             code, message = (
                 binance_error(reason) if self.error_style == "binance" else (thalex_error(reason) or (1, ""))
@@ -516,7 +525,7 @@ class SimulatedVenue:
                 request.quantity,
                 0,
             )
-        return await self._request(lambda: self._place(request))  # type: ignore[no-any-return]
+        return await self._request(lambda: self._place(request))
 
     def _place(self, request: OrderRequest) -> tuple[list[VenueEvent], Any]:
         if request.reduce_only and not self._reduces(request):
@@ -625,7 +634,7 @@ class SimulatedVenue:
             update = self._update(order)
             return [update], update
 
-        return await self._request(cancel)  # type: ignore[no-any-return]
+        return await self._request(cancel)
 
     async def cancel_all(self, symbol: str | None = None) -> int:
         def cancel_all() -> tuple[list[VenueEvent], Any]:
@@ -638,7 +647,7 @@ class SimulatedVenue:
                 self._publish(update.symbol, update, None)
             return events, len(result.orders)
 
-        return await self._request(cancel_all)  # type: ignore[no-any-return]
+        return await self._request(cancel_all)
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
         def amend() -> tuple[list[VenueEvent], Any]:
@@ -658,7 +667,7 @@ class SimulatedVenue:
             self._after_book(request.symbol, result)
             return events, self._update(order)
 
-        return await self._request(amend)  # type: ignore[no-any-return]
+        return await self._request(amend)
 
     async def mass_quote(self, quotes: Sequence[MassQuote]) -> MassQuoteReport:
         """Emulated: each side given replaces our resting orders of that side (cancel, then place)."""
@@ -694,7 +703,7 @@ class SimulatedVenue:
         return MassQuoteReport(succeeded, failed, errors)
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
-        return await self._request(  # type: ignore[no-any-return]
+        return await self._request(
             lambda: ([], [self._update(order) for order in self.matching.open_orders(ACCOUNT, symbol)])
         )
 
@@ -703,7 +712,7 @@ class SimulatedVenue:
             order = self.matching.get_order(ACCOUNT, client_order_id=client_order_id)
             return [], None if order is None or order.symbol != symbol else self._update(order)
 
-        return await self._request(query)  # type: ignore[no-any-return]
+        return await self._request(query)
 
     async def balances(self) -> list[BalanceUpdate]:
         def balances() -> tuple[list[VenueEvent], Any]:
@@ -717,7 +726,7 @@ class SimulatedVenue:
                 for asset, balance in sorted(self.account.balances.items())
             ]
 
-        return await self._request(balances)  # type: ignore[no-any-return]
+        return await self._request(balances)
 
     async def positions(self) -> list[PositionUpdate]:
         def positions() -> tuple[list[VenueEvent], Any]:
@@ -737,7 +746,7 @@ class SimulatedVenue:
                 )
             return [], answer
 
-        return await self._request(positions)  # type: ignore[no-any-return]
+        return await self._request(positions)
 
     # helpers ----------------------------------------------------------------------------------------------
     def _emit(self, event: VenueEvent) -> None:

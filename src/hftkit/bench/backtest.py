@@ -19,9 +19,15 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare
+
+if TYPE_CHECKING:
+    from hftkit.backtest.config import DataSource
+    from hftkit.backtest.runner import BacktestPlan
 
 PEERS: tuple[str, ...] = ()
 
@@ -31,7 +37,7 @@ NAUTILUS_QUOTE_EVENTS_PER_S = 310_000.0
 _QUOTED = "NautilusTrader BacktestEngine (issue's figure, not measured here)"
 
 
-def _plan(quick: bool):  # type: ignore[no-untyped-def]
+def _plan(quick: bool) -> BacktestPlan:
     from hftkit.app.backtest_plan import plan_from_config
     from hftkit.backtest.config import TimeRange
 
@@ -54,9 +60,11 @@ def run(options: BenchOptions) -> list[BenchResult]:
         plan = _plan(options.quick)
         until = parse_time(plan.time_range.end, "end")
         started = time.perf_counter()
+        # a plan read from a config holds source settings, none loaded yet
+        settings = cast("Sequence[DataSource]", plan.sources)
         sources = [
             load_source(source, _instrument(plan, source.venue, source.symbol), plan.directory, until)
-            for source in plan.sources  # type: ignore[union-attr]
+            for source in settings
         ]
         loaded = time.perf_counter()
         plan.sources = sources
@@ -73,7 +81,7 @@ def run(options: BenchOptions) -> list[BenchResult]:
         run_only.append(finished - loaded)
     whole = statistics.median(end_to_end)
     alone = statistics.median(run_only)
-    detail = {
+    detail: dict[str, Any] = {
         "book_level_events": levels,
         "market_messages": messages,
         "strategy_decisions": decisions,

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, percentile, time_per_call
@@ -277,6 +277,7 @@ def redis_figures(options: BenchOptions) -> list[BenchResult]:
                     met=None,
                 )
             ]
+        run: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]]
         try:
             import uvloop
 

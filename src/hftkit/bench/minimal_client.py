@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from hftkit.core.secrets import Secret
 from hftkit.venues.thalex.auth import ThalexCredentials, make_login_token
 
 SPOT_SYMBOL = "BTCUSDT"
@@ -94,7 +95,7 @@ async def thalex(connection: dict[str, Any], figures: Figures) -> None:
     credentials = connection["credentials"]
     token = make_login_token(
         ThalexCredentials(
-            credentials["thalex_key_id"], Path(credentials["thalex_private_key_file"]).read_bytes()
+            credentials["thalex_key_id"], Secret(Path(credentials["thalex_private_key_file"]).read_bytes())
         )
     )
     channel = f"book.{PERPETUAL}.none.all.raw"

@@ -20,8 +20,8 @@ import time
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, percentile, time_per_item
 from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
-from hftkit.sim.accounts import Accounts
-from hftkit.sim.matching import MatchingEngine
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.matching import MatchingEngine
 
 PEERS: tuple[str, ...] = ()
 

@@ -26,6 +26,7 @@ import aiohttp
 import orjson
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, percentile
+from hftkit.core.secrets import Secret
 from hftkit.core.types import OrderType, Side, TimeInForce
 from hftkit.sim.config import BINANCE_SPOT, THALEX, config_from_mapping
 from hftkit.sim.runner import Simulator
@@ -129,7 +130,7 @@ async def _thalex_round_trips(sim: Simulator, count: int, warmup: int) -> _Figur
     assert sim.credentials is not None and sim.credentials.thalex_private_key_file is not None
     with open(sim.credentials.thalex_private_key_file, "rb") as handle:
         private_key = handle.read()
-    token = make_login_token(ThalexCredentials(sim.credentials.thalex_key_id, private_key))
+    token = make_login_token(ThalexCredentials(sim.credentials.thalex_key_id, Secret(private_key)))
     venue = sim.venues[THALEX]
     instrument = venue.instruments[PERPETUAL]
     figures = _Figures()

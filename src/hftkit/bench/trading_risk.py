@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import TypedDict
 
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, time_per_call, time_per_item
 from hftkit.core import REAL_CLOCK, Instrument, Order, OrderType, Side
@@ -79,11 +80,21 @@ def build_gate(total_notional: bool = True) -> RiskGate:
     return gate
 
 
+class _NaiveLimits(TypedDict):
+    """One instrument's limits in the baseline: a plain dict (typed so its values keep their types)."""
+
+    max_position: Decimal
+    max_order_quantity: Decimal
+    max_order_notional: Decimal
+    max_open_orders: int
+    collar: Decimal
+
+
 class _NaiveGate:
     """The baseline: the same checks in Decimal with nested-dict limits, as first drafts do."""
 
     def __init__(self) -> None:
-        self.limits = {
+        self.limits: dict[tuple[str, str], _NaiveLimits] = {
             (VENUE, SYMBOL): {
                 "max_position": Decimal("5"),
                 "max_order_quantity": Decimal("1"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator
+from typing import Literal
 
 import msgspec
 
@@ -452,7 +453,7 @@ def _apply_side_python(
     negate: bool,
     window_min: int,
     window_max: int,
-) -> Level | bool | None:
+) -> Level | Literal[False] | None:
     """Apply one side's levels to its dict and window (the pure twin of ``_native.apply_side``).
 
     The window holds prices (bids) or negated prices (asks), best last. Returns the best
@@ -497,7 +498,7 @@ def _apply_side_python(
 
 
 _apply_side: Callable[
-    [dict[int, int], list[int], int, Iterable[Level], bool, int, int], Level | bool | None
+    [dict[int, int], list[int], int, Iterable[Level], bool, int, int], Level | Literal[False] | None
 ] = NATIVE.apply_side if NATIVE is not None else _apply_side_python
 
 

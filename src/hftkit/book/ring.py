@@ -185,7 +185,8 @@ class RingBuffer:
         self._rejected = 0
         self._last_time: int = np.iinfo(np.int64).min if time_column is not None else 0
         self._append_fast = types.MethodType(self._build_append(), self)
-        self.append = self._append_fast
+        # per-instance generated append, as namedtuple generates its class
+        self.append = self._append_fast  # type: ignore[method-assign]
 
     # schema -------------------------------------------------------------------------------
     @property
@@ -243,7 +244,8 @@ class RingBuffer:
         namespace: dict[str, Any] = {"_reject": self._reject_out_of_order}
         stores = []
         for position, (name, array) in enumerate(zip(self._names, self._arrays, strict=True)):
-            view = memoryview(array)
+            # numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12; it is a buffer on 3.11 too
+            view = memoryview(array)  # type: ignore[arg-type,unused-ignore]
             namespace[f"_w{position}"] = view if view.format in _MEMORYVIEW_FORMATS else array
             stores.append(f"    _w{position}[_slot] = {name}")
         parameters = ", ".join(self._names)
@@ -266,7 +268,7 @@ class RingBuffer:
             + "    self._total += 1\n"
         )
         exec(compile(source, f"<RingBuffer.append {parameters}>", "exec"), namespace)
-        function = namespace["append"]
+        function: Callable[..., None] = namespace["append"]
         function.__doc__ = RingBuffer.append.__doc__
         return function
 
@@ -443,7 +445,7 @@ class LockedRingBuffer(RingBuffer):
     ) -> None:
         super().__init__(capacity, columns, time_column=time_column)
         self._lock = threading.Lock()
-        self.append = self._append_locked
+        self.append = self._append_locked  # type: ignore[method-assign]  # the generated append, locked
 
     def _append_locked(self, *values: Any, **named: Any) -> None:
         with self._lock:

@@ -72,7 +72,7 @@ class _Envelope(msgspec.Struct, frozen=True, array_like=True, tag_field="k"):
     """Base: ``published_ns`` is the publisher's ``time.time_ns()`` (wall clock: lag across hosts)."""
 
 
-class DeltaMessage(_Envelope, tag="d"):
+class DeltaMessage(_Envelope, frozen=True, tag="d"):
     """One book delta as the feed's adapter applied it; ``sequence`` counts per stream from 1."""
 
     sequence: int
@@ -80,7 +80,7 @@ class DeltaMessage(_Envelope, tag="d"):
     event: BookDelta
 
 
-class SnapshotMessage(_Envelope, tag="s"):
+class SnapshotMessage(_Envelope, frozen=True, tag="s"):
     """The feed's whole book after delta ``sequence`` (the next delta is ``sequence + 1``)."""
 
     sequence: int
@@ -88,35 +88,35 @@ class SnapshotMessage(_Envelope, tag="s"):
     event: BookDelta
 
 
-class TradeMessage(_Envelope, tag="t"):
+class TradeMessage(_Envelope, frozen=True, tag="t"):
     published_ns: int
     event: Trade
 
 
-class TickerMessage(_Envelope, tag="b"):
+class TickerMessage(_Envelope, frozen=True, tag="b"):
     published_ns: int
     event: BookTicker
 
 
-class OrderMessage(_Envelope, tag="o"):
+class OrderMessage(_Envelope, frozen=True, tag="o"):
     node_id: str
     published_ns: int
     event: OrderUpdate
 
 
-class FillMessage(_Envelope, tag="f"):
+class FillMessage(_Envelope, frozen=True, tag="f"):
     node_id: str
     published_ns: int
     event: Fill
 
 
-class PositionMessage(_Envelope, tag="p"):
+class PositionMessage(_Envelope, frozen=True, tag="p"):
     node_id: str
     published_ns: int
     event: PositionUpdate
 
 
-class BalanceMessage(_Envelope, tag="a"):
+class BalanceMessage(_Envelope, frozen=True, tag="a"):
     node_id: str
     published_ns: int
     event: BalanceUpdate
@@ -134,7 +134,7 @@ class PositionFigure(msgspec.Struct, frozen=True, array_like=True):
     quote: str
 
 
-class NodeReport(_Envelope, tag="r"):
+class NodeReport(_Envelope, frozen=True, tag="r"):
     """A node's positions and PnL now (sent every ``bus.report_interval_s``)."""
 
     node_id: str
@@ -144,7 +144,7 @@ class NodeReport(_Envelope, tag="r"):
     positions: list[PositionFigure] = []
 
 
-class KillSwitchMessage(_Envelope, tag="k"):
+class KillSwitchMessage(_Envelope, frozen=True, tag="k"):
     """Firm-wide kill switch: every node trips its own on ``trip``; ``reset`` is informational
     (a node re-arms only by its operator's decision, never because the bus said so)."""
 
@@ -168,8 +168,8 @@ BusMessage = (
 )
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(BusMessage)  # type: ignore[arg-type]
-_batch_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(list[BusMessage])  # type: ignore[valid-type]
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(BusMessage)
+_batch_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(list[BusMessage])
 
 
 def encode(message: BusMessage) -> bytes:
@@ -191,13 +191,13 @@ def join_encoded(encoded: list[bytes]) -> bytes:
 
 def decode_many(data: bytes | bytearray | memoryview) -> list[BusMessage]:
     """The messages of a ``join_encoded`` array, typed, in one decode."""
-    return _batch_decoder.decode(data)  # type: ignore[no-any-return]
+    return _batch_decoder.decode(data)
 
 
 def decode(data: bytes | bytearray | memoryview) -> BusMessage:
     """The typed message; raises ``msgspec.DecodeError``/``ValidationError`` on bad bytes
     (callers count them: a bad message is never a crash)."""
-    return _decoder.decode(data)  # type: ignore[no-any-return]
+    return _decoder.decode(data)
 
 
 __all__ = [

@@ -28,6 +28,7 @@ _UTF8_WORDS = ("not valid utf-8", "utf-8", "surrogate")
 
 def excerpt(data: Any, position: int | None) -> str | None:
     """A short escaped slice of ``data`` around ``position`` (or its start), safe to put in a log."""
+    text: str | memoryview
     try:
         if isinstance(data, str):
             text = data

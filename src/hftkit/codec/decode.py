@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 
@@ -91,7 +91,9 @@ class TypedDecoder(Generic[T]):
         self.target = target
         self.target_name = _type_name(target)
         self.counters = DEFAULT_COUNTERS if counters is None else counters
-        self._decode = _msgspec_decoder(target, strict, dec_hook).decode
+        self._decode: Callable[[Buffer], T] = _msgspec_decoder(
+            cast("Hashable", target), strict, dec_hook
+        ).decode
         self._replace_invalid_utf8 = replace_invalid_utf8
         self._check_integer_range = check_integer_range
         self.decode: Callable[[Buffer], T] = self._build_decode()
@@ -176,7 +178,7 @@ def _find_number(data: Buffer, number: int) -> int | None:
     return found if found >= 0 else None
 
 
-_GENERIC = TypedDecoder(Any)
+_GENERIC: TypedDecoder[Any] = TypedDecoder(Any)
 
 
 def decode_json(data: Buffer, counters: CodecErrorCounters | None = None) -> Any:

@@ -7,7 +7,7 @@ on the wire as decimal strings built from integer ticks, so a float never reache
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import orjson
@@ -68,7 +68,7 @@ class Encoder:
         self,
         *,
         enc_hook: Callable[[Any], Any] | None = None,
-        order: str | None = None,
+        order: Literal["deterministic", "sorted"] | None = None,
         check_integer_range: bool = False,
         counters: CodecErrorCounters | None = None,
     ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from hftkit.core.errors import HftkitError
 
@@ -146,7 +146,7 @@ DEFAULT_COUNTERS = CodecErrorCounters()
 """Counters used by every codec object that is not given its own."""
 
 
-def raise_counted(error: CodecError, counters: CodecErrorCounters, cause: BaseException | None) -> Any:
+def raise_counted(error: CodecError, counters: CodecErrorCounters, cause: BaseException | None) -> NoReturn:
     """Count ``error``, log the first of its kind, and raise it (chained to ``cause``)."""
     if counters.record(error):
         LOGGER.warning("first codec error of kind %s: %s", error.kind.value, error)

@@ -271,7 +271,7 @@ class FragmentCache:
 
     def __contains__(self, key: object) -> bool:
         """Whether a fresh piece is stored under ``key``, without touching recency or counters."""
-        entry = self._entries.get(key)  # type: ignore[call-overload]
+        entry = self._entries.get(key)
         if entry is None:
             return False
         return self.ttl_ns is None or self._clock.monotonic_ns() < entry[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -38,14 +38,15 @@ class BoundedCounter(dict[K, int]):
 
     def add(self, key: K, count: int = 1) -> None:
         if isinstance(key, str) and len(key) > MAX_KEY_LENGTH:
-            key = key[:MAX_KEY_LENGTH]  # type: ignore[assignment]
+            key = cast("K", key[:MAX_KEY_LENGTH])
         if key in self:
             self[key] += count
         elif len(self) < self.max_keys - 1 or (len(self) < self.max_keys and OTHER in self):
             self[key] = count
         else:  # the last slot is kept for the bucket
             self.folded += count
-            self[OTHER] = self.get(OTHER, 0) + count  # type: ignore[call-overload,index]
+            other = cast("K", OTHER)
+            self[other] = self.get(other, 0) + count
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (dict, (dict(self),))

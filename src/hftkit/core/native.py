@@ -9,10 +9,68 @@ debugging with a Python-level profiler).
 from __future__ import annotations
 
 import os
-from types import ModuleType
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from hftkit import _native
+
+_Text = TypeVar("_Text", str, float)
 
 
-def _load() -> ModuleType | None:
+class NativeModule(Protocol):
+    """What callers use of ``hftkit._native``; the type checker holds the module's stub
+    (``_native.pyi``) to it, so a C signature change shows up at every caller."""
+
+    def Grid(  # the C type, called as its constructor
+        self, scale: int, step_units: int, minimum: int, slow: Callable[[_Text], int], /
+    ) -> _native.Grid[_Text]: ...
+
+    def Credits(  # the C type, called as its constructor
+        self,
+        credits: int,
+        max_credits: int,
+        rate: int,
+        unit: int,
+        capacity: int,
+        now: Callable[[], int],
+        check: Callable[[int], None],
+        /,
+    ) -> _native.Credits: ...
+
+    def convert_levels(
+        self,
+        price_grid: _native.Grid[_Text],
+        size_grid: _native.Grid[_Text],
+        raw: Iterable[Sequence[_Text]],
+        columns: int = 2,
+        /,
+    ) -> list[tuple[int, int]]: ...
+
+    def convert_raw_levels(
+        self,
+        price_grid: _native.Grid[str],
+        size_grid: _native.Grid[str],
+        raw_json: bytes | bytearray | memoryview,
+        /,
+    ) -> list[tuple[int, int]] | None: ...
+
+    def apply_side(
+        self,
+        sizes: dict[int, int],
+        window: list[int],
+        edge: int,
+        levels: Iterable[tuple[int, int]],
+        negate: bool,
+        window_min: int,
+        window_max: int,
+        /,
+    ) -> tuple[int, int] | Literal[False] | None: ...
+
+    def top_keys(self, sizes: dict[int, int], count: int, negate: bool, /) -> list[int] | None: ...
+
+
+def _load() -> NativeModule | None:
     if os.environ.get("HFTKIT_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
@@ -22,5 +80,5 @@ def _load() -> ModuleType | None:
     return _native
 
 
-NATIVE: ModuleType | None = _load()
+NATIVE: NativeModule | None = _load()
 """``hftkit._native`` when built and not disabled, else None."""

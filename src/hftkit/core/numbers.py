@@ -224,7 +224,8 @@ class DecimalGrid:
 
     def to_float(self, steps: int) -> float:
         """Approximate float value, for analytics only (never for keys or comparisons)."""
-        return steps * self._step_units / 10**self._scale
+        divisor: int = 10**self._scale  # int ** int is typed Any (a negative power is a float)
+        return steps * self._step_units / divisor
 
 
 class ConversionCache:

@@ -57,7 +57,7 @@ class Secret(Generic[T]):
         if type(other) is not type(value):
             return NotImplemented
         # constant time: equality of secrets must not leak a prefix through timing
-        return hmac.compare_digest(value, other)  # type: ignore[arg-type]
+        return hmac.compare_digest(value, other)
 
     def __hash__(self) -> int:
         return hash((Secret, self.reveal()))

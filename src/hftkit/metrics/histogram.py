@@ -14,7 +14,7 @@ import math
 import numbers
 import operator
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -107,6 +107,8 @@ class HistogramSnapshot:
         "underflow_count",
     )
 
+    _counts: npt.NDArray[np.int64]
+    _cumulative: npt.NDArray[np.int64]
     count: int
     total: int
     minimum: int
@@ -361,7 +363,7 @@ class LatencyHistogram:
             self.record(operator.index(value))
             return
         if isinstance(value, numbers.Real) and math.isfinite(value):
-            self.record(round(value))
+            self.record(cast(int, round(value)))  # round() of a Real is an int
             return
         self._rejected += 1
         raise InvalidMeasurementError(f"a latency must be a finite number of nanoseconds, got {value!r}")

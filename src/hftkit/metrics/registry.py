@@ -284,6 +284,12 @@ def gauge(name: str, /, description: str = "", **labels: object) -> Gauge:
     return _DEFAULT_REGISTRY.gauge(name, description, **labels)
 
 
-def probe(name: str, /, description: str = "", **labels: object) -> Probe:
+def probe(
+    name: str,
+    /,
+    description: str = "",
+    clock: NanosecondClock = time.perf_counter_ns,
+    **labels: object,
+) -> Probe:
     """A probe of the default registry (histogram ``name``, counter ``<name>_errors``)."""
-    return _DEFAULT_REGISTRY.probe(name, description, **labels)
+    return _DEFAULT_REGISTRY.probe(name, description, clock, **labels)

@@ -82,7 +82,7 @@ async def gather_bounded(
         for index in next_index:
             started[index] = True
             item = items[index]
-            awaitable = item if inspect.isawaitable(item) else item()  # type: ignore[operator]
+            awaitable = item if inspect.isawaitable(item) else item()
             try:
                 results[index] = await awaitable
             except Exception as error:

@@ -208,10 +208,10 @@ class WeightedLimiter:
         if now >= self._blocked_until_ns:
             used = self._used
             limits = self._limit_full if priority >= self.reserve_priority else self._limit_normal
-            for index, weight in costs:  # type: ignore[misc]
+            for index, weight in costs:
                 total = used[index] + weight
                 if total > limits[index]:
-                    self._roll_back(costs, index)  # type: ignore[arg-type]
+                    self._roll_back(costs, index)
                     break
                 used[index] = total
             else:

@@ -157,7 +157,7 @@ class LineSchema:
         form = self._format
         prefixes = self._prefixes
         checked = bool(self._float_positions or self._string_positions)
-        lines = []
+        lines: list[str] = []
         append = lines.append
         for series, values, timestamp_ns in rows:
             if checked:
@@ -411,9 +411,11 @@ class InfluxHttpSink:
                 group[2].append(timestamp_ns)
             groups.update(mixed)
         parts = ["".join(lines).encode()] if lines else []
-        for schema, (series, rows, stamps) in groups.items():
+        for schema, (group_series, group_rows, stamps) in groups.items():
             try:
-                body, rejected = schema.encode_columns(series, list(zip(*rows, strict=True)), stamps)
+                body, rejected = schema.encode_columns(
+                    group_series, list(zip(*group_rows, strict=True)), stamps
+                )
             except (LineProtocolError, TypeError, ValueError, ArithmeticError) as error:
                 body, rejected = b"", len(stamps)
                 self.last_rejection = f"{schema.measurement}: {error}"[:300]

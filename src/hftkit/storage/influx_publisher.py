@@ -39,6 +39,7 @@ from hftkit.storage.influx import (
     InfluxHttpSink,
     InfluxTarget,
     LineSchema,
+    PointRow,
 )
 from hftkit.storage.writer import BatchingWriter
 
@@ -80,7 +81,7 @@ class InfluxPublisher:
     options: InfluxOptions
     instrument: Callable[[str, str], Instrument | None]
     book_top: BookTop | None = None
-    writer: BatchingWriter[str] = field(init=False)
+    writer: BatchingWriter[PointRow] = field(init=False)
     sink: InfluxHttpSink = field(init=False)
     _scales: dict[tuple[str, str], _Scale] = field(default_factory=dict)
     _last_top_ns: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -146,10 +147,13 @@ class InfluxPublisher:
             return
         top = self.book_top(venue, symbol)
         scale = self._scale(venue, symbol)
-        if top is None or scale is None or top[0] is None or top[1] is None:
+        if top is None or scale is None:
+            return
+        best_bid, best_ask = top
+        if best_bid is None or best_ask is None:
             return
         self._last_top_ns[key] = now
-        (bid, bid_size), (ask, ask_size) = top
+        (bid, bid_size), (ask, ask_size) = best_bid, best_ask
         tick, lot = scale.tick, scale.lot
         self._put(TOP_OF_BOOK, key, (bid * tick, ask * tick, bid_size * lot, ask_size * lot), now)
 

@@ -217,7 +217,7 @@ _KIND: dict[type, str] = {
 
 # the codec (sans-I/O) ---------------------------------------------------------------------------------
 _encoder = msgspec.msgpack.Encoder()
-_record_decoder: msgspec.msgpack.Decoder[JournalRecord] = msgspec.msgpack.Decoder(JournalRecord)  # type: ignore[arg-type]
+_record_decoder: msgspec.msgpack.Decoder[JournalRecord] = msgspec.msgpack.Decoder(JournalRecord)
 
 Row = tuple[str, int, int, str, str | None, bytes]
 """(node, sequence, time_ns, kind, client_order_id, body): one stored row."""
@@ -246,7 +246,7 @@ def decode_entry(node: str, sequence: int, time_ns: int, body: bytes) -> Journal
 
 
 _segment_decoder: msgspec.msgpack.Decoder[list[tuple[int, int, JournalRecord]]] = msgspec.msgpack.Decoder(
-    list[tuple[int, int, JournalRecord]]  # type: ignore[valid-type]
+    list[tuple[int, int, JournalRecord]]
 )
 
 

@@ -208,7 +208,7 @@ class SqliteJournalStore:
             self.close_sync()
 
 
-def _by_node(batch: Sequence[JournalEntry]) -> list[Sequence[JournalEntry]]:
+def _by_node(batch: Sequence[JournalEntry]) -> Sequence[Sequence[JournalEntry]]:
     """Split a batch into runs of one node (a journal writes one node; this keeps it correct)."""
     node = batch[0].node
     if all(entry.node == node for entry in batch):

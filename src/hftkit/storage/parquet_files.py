@@ -181,10 +181,26 @@ class PartitionedParquetFiles:
 # a Binance combined-stream envelope: {"stream":"<symbol lower>@<kind>[@<speed>]","data":...}
 _ENVELOPE = r'^\{"stream":"(?P<symbol>[A-Za-z0-9_.-]+)@(?P<stream>[A-Za-z0-9_]+)'
 DELTA, TRADE, TICKER, TOP = 0, 1, 2, 3  # normalized row kinds (each kind's positional fields follow)
-_DELTA_FIELDS = ("venue", "symbol", "bids", "asks", "first_update_id", "last_update_id", "previous_update_id")
+_DELTA_FIELDS: tuple[str, ...] = (
+    "venue",
+    "symbol",
+    "bids",
+    "asks",
+    "first_update_id",
+    "last_update_id",
+    "previous_update_id",
+)
 _DELTA_FIELDS += ("is_snapshot", "event_time_ms", "receive_ns")
 _TRADE_FIELDS = ("venue", "symbol", "trade_id", "price", "size", "aggressor", "event_time_ms", "receive_ns")
-_TICKER_FIELDS = ("venue", "symbol", "update_id", "bid_price", "bid_size", "ask_price", "ask_size")
+_TICKER_FIELDS: tuple[str, ...] = (
+    "venue",
+    "symbol",
+    "update_id",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+)
 _TICKER_FIELDS += ("event_time_ms", "receive_ns")
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 
@@ -91,6 +91,16 @@ class RecorderOptions:
         OverflowPolicy.parse(self.overflow)
 
 
+class _WriterSettings(TypedDict):
+    """What the raw and the normalized writer share (``BatchingWriter`` keywords)."""
+
+    capacity: int
+    batch_size: int
+    flush_interval_s: float
+    overflow: str
+    write_timeout_s: float
+
+
 class _ThreadSink:
     """A ``Sink`` that writes batches of one kind through the shared writer thread."""
 
@@ -125,7 +135,7 @@ class MarketRecorder:
         self._sequence = itertools.count(1)  # arrival order across every stream (C-level next)
         self.raw: BatchingWriter[tuple[Any, ...]] | None = None
         self.normalized: BatchingWriter[tuple[Any, ...]] | None = None
-        common = {
+        common: _WriterSettings = {
             "capacity": options.capacity,
             "batch_size": min(options.batch_size, options.capacity),
             "flush_interval_s": options.flush_interval_s,
@@ -272,9 +282,9 @@ class MarketRecorder:
 
         def listener(event: object) -> None:
             if type(event) is BookDelta:
-                book = book_of(event.symbol)  # type: ignore[attr-defined]
+                book = book_of(event.symbol)
                 if book is not None:
-                    record_top(event, book)  # type: ignore[arg-type]
+                    record_top(event, book)
             else:
                 record_event(event)
 

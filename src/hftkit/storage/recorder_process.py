@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import msgspec
 
@@ -36,7 +36,7 @@ class RecorderProcessError(HftkitError, OSError):
     """The writer process failed a batch or is gone (the batch is retried, then counted)."""
 
 
-def _read_message(stream: BinaryIO) -> bytes | None:
+def _read_message(stream: IO[bytes]) -> bytes | None:
     header = stream.read(4)
     if len(header) < 4:
         return None
@@ -45,7 +45,7 @@ def _read_message(stream: BinaryIO) -> bytes | None:
     return body if len(body) == size else None
 
 
-def _write_message(stream: BinaryIO, body: bytes) -> None:
+def _write_message(stream: IO[bytes], body: bytes) -> None:
     stream.write(len(body).to_bytes(4, "big"))
     stream.write(body)
     stream.flush()

@@ -85,34 +85,34 @@ def recover(entries: Iterable[JournalEntry]) -> RecoveredState:
         previous = entry.sequence
         state.last_sequence = max(state.last_sequence, entry.sequence)
         record = entry.record
-        kind = type(record)
-        if kind is OrderEvent:
-            state.orders[record.client_order_id] = record  # type: ignore[union-attr]
-            _note_id(state, record.client_order_id)  # type: ignore[union-attr]
-        elif kind is OrderCommand:
-            _apply_command(state, record)  # type: ignore[arg-type]
-        elif kind is FillEvent:
+        # every record type is a final Struct: isinstance is the type()-is dispatch, typed
+        if isinstance(record, OrderEvent):
+            state.orders[record.client_order_id] = record
+            _note_id(state, record.client_order_id)
+        elif isinstance(record, OrderCommand):
+            _apply_command(state, record)
+        elif isinstance(record, FillEvent):
             state.fills += 1
-            fills_after.setdefault((record.venue, record.symbol), []).append(record)  # type: ignore[union-attr]
-        elif kind is PositionChange:
-            key = (record.venue, record.symbol)  # type: ignore[union-attr]
-            state.positions[key] = record  # type: ignore[assignment]
+            fills_after.setdefault((record.venue, record.symbol), []).append(record)
+        elif isinstance(record, PositionChange):
+            key = (record.venue, record.symbol)
+            state.positions[key] = record
             fills_after.pop(key, None)
-        elif kind is BalanceChange:
-            state.balances[(record.venue, record.asset)] = record  # type: ignore[union-attr]
-        elif kind is RiskEvent:
-            state.kill_switch_tripped = record.action == "trip"  # type: ignore[union-attr]
-            state.kill_switch_detail = record.detail  # type: ignore[union-attr]
-        elif kind is SessionStarted:
-            state.sessions = max(state.sessions, record.session)  # type: ignore[union-attr]
-            if record.id_prefix not in state.id_prefixes:  # type: ignore[union-attr]
-                state.id_prefixes.append(record.id_prefix)  # type: ignore[union-attr]
-        elif kind is SignalEvent:
-            key = (record.symbol, record.signal_type, record.source)  # type: ignore[union-attr]
-            if record.deleted:  # type: ignore[union-attr]
-                state.signals.pop(key, None)
+        elif isinstance(record, BalanceChange):
+            state.balances[(record.venue, record.asset)] = record
+        elif isinstance(record, RiskEvent):
+            state.kill_switch_tripped = record.action == "trip"
+            state.kill_switch_detail = record.detail
+        elif isinstance(record, SessionStarted):
+            state.sessions = max(state.sessions, record.session)
+            if record.id_prefix not in state.id_prefixes:
+                state.id_prefixes.append(record.id_prefix)
+        elif isinstance(record, SignalEvent):
+            signal_key = (record.symbol, record.signal_type, record.source)
+            if record.deleted:
+                state.signals.pop(signal_key, None)
             else:
-                state.signals[key] = record  # type: ignore[assignment]
+                state.signals[signal_key] = record
     for key, fills in fills_after.items():
         state.positions[key] = _replay(state.positions.get(key), key, fills)
     return state

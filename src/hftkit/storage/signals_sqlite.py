@@ -14,6 +14,7 @@ it from a worker thread), so the connection is shared behind the journal store's
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,12 +97,14 @@ class SqliteSignalStore:
             self._journal.connection().executescript(_SCHEMA)
         self._next_sequence = self._journal.last_sequence_sync(self.stream) + 1
 
-    def _db(self):  # type: ignore[no-untyped-def]
+    def _db(self) -> sqlite3.Connection:
         if self._closed:
             raise SignalStoreError("the signal store is closed")
         return self._journal.connection()
 
-    def _transaction(self, statement: str, rows: list[tuple[object, ...]], events: list[SignalEvent]) -> None:
+    def _transaction(
+        self, statement: str, rows: Sequence[tuple[object, ...]], events: list[SignalEvent]
+    ) -> None:
         """Apply ``statement`` to ``rows`` and journal ``events``, all in one transaction."""
         now_ns = max((event.updated_ns for event in events if isinstance(event.updated_ns, int)), default=0)
         first = self._next_sequence
