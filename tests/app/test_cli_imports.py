@@ -24,7 +24,7 @@ HEAVY = (
 
 def test_the_command_line_module_imports_none_of_the_heavy_parts():
     probe = (
-        "import json, sys; import hftkit.app.cli; "
+        "import json, sys; import hftkit.cli; "
         f"print(json.dumps([name for name in {list(HEAVY)!r} if name in sys.modules]))"
     )
     loaded = json.loads(
@@ -35,7 +35,7 @@ def test_the_command_line_module_imports_none_of_the_heavy_parts():
 
 def test_help_lists_every_command():
     shown = subprocess.run(
-        [sys.executable, "-m", "hftkit.app.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "hftkit.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     for command in ("run", "sim", "backtest", "record", "feed", "risk", "bench", "config", "init", "replay"):
         assert command in shown, command
