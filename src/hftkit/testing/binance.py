@@ -37,8 +37,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-from picows import WSMsgType
 
+from hftkit.testing.sockets import InMemorySocket
 from hftkit.transport.http import (
     ConnectFailedError,
     ConnectionLostError,
@@ -144,17 +144,17 @@ class ScriptedBinance:
         self.books = {symbol: _Book() for symbol in self.symbols}
         self.balances: dict[str, tuple[Decimal, Decimal]] = {"USDT": (Decimal(10_000), Decimal(0))}
         self.positions: dict[str, tuple[Decimal, Decimal]] = {}
-        self.market_sockets: list[tuple[ScriptedSocket, frozenset[str]]] = []
+        self.market_sockets: list[tuple[InMemorySocket, frozenset[str]]] = []
         self.market_connections = 0
-        self._raw_sockets: set[ScriptedSocket] = set()
-        self.user_sockets: list[tuple[ScriptedSocket, int | None]] = []
+        self._raw_sockets: set[InMemorySocket] = set()
+        self.user_sockets: list[tuple[InMemorySocket, int | None]] = []
         self.user_connections = 0
         self.listen_key: str | None = None
         self.listen_keys_created = 0
         self.keepalives = 0
         self._listen_key_ids = itertools.count(1)
         self._subscription_ids = itertools.count(0)
-        self._sockets: set[ScriptedSocket] = set()
+        self._sockets: set[InMemorySocket] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.base_url = f"http://{host}"
         self.ws_url = f"ws://{host}"
@@ -193,7 +193,7 @@ class ScriptedBinance:
 
     async def connect(
         self, url: str, receiver: FrameReceiver, config: WebSocketConfig, name: str
-    ) -> ScriptedSocket:
+    ) -> InMemorySocket:
         """The ``WebSocketConnect``: a connection to one of the venue's WebSocket routes."""
         await asyncio.sleep(0)  # a handshake is never synchronous
         origin, path, raw_query = _origin(url)
@@ -231,13 +231,13 @@ class ScriptedBinance:
         return socket
 
     def _open_socket(
-        self, receiver: FrameReceiver, on_text: Callable[[ScriptedSocket, bytes], None] | None
-    ) -> ScriptedSocket:
-        socket = ScriptedSocket(self, receiver, on_text)
+        self, receiver: FrameReceiver, on_text: Callable[[InMemorySocket, bytes], None] | None
+    ) -> InMemorySocket:
+        socket = InMemorySocket(receiver, on_text, on_close=self._forget)
         self._sockets.add(socket)
         return socket
 
-    def _forget(self, socket: ScriptedSocket) -> None:
+    def _forget(self, socket: InMemorySocket) -> None:
         self._sockets.discard(socket)
         self._raw_sockets.discard(socket)
         self.market_sockets = [entry for entry in self.market_sockets if entry[0] is not socket]
@@ -373,7 +373,7 @@ class ScriptedBinance:
 
     # -- user data ---------------------------------------------------------------------------
 
-    def _websocket_api(self, socket: ScriptedSocket, data: bytes) -> None:
+    def _websocket_api(self, socket: InMemorySocket, data: bytes) -> None:
         command = orjson.loads(data)
         method, params, ident = command.get("method"), command.get("params", {}), command.get("id")
         if method == "userDataStream.subscribe.signature":
@@ -785,65 +785,8 @@ class ScriptedOrderPool:
             callback(result)
 
 
-class ScriptedSocket:
-    """One WebSocket connection to a ``ScriptedBinance`` (a ``WebSocketConnection``).
-
-    Frames go both ways on the next turn of the event loop, in order, as over a socket; a close
-    from either side reaches the client after the frames sent before it."""
-
-    def __init__(
-        self,
-        venue: ScriptedBinance,
-        receiver: FrameReceiver,
-        on_text: Callable[[ScriptedSocket, bytes], None] | None,
-    ) -> None:
-        self._venue = venue
-        self._receiver = receiver
-        self._on_text = on_text
-        self._loop = asyncio.get_running_loop()
-        self.closed = False
-        self._delivering = True
-
-    # the client's side ---------------------------------------------------------------------
-    def send(self, msg_type: WSMsgType, message: bytes, /) -> None:
-        if not self.closed and self._on_text is not None and msg_type is WSMsgType.TEXT:
-            self._loop.call_soon(self._arrived, bytes(message))
-
-    def send_close(self) -> None:
-        return None
-
-    def disconnect(self) -> None:
-        self.close()
-
-    # the venue's side ----------------------------------------------------------------------
-    def send_from_venue(self, payload: bytes) -> None:
-        """Send one message to the client."""
-        if not self.closed:
-            self._loop.call_soon(self._deliver, payload)
-
-    def close(self) -> None:
-        """Close the connection (from either side); the client hears it after pending frames."""
-        if self.closed:
-            return
-        self.closed = True
-        self._venue._forget(self)
-        self._loop.call_soon(self._lost)
-
-    def _arrived(self, data: bytes) -> None:
-        if not self.closed and self._on_text is not None:
-            self._on_text(self, data)
-
-    def _deliver(self, payload: bytes) -> None:
-        if self._delivering:
-            self._receiver.receive(payload)
-
-    def _lost(self) -> None:
-        self._delivering = False
-        self._receiver.transport_lost()
-
-
 def _is_open(order: dict[str, Any]) -> bool:
     return order["status"] in ("NEW", "PARTIALLY_FILLED")
 
 
-__all__ = ["Fault", "ScriptedBinance", "ScriptedHttp", "ScriptedOrderPool", "ScriptedSocket", "SymbolSpec"]
+__all__ = ["Fault", "ScriptedBinance", "ScriptedHttp", "ScriptedOrderPool", "SymbolSpec"]

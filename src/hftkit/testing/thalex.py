@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from picows import WSMsgType
 
+from hftkit.testing.sockets import InMemorySocket
 from hftkit.transport.transports import Transports
 from hftkit.transport.websocket import FrameReceiver, WebSocketConfig
 from hftkit.venues.thalex.auth import TokenError, token_key_id, verify_login_token
@@ -83,62 +83,12 @@ class ServerRequest:
 Handler = Callable[[ServerRequest], Any | Awaitable[Any]]
 
 
-class ThalexSocket:
-    """One client connection's wire (a ``WebSocketConnection``): what the adapter writes and hears.
-
-    Frames go both ways on the next turn of the event loop, in order, as over a socket; a close
-    from either side reaches the client after the frames sent before it."""
-
-    def __init__(self, receiver: FrameReceiver, on_text: Callable[[bytes], None]) -> None:
-        self._receiver = receiver
-        self._on_text = on_text
-        self._loop = asyncio.get_running_loop()
-        self.closed = False
-        self._delivering = True
-
-    # the client's side ---------------------------------------------------------------------
-    def send(self, msg_type: WSMsgType, message: bytes, /) -> None:
-        if not self.closed and msg_type is WSMsgType.TEXT:
-            self._loop.call_soon(self._arrived, bytes(message))
-
-    def send_close(self) -> None:
-        return None
-
-    def disconnect(self) -> None:
-        self.close()
-
-    # the venue's side ----------------------------------------------------------------------
-    def send_from_venue(self, payload: bytes) -> None:
-        """Send one message to the client."""
-        if not self.closed:
-            self._loop.call_soon(self._deliver, payload)
-
-    def close(self) -> None:
-        """Close the connection (from either side); the client hears it after pending frames."""
-        if self.closed:
-            return
-        self.closed = True
-        self._loop.call_soon(self._lost)
-
-    def _arrived(self, data: bytes) -> None:
-        if not self.closed:
-            self._on_text(data)
-
-    def _deliver(self, payload: bytes) -> None:
-        if self._delivering:
-            self._receiver.receive(payload)
-
-    def _lost(self) -> None:
-        self._delivering = False
-        self._receiver.transport_lost()
-
-
 @dataclass
 class ServerConnection:
     """One client connection: its wire, login state and subscriptions."""
 
     index: int
-    socket: ThalexSocket
+    socket: InMemorySocket
     logged_in: bool = False
     account: str | None = None
     cancel_on_disconnect: int | None = None
@@ -214,18 +164,18 @@ class ScriptedThalex:
     # -- the transport -------------------------------------------------------------------
     async def connect(
         self, url: str, receiver: FrameReceiver, config: WebSocketConfig, name: str
-    ) -> ThalexSocket:
+    ) -> InMemorySocket:
         """The ``WebSocketConnect``: a new client connection to this venue."""
         await asyncio.sleep(0)  # a handshake is never synchronous
         if url != self.url:
             raise ConnectionRefusedError(f"nothing listens at {url}")
         connection: ServerConnection | None = None
 
-        def on_text(raw: bytes) -> None:
+        def on_text(_socket: InMemorySocket, raw: bytes) -> None:
             assert connection is not None
             self._received(connection, raw)
 
-        socket = ThalexSocket(receiver, on_text)
+        socket = InMemorySocket(receiver, on_text)
         connection = ServerConnection(index=len(self.connections), socket=socket)
         self.connections.append(connection)
         return socket
@@ -389,4 +339,4 @@ class ScriptedThalex:
         await request.connection.send_raw(orjson.dumps(body))
 
 
-__all__ = ["Handler", "Reply", "ScriptedThalex", "ServerConnection", "ServerRequest", "ThalexSocket"]
+__all__ = ["Handler", "InMemorySocket", "Reply", "ScriptedThalex", "ServerConnection", "ServerRequest"]
