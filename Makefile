@@ -56,7 +56,7 @@ test-latest:
 # runs on the same set in production, in the tests and beside the benchmark peers.
 lock: $(STAMP)
 	$(UV_COMPILE) --extra dev -c requirements/peers-compat.txt -o $(LOCK)
-	$(UV_COMPILE) -c $(LOCK) -o $(RUNTIME_LOCK)
+	$(UV_COMPILE) --extra postgres --extra redis -c $(LOCK) -o $(RUNTIME_LOCK)
 	$(UV_COMPILE) --extra dev --extra peers -c $(LOCK) -o $(PEERS_LOCK)
 	$(UV_COMPILE) --extra dev --extra fuzz -c $(LOCK) -o $(FUZZ_LOCK)
 
