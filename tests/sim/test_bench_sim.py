@@ -11,6 +11,11 @@ def test_bench_sim_quick_run_reports_throughput_and_latency_rows() -> None:
     names = [result.name for result in results]
     assert any("orders/s" in name for name in names)
     assert any("p50" in name for name in names) and any("p99" in name for name in names)
+    push = next(result for result in results if result.name.startswith("simulator stream push: messages/s"))
+    assert push.value > 0 and push.detail["frames"] > 0
+    cpu = next(result for result in results if result.name.startswith("simulator stream push: simulator CPU"))
+    assert cpu.unit == "us/msg" and cpu.value > 0
+    assert any(result.name.startswith("simulator idle CPU") for result in results)
     throughput = results[0]
     assert throughput.unit == "orders/s" and throughput.value > 0
     assert throughput.baseline_value is not None and throughput.baseline_value > 0

@@ -10,6 +10,9 @@ Baseline: the same stream through ``NaiveMatcher``, an unsorted-list matcher tha
 best price on every match and for the order on every cancel (how a first simulator is often
 written). The issue's reference figure for the existing end-to-end simulator is 200-350
 orders/s; that figure includes network round trips, so it is quoted in the detail only.
+
+The suite also runs ``sim_roundtrip`` (orders over loopback) and ``sim_stream`` (the market-data
+push of a simulator process replaying at full speed, and its idle cost).
 """
 
 from __future__ import annotations
@@ -218,10 +221,11 @@ def run_naive(operations: list) -> int:
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
-    """Matching engine in process, then order round trips over loopback REST and WebSocket."""
-    from hftkit.bench import sim_roundtrip
+    """Matching engine in process, order round trips over loopback REST and WebSocket, then the
+    market-data push and idle cost of a simulator process replaying at full speed."""
+    from hftkit.bench import sim_roundtrip, sim_stream
 
-    return [*matching_rows(options), *sim_roundtrip.run(options)]
+    return [*matching_rows(options), *sim_roundtrip.run(options), *sim_stream.run(options)]
 
 
 def matching_rows(options: BenchOptions) -> list[BenchResult]:

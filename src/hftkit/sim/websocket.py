@@ -6,16 +6,21 @@ send a Close with 1002, protocol error, as §7.4.1 allows). ``SimWebSocketRespon
 frame-header scanner in front of aiohttp's parser: it follows frame boundaries (header and
 payload length only, no copying) and fails the socket on the first frame without the mask bit.
 
-``SlowClientGuard`` bounds what a client that does not read can cost the server: every send gets
+``send_or_abort`` bounds what a client that does not read can cost the server: every send gets
 a deadline, and a send past it aborts the connection (counted), instead of parking the sender on
 a full TCP buffer forever while its queue grows.
+
+``DirectText`` is the fan-out path of the stream senders: encoded JSON bytes go out as text
+frames written straight to the transport (no decode/encode round trip, no task, no await; many
+frames in one write), while the socket is uncompressed and its transport is not paused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -155,6 +160,78 @@ async def send_or_abort(socket: web.WebSocketResponse, text: str, timeout_s: flo
     return True
 
 
+_SHORT = struct.Struct("!BB").pack
+_MEDIUM = struct.Struct("!BBH").pack
+_LONG = struct.Struct("!BBQ").pack
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, uncompressed, final text frame (server to client, RFC 6455 5.2)."""
+    if length < 126:
+        return _SHORT(0x81, length)
+    if length < 65536:
+        return _MEDIUM(0x81, 126, length)
+    return _LONG(0x81, 127, length)
+
+
+class DirectText:
+    """Writes text frames of already-encoded bytes straight to one socket's transport.
+
+    aiohttp's ``send_str`` wants ``str`` (so bytes are decoded, then encoded again) and is a
+    coroutine (so each frame costs a task step). For an uncompressed socket the frame is just
+    a header and the bytes; writing it synchronously keeps frames in order with aiohttp's own
+    writes (pings, close), which are synchronous too. ``ready()`` says whether a write may go
+    out now: the socket is open, uncompressed, and its transport is below the high-water mark.
+    """
+
+    __slots__ = ("_protocol", "_socket", "_transport")
+
+    def __init__(self, socket: web.WebSocketResponse) -> None:
+        self._socket = socket
+        self._transport: Any = None
+        self._protocol: Any = None
+
+    def ready(self) -> bool:
+        transport = self._transport
+        if transport is None:
+            socket = self._socket
+            request = socket._req
+            if request is None or socket._writer is None or socket.compress:
+                return False
+            transport = request.transport
+            if transport is None:
+                return False
+            self._transport, self._protocol = transport, request.protocol
+        socket = self._socket
+        return not (
+            socket._closing or socket.closed or transport.is_closing() or self._protocol.writing_paused
+        )
+
+    def write(self, frame: bytes) -> None:
+        """One frame; the caller checked ``ready()``."""
+        self._transport.write(text_frame_header(len(frame)) + frame)
+
+    def write_many(self, frames: Sequence[bytes]) -> None:
+        """Several frames in one transport write (one system call when the buffer is empty)."""
+        parts: list[bytes] = []
+        append = parts.append
+        for frame in frames:
+            append(text_frame_header(len(frame)))
+            append(frame)
+        self._transport.write(b"".join(parts))
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until the transport takes writes again; False if it did not within ``timeout_s``."""
+        protocol = self._protocol
+        if protocol is None or not protocol.writing_paused:
+            return True
+        try:
+            await asyncio.wait_for(protocol._drain_helper(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
 def abort(socket: web.WebSocketResponse) -> None:
     """Drop the connection now, without a closing handshake the client would never read."""
     request = socket._req  # the response keeps its request until the handler returns
@@ -170,8 +247,10 @@ def abort(socket: web.WebSocketResponse) -> None:
 __all__ = [
     "SEND_TIMEOUT_S",
     "UNMASKED_FRAME",
+    "DirectText",
     "FrameMaskScanner",
     "SimWebSocketResponse",
     "abort",
     "send_or_abort",
+    "text_frame_header",
 ]

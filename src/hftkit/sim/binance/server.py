@@ -682,8 +682,9 @@ class BinanceSimServer:
     def _count_slow(self) -> None:
         self.slow_client_disconnects += 1
 
-    def _outbox(self, socket: web.WebSocketResponse, faults: FaultInjector) -> Outbox:
-        return Outbox(socket, faults, on_slow=self._count_slow)
+    def _outbox(self, socket: web.WebSocketResponse, faults: FaultInjector, coalesce: bool = False) -> Outbox:
+        """``coalesce``: market streams write a burst of events at once; replies go out at once."""
+        return Outbox(socket, faults, on_slow=self._count_slow, coalesce=coalesce)
 
     def _disconnect_timer(self, faults: FaultInjector, outbox: Outbox) -> asyncio.Task[None] | None:
         after = faults.disconnect_after_s()
@@ -737,7 +738,7 @@ class BinanceSimServer:
     ) -> web.StreamResponse:
         socket = await self._open_socket(request)
         state = market.state
-        outbox = self._outbox(socket, state.faults)
+        outbox = self._outbox(socket, state.faults, coalesce=True)
         subscriber = Subscriber(outbox, combined, route)
         streams = market.streams
         streams.subscribers.add(subscriber)

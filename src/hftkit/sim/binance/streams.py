@@ -8,7 +8,9 @@ USD-M), partial depth, trades, aggregate trades, book ticker, klines and tickers
 outboundAccountPosition (spot) or ORDER_TRADE_UPDATE / ACCOUNT_UPDATE (USD-M).
 
 ``Outbox`` is one connection's sender: it applies the venue's stream faults (latency,
-malformed frames, stalls) on the way out, in order, and never blocks a publisher.
+malformed frames, stalls) on the way out, in order, and never blocks a publisher. Events are
+encoded once (``StreamText``: bytes, not dicts) and the same bytes fan out to every subscriber,
+written straight to the transport while no fault needs the per-frame path.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from hftkit.core.types import OrderStatus, OrderType
 from hftkit.sim.binance.margin import FuturesMargin, funding_terms
@@ -32,6 +35,7 @@ from hftkit.sim.binance.wire import (
     ORDER_TYPES,
     SIDES,
     TIME_IN_FORCE,
+    Formats,
     aggregate_trade_event,
     depth_diff,
     futures_status,
@@ -42,13 +46,12 @@ from hftkit.sim.binance.wire import (
     ms,
     spot_status,
     ticker_event,
-    trade_event,
 )
 from hftkit.sim.engine.errors import CloseReason
-from hftkit.sim.engine.faults import DepthAction, FaultInjector
+from hftkit.sim.engine.faults import DepthAction, FaultInjector, FaultProfile
 from hftkit.sim.engine.matching import BookUpdate, Execution, SimOrder, TradePrint
 from hftkit.sim.engine.venue import OrderEvent, OrderEventKind, SimEvent
-from hftkit.sim.websocket import SEND_TIMEOUT_S, abort, send_or_abort
+from hftkit.sim.websocket import SEND_TIMEOUT_S, DirectText, abort
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +143,17 @@ def parse_stream(name: str, spot: bool) -> StreamSpec:
 
 
 class Outbox:
-    """Queue + sender task of one WebSocket; applies stream faults; drops the socket on overflow."""
+    """One WebSocket's sender: frames go out in order, stream faults applied, slow clients dropped.
+
+    The common case costs no task step: while nothing is queued, no stream fault is active
+    and the transport takes writes, ``send`` writes the frame synchronously (``DirectText``).
+    With ``coalesce`` (market streams) such frames are gathered until the publisher yields to
+    the event loop and written together: one system call per burst instead of one per frame.
+    Otherwise the frame is queued and the sender task takes over: frame by frame with the
+    faults (stall, latency, malformed frame), or, with none active, everything queued in one
+    write, waiting at most ``send_timeout_s`` for a full transport to drain before dropping
+    the client. The queue is bounded in frames and bytes; overflow drops the client at once.
+    """
 
     def __init__(
         self,
@@ -152,14 +165,21 @@ class Outbox:
         send_timeout_s: float = SEND_TIMEOUT_S,
         on_close: Callable[[], None] | None = None,
         on_slow: Callable[[], None] | None = None,
+        coalesce: bool = False,
     ) -> None:
         self.socket = socket
         self.faults = faults
         self.max_queue = max_queue
         self.max_queue_bytes = max_queue_bytes
         self.send_timeout_s = send_timeout_s
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._busy = False  # the sender holds a frame taken off the queue: no overtaking it
+        self._coalesce = coalesce
+        self._gathered: list[bytes] = []  # coalesced frames waiting for the end of the burst
+        self._direct = DirectText(socket)
+        self._quiet_profile: FaultProfile | None = None  # the last profile seen without stream faults
         self._task: asyncio.Task[None] | None = None
         self._on_close = on_close
         self._on_slow = on_slow
@@ -170,28 +190,73 @@ class Outbox:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def _quiet(self) -> bool:
+        """No stream fault can act on a frame now (checked once per profile object)."""
+        profile = self.faults.profile
+        if profile is self._quiet_profile:
+            return True
+        if (
+            profile.stream_latency_s
+            or profile.stream_jitter_s
+            or profile.malformed_frame_probability
+            or (profile.stall_every_s > 0 and profile.stall_duration_s > 0)
+        ):
+            return False
+        self._quiet_profile = profile
+        return True
+
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
-        if self._queue.qsize() >= self.max_queue or self._queued_bytes + len(frame) > self.max_queue_bytes:
+        if not self._queue and not self._busy and self._quiet() and self._direct.ready():
+            if self._coalesce:
+                gathered = self._gathered
+                if not gathered:
+                    asyncio.get_running_loop().call_soon(self._write_gathered)
+                gathered.append(frame)
+                return
+            try:
+                self._direct.write(frame)
+            except (ConnectionError, RuntimeError):
+                return  # the connection is gone; the socket's reader ends the handler
+            self.sent += 1
+            return
+        if len(self._queue) >= self.max_queue or self._queued_bytes + len(frame) > self.max_queue_bytes:
             logger.warning(
                 "stream client too slow: %d frames (%d bytes) queued, disconnecting",
-                self._queue.qsize(),
+                len(self._queue),
                 self._queued_bytes,
             )
             self._drop_slow_client()
             return
         self._queued_bytes += len(frame)
-        self._queue.put_nowait(frame)
+        self._queue.append(frame)
+        self._wakeup.set()
 
     def send_json(self, value: Any) -> None:
         self.send(orjson.dumps(value))
+
+    def _write_gathered(self) -> None:
+        """End of a burst: the gathered frames in one write, or ahead of the queue if it cannot."""
+        frames, self._gathered = self._gathered, []
+        if not frames or self.overflowed:
+            return
+        if not self._queue and not self._busy and self._direct.ready():
+            try:
+                self._direct.write_many(frames)
+            except (ConnectionError, RuntimeError):
+                return
+            self.sent += len(frames)
+            return
+        self._queue.extendleft(reversed(frames))  # they were sent first: they go first
+        self._queued_bytes += sum(map(len, frames))
+        self._wakeup.set()
 
     def close(self) -> None:
         """Stop sending and close the socket once what is queued is out."""
         if not self.closed:
             self.closed = True
-            self._queue.put_nowait(None)
+            self._wakeup.set()
 
     def _drop_slow_client(self) -> None:
         """A client that stopped reading: drop it now, not once its backlog is out (it never is)."""
@@ -204,33 +269,34 @@ class Outbox:
         abort(self.socket)
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
-        while not self._queue.empty():  # free the backlog at once
-            self._queue.get_nowait()
+        self._queue.clear()  # free the backlog at once
         self._queued_bytes = 0
 
     async def _run(self) -> None:
         socket = self.socket
-        faults = self.faults
         try:
             while True:
-                frame = await self._queue.get()
-                if frame is None:
+                if self._gathered:
+                    self._write_gathered()
+                if not self._queue:
+                    if self.closed:
+                        break
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self._quiet():
+                    if not await self._direct.drained(self.send_timeout_s):
+                        self._too_slow()
+                        break
+                    if self._direct.ready():
+                        frames = list(self._queue)
+                        self._queue.clear()
+                        self._queued_bytes = 0
+                        self._direct.write_many(frames)
+                        self.sent += len(frames)
+                        continue
+                if not await self._send_one(socket):
                     break
-                self._queued_bytes -= len(frame)
-                while faults.stalled():
-                    await asyncio.sleep(0.05)
-                delay = faults.stream_delay()
-                if delay:
-                    await asyncio.sleep(delay)
-                if faults.corrupt_frame():
-                    await socket.send_str(frame[: max(1, len(frame) // 2)].decode("utf-8", "replace"))
-                if not await send_or_abort(socket, frame.decode(), self.send_timeout_s):
-                    logger.warning(
-                        "stream client too slow: a send took over %gs, disconnecting", self.send_timeout_s
-                    )
-                    self._drop_slow_client()
-                    break
-                self.sent += 1
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
         finally:
@@ -240,6 +306,39 @@ class Outbox:
             if self._on_close is not None:
                 self._on_close()
 
+    async def _send_one(self, socket: web.WebSocketResponse) -> bool:
+        """The head of the queue, with the stream faults, through aiohttp; False: stop sending."""
+        faults = self.faults
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame)
+        self._busy = True
+        try:
+            while faults.stalled():
+                await asyncio.sleep(0.05)
+            delay = faults.stream_delay()
+            if delay:
+                await asyncio.sleep(delay)
+            if faults.corrupt_frame():
+                await socket.send_str(frame[: max(1, len(frame) // 2)].decode("utf-8", "replace"))
+            request = socket._req
+            transport = request.transport if request is not None else None
+            if transport is None or not transport.get_write_buffer_size():
+                await socket.send_frame(frame, WSMsgType.TEXT)
+            else:
+                try:
+                    await asyncio.wait_for(socket.send_frame(frame, WSMsgType.TEXT), self.send_timeout_s)
+                except TimeoutError:
+                    self._too_slow()
+                    return False
+        finally:
+            self._busy = False
+        self.sent += 1
+        return True
+
+    def _too_slow(self) -> None:
+        logger.warning("stream client too slow: a send took over %gs, disconnecting", self.send_timeout_s)
+        self._drop_slow_client()
+
     async def wait_closed(self) -> None:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -248,6 +347,101 @@ class Outbox:
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+# encoding ---------------------------------------------------------------------------------------
+
+_TEXT_CACHE_LIMIT = 1 << 14  # entries per cache; a full cache starts over (bounded memory)
+_JSON_BOOL = {True: b"true", False: b"false"}
+
+
+class StreamText:
+    """Encodes one symbol's depth diffs and trades straight to JSON bytes, once per event.
+
+    The bytes equal ``orjson.dumps`` of ``wire.depth_diff`` / ``wire.trade_event`` (the tests
+    hold them to it); building them from cached level fragments instead of dicts of formatted
+    strings is what makes a depth event cheap: the same prices and sizes recur all the time.
+    """
+
+    __slots__ = ("_prices", "_quantities", "_symbol", "formats", "spot")
+
+    def __init__(self, symbol: str, formats: Formats) -> None:
+        self.formats = formats
+        self.spot = formats.spot
+        self._symbol = orjson.dumps(symbol)
+        self._prices: dict[int, bytes] = {}  # ticks -> b'["50000.10",'
+        self._quantities: dict[int, bytes] = {}  # lots -> b'"0.123"]'
+
+    def _price(self, ticks: int) -> bytes:
+        if len(self._prices) >= _TEXT_CACHE_LIMIT:
+            self._prices.clear()
+        text = self._prices[ticks] = b'["' + self.formats.price(ticks).encode() + b'",'
+        return text
+
+    def _quantity(self, lots: int) -> bytes:
+        if len(self._quantities) >= _TEXT_CACHE_LIMIT:
+            self._quantities.clear()
+        text = self._quantities[lots] = b'"' + self.formats.quantity(lots).encode() + b'"]'
+        return text
+
+    def levels(self, levels: list[tuple[int, int]]) -> bytes:
+        """``[["price","qty"],...]`` without the outer brackets."""
+        prices, quantities = self._prices, self._quantities
+        parts: list[bytes] = []
+        append = parts.append
+        for price, size in levels:
+            head = prices.get(price)
+            if head is None:
+                head = self._price(price)
+            tail = quantities.get(size)
+            if tail is None:
+                tail = self._quantity(size)
+            append(head + tail)
+        return b",".join(parts)
+
+    def depth_diff(
+        self,
+        first_id: int,
+        last_id: int,
+        previous_id: int,
+        bids: list[tuple[int, int]],
+        asks: list[tuple[int, int]],
+        event_ms: int,
+        transaction_ms: int,
+    ) -> bytes:
+        if self.spot:
+            return b'{"e":"depthUpdate","E":%d,"s":%s,"U":%d,"u":%d,"b":[%s],"a":[%s]}' % (
+                event_ms,
+                self._symbol,
+                first_id,
+                last_id,
+                self.levels(bids),
+                self.levels(asks),
+            )
+        return b'{"e":"depthUpdate","E":%d,"T":%d,"s":%s,"U":%d,"u":%d,"pu":%d,"b":[%s],"a":[%s]}' % (
+            event_ms,
+            transaction_ms,
+            self._symbol,
+            first_id,
+            last_id,
+            previous_id,
+            self.levels(bids),
+            self.levels(asks),
+        )
+
+    def trade(self, trade: TradePrint, event_ms: int) -> bytes:
+        price = self._prices.get(trade.price) or self._price(trade.price)
+        quantity = self._quantities.get(trade.quantity) or self._quantity(trade.quantity)
+        return b'{"e":"trade","E":%d,"s":%s,"t":%d,"p":%s,"q":%s,"T":%d,"m":%s,%s}' % (
+            event_ms,
+            self._symbol,
+            trade.trade_id,
+            price[1:-1],
+            quantity[:-1],
+            ms(trade.time_ns),
+            _JSON_BOOL[trade.buyer_is_maker],
+            b'"M":true' if self.spot else b'"X":"MARKET"',
+        )
 
 
 # market streams --------------------------------------------------------------------------------
@@ -290,7 +484,15 @@ class MarketStreams:
         self.subscribers: set[Subscriber] = set()
         self.published = 0
         self.margin: FuturesMargin | None = None  # USD-M: funding rate and time of the markPrice stream
+        self._text: dict[str, StreamText] = {}
         state.venue.add_listener(self.on_event)
+
+    def text(self, symbol: str) -> StreamText:
+        """The symbol's encoder (made on first use: instruments can be listed at run time)."""
+        found = self._text.get(symbol)
+        if found is None:
+            found = self._text[symbol] = StreamText(symbol, self.state.formats(symbol))
+        return found
 
     # subscriptions -------------------------------------------------------------------------
     def subscribe(self, subscriber: Subscriber, spec: StreamSpec) -> None:
@@ -328,6 +530,7 @@ class MarketStreams:
 
     @staticmethod
     def _deliver(topic: _Topic, raw: bytes, name: str) -> None:
+        """Fan one encoded event out: the same bytes (or one combined wrapping) to every subscriber."""
         combined: bytes | None = None
         for subscriber in topic.subscribers:
             if subscriber.combined:
@@ -352,21 +555,28 @@ class MarketStreams:
         for topic in list(topics.values()):
             kind = topic.spec.kind
             if kind == "trade":
-                self._publish(topic, trade_event(trade, formats, now))
+                self._deliver(topic, self.text(trade.symbol).trade(trade, now), topic.spec.name)
             elif kind == "aggTrade":
                 self._publish(topic, aggregate_trade_event(trade, formats, now))
 
     def _on_book(self, update: BookUpdate) -> None:
-        for topic in list(self._by_symbol.get(update.symbol, {}).values()):
+        topics = self._by_symbol.get(update.symbol)
+        if topics:
+            self._on_book_topics(topics, update)
+        everything = self._by_symbol.get(ALL_SYMBOLS)
+        if everything:
+            for topic in list(everything.values()):
+                if topic.spec.kind == "bookTicker":  # !bookTicker
+                    self._book_ticker(topic, update)
+
+    def _on_book_topics(self, topics: dict[str, _Topic], update: BookUpdate) -> None:
+        for topic in list(topics.values()):
             kind = topic.spec.kind
             if kind == "depth":
                 topic.pending.append(update)
                 if topic.spec.cadence_ms == REALTIME:
                     self._flush_depth(topic)
             elif kind == "bookTicker":
-                self._book_ticker(topic, update)
-        for topic in list(self._by_symbol.get(ALL_SYMBOLS, {}).values()):
-            if topic.spec.kind == "bookTicker":  # !bookTicker
                 self._book_ticker(topic, update)
 
     def _book_ticker(self, topic: _Topic, update: BookUpdate) -> None:
@@ -398,24 +608,16 @@ class MarketStreams:
         if not pending:
             return
         topic.pending = []
-        symbol = topic.spec.symbol
-        formats = self.state.formats(symbol)
-        bids, asks = merge_updates(pending)
+        if len(pending) == 1:  # a real-time event: the engine's batch is already best first, one per price
+            bids, asks = pending[0].bids, pending[0].asks
+        else:
+            bids, asks = merge_updates(pending)
         first, last = pending[0].update_id, pending[-1].update_id
         previous = topic.last_sent_id if topic.last_sent_id >= 0 else first - 1
         topic.last_sent_id = last
-        payload = depth_diff(
-            symbol,
-            formats,
-            first,
-            last,
-            previous,
-            bids,
-            asks,
-            ms(self.state.clock.time_ns()),
-            ms(pending[-1].time_ns),
+        raw = self.text(topic.spec.symbol).depth_diff(
+            first, last, previous, bids, asks, ms(self.state.clock.time_ns()), ms(pending[-1].time_ns)
         )
-        raw = orjson.dumps(payload)
         action = self.state.faults.depth_action()
         self.published += 1
         if action is DepthAction.DROP:
