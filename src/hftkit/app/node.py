@@ -490,7 +490,10 @@ class TradingNode:
                     if self._given_sim is not None:
                         self.sim = sim = self._given_sim
                     else:
-                        self.sim = sim = await stack.enter_async_context(Simulator(sim_config))
+                        # the end-of-run verdict recomputes PnL from the whole fill ledger
+                        self.sim = sim = await stack.enter_async_context(
+                            Simulator(sim_config, ledger_limit=None)
+                        )
                     await sim.wait_seeded()
                     summary.data = sorted({describe_source(path) for path in sim_config_files(sim)})
                 for name, venue in self.config.venues.items():

@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 MarketDriver = ReplayDriver | SyntheticDriver
 INDEX_PERIOD_S = 1.0
+# Fill ledger entries kept per venue (about 370 bytes each): a run of days at full speed fills
+# without end, and no endpoint serves the ledger (the venues' trade histories are their own).
+LEDGER_LIMIT = 50_000
+CHANGES_KEPT = 1_000  # control-endpoint changes (speed, faults) kept for GET /changes
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,14 @@ class Simulator:
         max_passes: int | None = None,
         max_synthetic_operations: int | None = None,
         tls: bool = False,
+        ledger_limit: int | None = LEDGER_LIMIT,
     ) -> None:
         self.config = config if config is not None else default_config()
         self.tls = tls  # serve https/wss with a CA made for the run (sim.tls)
         self.tls_files: Any = None
         self.max_passes = max_passes
         self.max_synthetic_operations = max_synthetic_operations
+        self.ledger_limit = ledger_limit  # None keeps every fill (a short in-process check may want it)
         self.venues: dict[str, SimVenue] = {}
         self.faults: dict[str, FaultInjector] = {}
         self.fault_profile_names: dict[str, str] = {}
@@ -121,7 +127,7 @@ class Simulator:
         config = self.config
         for index, name in enumerate(config.enabled_venues):
             venue_config = config.venues[name]
-            accounts = Accounts(fees=venue_config.fees)
+            accounts = Accounts(fees=venue_config.fees, ledger_limit=self.ledger_limit)
             # Thalex's default self-trade rule cancels the aggressor; Binance's expires the maker.
             prevention = (
                 SelfTradePrevention.EXPIRE_TAKER if name == "thalex" else SelfTradePrevention.EXPIRE_MAKER
@@ -502,6 +508,8 @@ class Simulator:
     def _log_change(self, kind: str, venue: str, details: dict[str, Any]) -> None:
         entry = {"kind": kind, "venue": venue, **details}
         self.change_log.append(entry)
+        if len(self.change_log) > CHANGES_KEPT:  # a script flipping faults for hours
+            del self.change_log[: len(self.change_log) - CHANGES_KEPT]
         logger.info("simulator change: %s", entry)
 
     def status(self) -> dict[str, Any]:
@@ -524,6 +532,10 @@ class Simulator:
                 "fault_profile": self.fault_profile_names[name],
                 "connections": self._connections(name),
                 "listener_errors": venue.listener_errors,
+                # history dropped to bound memory: fills past ledger_limit, closed orders past the
+                # engine's order_history_limit (no longer found by a query)
+                "ledger_evicted": venue.accounts.ledger_evicted,
+                "closed_orders_forgotten": engine.closed_forgotten,
                 "drivers": [driver.name for driver in self.venue_drivers.get(name, [])],
             }
         return {

@@ -318,6 +318,7 @@ class BinanceSimServer:
             )
             self.markets[market] = _Market(state, self)
         self.internal_errors = 0
+        self.client_resets = 0  # clients gone mid-answer (counted, not errors)
         self.not_found_answers = 0  # requests for paths or methods the venue does not serve
         self._listen_key_sinks: dict[str, list[tuple[Outbox, Callable[[dict[str, Any]], None]]]] = {}
         self._sockets: set[web.WebSocketResponse] = set()
@@ -343,6 +344,7 @@ class BinanceSimServer:
         figures: dict[str, Any] = {
             "open": self.open_connections,
             "internal_errors": self.internal_errors,
+            "client_resets": self.client_resets,
             "not_found_answers": self.not_found_answers,
             "message_limit_disconnects": self.message_limit_disconnects,
             "slow_client_disconnects": self.slow_client_disconnects,
@@ -563,6 +565,11 @@ class BinanceSimServer:
         except web.HTTPException:
             raise
         except asyncio.CancelledError:
+            raise
+        except ConnectionResetError:
+            # the client left while we answered (a WebSocket handshake it dropped): not our error,
+            # and nobody is left to answer; aiohttp closes the connection quietly
+            self.client_resets += 1
             raise
         except Exception:
             self.internal_errors += 1

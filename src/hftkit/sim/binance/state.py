@@ -108,9 +108,23 @@ class MarketState:
         # kept after the trigger so the order still reads STOP_LOSS_LIMIT etc.; the ids still waiting
         self.stop_orders: dict[int, tuple[str, int]] = {}
         self.pending_stop_ids: set[int] = set()
+        self.stops_pruned = 0
+        self._stops_limit = 4 * history_per_symbol
         self.pending_cancel_id: str | None = None  # set by a cancel handler around venue.cancel
         self.pending_flags: FuturesOrderFlags | None = None  # set by the order handler around venue.place
         venue.add_listener(self.on_event)
+
+    def remember_stop(self, order_id: int, type_text: str, stop_price: int) -> None:
+        """Keep a conditional order's type and stop price, pruning those of orders gone from the
+        history (allOrders and the query no longer find them, so nothing reads their entry)."""
+        self.stop_orders[order_id] = (type_text, stop_price)
+        if len(self.stop_orders) > self._stops_limit:
+            known = {order.order_id for orders in self._orders.values() for order in orders}
+            known |= self.pending_stop_ids
+            for stale in [key for key in self.stop_orders if key not in known]:
+                del self.stop_orders[stale]
+                self.stops_pruned += 1
+            self._stops_limit = max(self._stops_limit, 2 * len(self.stop_orders))
 
     def record_amendment(
         self,

@@ -151,7 +151,7 @@ class SpotStops:
         order.reserved = locked
         order.reserve_asset = asset
         self.waiting[order_id] = _Waiting(order, type_text, stop_price)
-        state.stop_orders[order_id] = (type_text, stop_price)
+        state.remember_stop(order_id, type_text, stop_price)
         state.pending_stop_ids.add(order_id)
         self.user_events(
             OrderEvent(

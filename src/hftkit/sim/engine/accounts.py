@@ -16,6 +16,7 @@ integer factors that turn lots and notional units into asset units for one instr
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -209,12 +210,17 @@ class Accounts:
         default_decimals: int = 8,
         fees: FeeSchedule = ZERO_FEES,
         keep_ledger: bool = True,
+        ledger_limit: int | None = None,
     ) -> None:
         self._decimals = dict(asset_decimals or {})
         self._default_decimals = default_decimals
         self.default_fees = fees
         self.keep_ledger = keep_ledger
-        self.ledger: list[LedgerEntry] = []
+        # A long-running simulator fills forever: ``ledger_limit`` keeps the newest entries only
+        # (None: all, as a backtest wants) and ``ledger_evicted`` says how many went, so a
+        # reader comparing the ledger with its own fills knows it holds a window.
+        self.ledger: deque[LedgerEntry] = deque(maxlen=ledger_limit)
+        self.ledger_evicted = 0
         self._accounts: dict[str, Account] = {}
         self.market = self.get(MARKET_ACCOUNT, ZERO_FEES)
         self.fee_account = self.get(FEE_ACCOUNT, ZERO_FEES)
@@ -365,6 +371,10 @@ class Accounts:
         if self.keep_ledger:
             ledger = self.ledger
             market = self.market
+            limit = ledger.maxlen
+            if limit is not None:  # counted before the deque drops the oldest
+                added = (buyer is not market) + (seller is not market)
+                self.ledger_evicted += max(0, len(ledger) + added - limit)
             if buyer is not market:
                 ledger.append(
                     LedgerEntry(

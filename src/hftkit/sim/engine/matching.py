@@ -159,6 +159,7 @@ class MatchingEngine:
         self._by_account: dict[str, _AccountOrders] = {}
         self._closed: deque[SimOrder] = deque()
         self._closed_by_client_id: dict[tuple[str, str], SimOrder] = {}
+        self.closed_forgotten = 0  # closed orders dropped past order_history_limit
         self._next_order_id = 1
         # The replayed market's side of the books (``liquidity``). Its entry points are bound
         # here as attributes, not wrapped in methods: a depth diff costs no extra call.
@@ -958,6 +959,7 @@ class MatchingEngine:
         closed.append(order)
         if len(closed) > self.order_history_limit:
             old = closed.popleft()
+            self.closed_forgotten += 1
             self._orders.pop(old.order_id, None)
             key = (old.account, old.client_order_id)
             if self._closed_by_client_id.get(key) is old:
