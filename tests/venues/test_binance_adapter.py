@@ -166,9 +166,11 @@ async def test_user_stream_reconnect_reconciles_missed_fills(server):
         await adapter.place_order(request("r2", price=4_900_000))
         await wait_until(lambda: len(recorder.of(OrderUpdate, status=OrderStatus.NEW)) >= 2)
         server.push_order_events = False
+        # filled while we cannot hear it: before the drop, so the in-memory venue's instant
+        # reconnect cannot reconcile ahead of the fill
+        await server.fill_order("r1", "0.00100")
         await server.drop_user_connections()
         await wait_until(lambda: recorder.of(ConnectionEvent, stream="user", state="disconnected"))
-        await server.fill_order("r1", "0.00100")  # filled while we cannot hear it
         server.push_order_events = True
         await wait_until(lambda: len(recorder.of(ConnectionEvent, stream="account", state="synced")) == 2)
         assert adapter.is_ready
