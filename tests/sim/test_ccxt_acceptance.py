@@ -16,32 +16,7 @@ import pytest
 
 from hftkit.core.clock import SimulatedClock
 from hftkit.sim.binance.limits import RateLimitSettings
-from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
-
-API_PATHS = {
-    "public": "/api/v3",
-    "private": "/api/v3",
-    "v1": "/api/v1",
-    "sapi": "/sapi/v1",
-    "sapiV2": "/sapi/v2",
-    "sapiV3": "/sapi/v3",
-    "sapiV4": "/sapi/v4",
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "dapiPublic": "/dapi/v1",
-    "dapiPrivate": "/dapi/v1",
-    "dapiPrivateV2": "/dapi/v2",
-    "dapiData": "/futures/data",
-    "eapiPublic": "/eapi/v1",
-    "eapiPrivate": "/eapi/v1",
-    "papi": "/papi/v1",
-    "papiV2": "/papi/v2",
-}
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness, ccxt_urls
 
 
 def make_client(base: str) -> Any:
@@ -51,7 +26,7 @@ def make_client(base: str) -> Any:
             "secret": API_SECRET,
             "enableRateLimit": False,
             "timeout": 5000,
-            "urls": {"api": {name: base + path for name, path in API_PATHS.items()}},
+            "urls": {"api": ccxt_urls(base)},
         }
     )
 
@@ -209,7 +184,7 @@ async def test_ccxt_pro_watches_the_book_trades_and_orders_and_places_over_the_w
     import ccxt.pro as pro
 
     ws = sim.urls["ws"]
-    api: dict[str, Any] = {name: sim.base + path for name, path in API_PATHS.items()}
+    api: dict[str, Any] = ccxt_urls(sim.base)
     api["ws"] = {"spot": f"{ws}/ws", "margin": f"{ws}/ws", "ws-api": {"spot": f"{ws}/ws-api/v3"}}
     exchange = pro.binance(
         {

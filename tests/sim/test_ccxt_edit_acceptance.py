@@ -10,32 +10,8 @@ from typing import Any
 import ccxt
 import pytest
 
-from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness
+from hftkit.testing.binance_simulator import API_KEY, API_SECRET, SYMBOL, BinanceSimHarness, ccxt_urls
 
-API_PATHS = {
-    "public": "/api/v3",
-    "private": "/api/v3",
-    "v1": "/api/v1",
-    "sapi": "/sapi/v1",
-    "sapiV2": "/sapi/v2",
-    "sapiV3": "/sapi/v3",
-    "sapiV4": "/sapi/v4",
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "dapiPublic": "/dapi/v1",
-    "dapiPrivate": "/dapi/v1",
-    "dapiPrivateV2": "/dapi/v2",
-    "dapiData": "/futures/data",
-    "eapiPublic": "/eapi/v1",
-    "eapiPrivate": "/eapi/v1",
-    "papi": "/papi/v1",
-    "papiV2": "/papi/v2",
-}
 OPTIONS = {"fetchCurrencies": False, "fetchMargins": False}
 
 
@@ -54,7 +30,7 @@ def make_client(sim: BinanceSimHarness) -> Any:
             "enableRateLimit": False,
             "timeout": 5000,
             "options": dict(OPTIONS),
-            "urls": {"api": {name: sim.base + path for name, path in API_PATHS.items()}},
+            "urls": {"api": ccxt_urls(sim.base)},
         }
     )
 
@@ -97,7 +73,7 @@ async def test_ccxt_pro_edit_order_ws_fetch_trades_ws_and_fetch_ohlcv_ws(sim):
     import ccxt.pro as pro
 
     ws = sim.urls["ws"]
-    api: dict[str, Any] = {name: sim.base + path for name, path in API_PATHS.items()}
+    api: dict[str, Any] = ccxt_urls(sim.base)
     api["ws"] = {
         "spot": f"{ws}/ws",
         "margin": f"{ws}/ws",
@@ -142,7 +118,7 @@ async def test_ccxt_pro_linear_streams_use_the_routed_paths(sim):
     import ccxt.pro as pro
 
     ws = sim.urls["ws"]
-    api: dict[str, Any] = {name: sim.base + path for name, path in API_PATHS.items()}
+    api: dict[str, Any] = ccxt_urls(sim.base)
     api["ws"] = {"spot": f"{ws}/ws", "margin": f"{ws}/ws", "linear": f"{ws}/ws"}
     exchange = pro.binance(
         {

@@ -41,6 +41,38 @@ ED25519_PUBLIC_PEM = (
 )
 
 
+# ccxt's binance client keeps one base URL per API family: every family's path on the simulator.
+CCXT_API_PATHS: dict[str, str] = {
+    "public": "/api/v3",
+    "private": "/api/v3",
+    "v1": "/api/v1",
+    "sapi": "/sapi/v1",
+    "sapiV2": "/sapi/v2",
+    "sapiV3": "/sapi/v3",
+    "sapiV4": "/sapi/v4",
+    "fapiPublic": "/fapi/v1",
+    "fapiPublicV2": "/fapi/v2",
+    "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1",
+    "fapiPrivateV2": "/fapi/v2",
+    "fapiPrivateV3": "/fapi/v3",
+    "fapiData": "/futures/data",
+    "dapiPublic": "/dapi/v1",
+    "dapiPrivate": "/dapi/v1",
+    "dapiPrivateV2": "/dapi/v2",
+    "dapiData": "/futures/data",
+    "eapiPublic": "/eapi/v1",
+    "eapiPrivate": "/eapi/v1",
+    "papi": "/papi/v1",
+    "papiV2": "/papi/v2",
+}
+
+
+def ccxt_urls(base: str) -> dict[str, str]:
+    """ccxt's ``urls["api"]`` for a simulator at ``base`` (``ccxt.binance({"urls": {"api": ...}})``)."""
+    return {name: base + path for name, path in CCXT_API_PATHS.items()}
+
+
 def spot_instrument() -> Instrument:
     return Instrument("binance", SYMBOL, "BTC", "USDT", "0.01", "0.00001", "5", max_quantity="9000")
 
