@@ -106,14 +106,21 @@ def test_synthetic_venues_start_from_the_same_books_for_the_same_seed() -> None:
     assert books(5) != books(6)
 
 
-async def test_synthetic_market_runs_and_counts_its_operations() -> None:
+async def test_synthetic_market_at_speed_max_runs_for_a_client_and_counts_its_operations() -> None:
     config = config_from_mapping({"source": "synthetic", "seed": 1, "venues": [BINANCE_SPOT], "speed": "max"})
     async with Simulator(config, max_synthetic_operations=2_000) as sim:
         driver = sim.drivers["binance-spot:synthetic"]
-        for _ in range(200):
-            if not driver.snapshot()["running"] and driver.snapshot()["position"] >= 2_000:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        # nobody attached: at speed max the driver waits instead of spinning a core
+        assert driver.snapshot()["waiting_for_client"] is True
+        assert int(str(driver.snapshot()["position"])) < 2_000
+        async with aiohttp.ClientSession() as session:  # keep-alive: attached while open
+            async with session.get(f"{sim.urls['binance_spot_rest']}/ping") as response:
+                assert response.status == 200
+            for _ in range(300):
+                if not driver.snapshot()["running"] and driver.snapshot()["position"] >= 2_000:
+                    break
+                await asyncio.sleep(0.01)
         status = sim.status()
         assert status["market"]["binance-spot:synthetic"]["position"] >= 2_000
         symbols = status["venues"][BINANCE_SPOT]["symbols"]

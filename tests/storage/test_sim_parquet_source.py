@@ -28,7 +28,7 @@ async def _final_book(venues: dict) -> tuple[list, list]:
     config = config_from_mapping(
         {"venues": venues, "speed": "max", "loop": False, "faults": "none"}, "<test>"
     )
-    async with Simulator(config) as sim:
+    async with Simulator(config, wait_for_clients=False) as sim:  # read in process, no client
         (driver,) = sim.drivers.values()
         for _ in range(500):
             if driver.status.loops >= 1 and not driver.status.running:

@@ -7,8 +7,12 @@ combined ``/public/stream`` path and only counts frames. The simulator's CPU com
 ``/proc/<pid>/stat`` (user + system ticks) over the same window, so the figure is the server's
 whole cost per message sent: replay, matching-engine book, encode, framing, socket writes.
 
-A second row starts the same simulator with no client and reports its CPU as a share of one
-core: with nobody subscribed the replay still runs, but nothing should be encoded or sent.
+The same run samples the simulator's RSS once a second after the warm-up (a minute: books, the
+replay's pass cache and the text caches filled) for ten minutes (quick: seconds), for the memory
+row: flat within 10 MiB.
+
+A last row starts the same simulator with no client and reports its CPU as a share of one core:
+at speed max a driver with nobody attached waits for a client instead of spinning.
 
 ``python -m hftkit.bench.sim_stream serve [--profile FILE]`` is the child: it prints one JSON
 line with the URLs, then serves until SIGTERM (with ``--profile`` it writes cProfile stats
@@ -36,6 +40,10 @@ STREAMS = ("btcusdt@depth@0ms", "btcusdt@trade")
 MESSAGES_TARGET = 50_000.0
 CPU_PER_MESSAGE_TARGET_US = 20.0
 IDLE_TARGET_SHARE = 0.05  # "near zero": under 5 % of one core
+MEMORY_TARGET_MIB = 10.0  # RSS flat within this over a ten-minute run at full speed
+MEMORY_WINDOW_S = 600.0
+MEMORY_WARMUP_S = 60.0  # books, the pass cache and the text caches are full by then
+RSS_SAMPLE_S = 1.0
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _START_TIMEOUT_S = 60.0
 
@@ -126,8 +134,13 @@ async def _count_frames(url: str, warmup_s: float, seconds: float, pid: int) -> 
     try:
         await asyncio.sleep(warmup_s)
         frames0, bytes0, cpu0, wall0 = counter["frames"], counter["bytes"], cpu_seconds(pid), time.monotonic()
-        await asyncio.sleep(seconds)
+        rss_start = rss_peak = rss_mib(pid)
+        deadline = wall0 + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(RSS_SAMPLE_S, left))
+            rss_peak = max(rss_peak, rss_mib(pid))
         frames1, bytes1, cpu1, wall1 = counter["frames"], counter["bytes"], cpu_seconds(pid), time.monotonic()
+        rss_end = rss_mib(pid)
     finally:
         transport.disconnect()
     return {
@@ -135,7 +148,19 @@ async def _count_frames(url: str, warmup_s: float, seconds: float, pid: int) -> 
         "bytes": bytes1 - bytes0,
         "cpu_s": cpu1 - cpu0,
         "wall_s": wall1 - wall0,
+        "rss_start_mib": rss_start,
+        "rss_peak_mib": rss_peak,
+        "rss_end_mib": rss_end,
     }
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process (``/proc/<pid>/status`` VmRSS), MiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def measure_push(seconds: float, warmup_s: float, profile: str | None = None) -> dict[str, float]:
@@ -161,12 +186,14 @@ def measure_idle(seconds: float, warmup_s: float) -> dict[str, float]:
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
-    seconds, warmup_s = (2.0, 1.0) if options.quick else (10.0, 3.0)
+    """Push, CPU and memory from one run (ten minutes after a minute's warm-up; quick: 3 s), idle apart."""
+    seconds, warmup_s = (2.0, 1.0) if options.quick else (MEMORY_WINDOW_S, MEMORY_WARMUP_S)
     push = measure_push(seconds, warmup_s)
-    idle = measure_idle(seconds / 2, warmup_s)
+    idle = measure_idle(5.0 if options.quick else 10.0, 1.0 if options.quick else 3.0)
     rate = push["frames"] / push["wall_s"]
     cpu_us = push["cpu_s"] * 1e6 / max(1.0, push["frames"])
     share = idle["cpu_s"] / idle["wall_s"]
+    growth = push["rss_peak_mib"] - push["rss_start_mib"]
     return [
         compare(
             "simulator stream push: messages/s received (depth@0ms + trade, speed max)",
@@ -188,6 +215,18 @@ def run(options: BenchOptions) -> list[BenchResult]:
             cpu_s=round(push["cpu_s"], 2),
         ),
         compare(
+            "simulator memory at full speed: RSS growth after warm-up (one subscriber)",
+            round(growth, 1),
+            "MiB",
+            target=f"<= {MEMORY_TARGET_MIB:g} MiB over {MEMORY_WINDOW_S / 60:g} minutes",
+            met=growth <= MEMORY_TARGET_MIB and push["wall_s"] >= MEMORY_WINDOW_S * 0.99,
+            window_s=round(push["wall_s"]),
+            warmup_s=warmup_s,
+            rss_start_mib=round(push["rss_start_mib"], 1),
+            rss_peak_mib=round(push["rss_peak_mib"], 1),
+            rss_end_mib=round(push["rss_end_mib"], 1),
+        ),
+        compare(
             "simulator idle CPU (no client, speed max)",
             round(100 * share, 1),
             "% of one core",
@@ -206,9 +245,10 @@ def main(argv: list[str]) -> int:
             asyncio.run(_serve(profile))
         return 0
     if argv[:1] == ["push"]:
-        seconds = float(argv[1]) if len(argv) > 1 else 10.0
+        seconds = float(argv[1]) if len(argv) > 1 and not argv[1].startswith("--") else 10.0
         profile = argv[argv.index("--profile") + 1] if "--profile" in argv else None
-        figures = measure_push(seconds, 3.0, profile)
+        warmup_s = float(argv[argv.index("--warmup") + 1]) if "--warmup" in argv else 3.0
+        figures = measure_push(seconds, warmup_s, profile)
         figures["msg_per_s"] = figures["frames"] / figures["wall_s"]
         figures["cpu_us_per_msg"] = figures["cpu_s"] * 1e6 / max(1.0, figures["frames"])
         print(json.dumps(figures))
@@ -216,7 +256,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["idle"]:
         print(json.dumps(measure_idle(float(argv[1]) if len(argv) > 1 else 5.0, 3.0)))
         return 0
-    print("usage: python -m hftkit.bench.sim_stream serve|push|idle", file=sys.stderr)
+    print(
+        "usage: python -m hftkit.bench.sim_stream serve [--profile F] | push [S] [--warmup W] | idle [S]",
+        file=sys.stderr,
+    )
     return 2
 
 

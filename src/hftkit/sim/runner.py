@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,6 +66,9 @@ INDEX_PERIOD_S = 1.0
 # without end, and no endpoint serves the ledger (the venues' trade histories are their own).
 LEDGER_LIMIT = 50_000
 CHANGES_KEPT = 1_000  # control-endpoint changes (speed, faults) kept for GET /changes
+# How long the simulator counts a client as attached after its last connection closed: a REST
+# client that opens a connection per request (no keep-alive) stays attached between requests.
+ATTACHED_LINGER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class Simulator:
         max_synthetic_operations: int | None = None,
         tls: bool = False,
         ledger_limit: int | None = LEDGER_LIMIT,
+        wait_for_clients: bool = True,
     ) -> None:
         self.config = config if config is not None else default_config()
         self.tls = tls  # serve https/wss with a CA made for the run (sim.tls)
@@ -105,6 +111,9 @@ class Simulator:
         self.max_passes = max_passes
         self.max_synthetic_operations = max_synthetic_operations
         self.ledger_limit = ledger_limit  # None keeps every fill (a short in-process check may want it)
+        # at speed max the drivers run only while a client is attached (``attached``); False for
+        # in-process use that reads the venues directly with no client connected
+        self.wait_for_clients = wait_for_clients
         self.venues: dict[str, SimVenue] = {}
         self.faults: dict[str, FaultInjector] = {}
         self.fault_profile_names: dict[str, str] = {}
@@ -120,6 +129,7 @@ class Simulator:
         self._started = False
         self._stopping = False
         self.change_log: list[dict[str, Any]] = []
+        self._last_attached = -math.inf
         self._build()
 
     # construction (no I/O besides the key file) ------------------------------------------------
@@ -380,10 +390,24 @@ class Simulator:
         self.control = ControlServer(self)
         self.urls["control"] = await self.control.start("127.0.0.1", config.control_port)
         for name, driver in self.drivers.items():
+            driver.audience = self.attached if self.wait_for_clients else None
             self._spawn(driver.run(), name)
         if any(isinstance(driver, ReplayDriver) for driver in self.drivers.values()):
             self._spawn(self._backfill_candles(), "backfill-candles")
         logger.info("simulator started: %s", self.urls)
+
+    def attached(self) -> bool:
+        """Whether a client is connected to a venue server, or was in the last ``ATTACHED_LINGER_S``.
+
+        The market drivers at speed max run only while this holds (``sim.engine.market._wait``):
+        with no one to see it, replaying as fast as possible only burns a core.
+        """
+        now = time.monotonic()
+        servers = (self.binance_server, self.thalex_server)
+        if any(server is not None and server.connections() for server in servers):
+            self._last_attached = now
+            return True
+        return now - self._last_attached < ATTACHED_LINGER_S
 
     async def _backfill_candles(self) -> None:
         """Kline history from the first second: each replayed recording's trades as the minutes

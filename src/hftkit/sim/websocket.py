@@ -254,3 +254,17 @@ __all__ = [
     "send_or_abort",
     "text_frame_header",
 ]
+
+
+def open_connections(*runners: web.AppRunner | None) -> int:
+    """Open TCP connections to the servers of these runners (HTTP keep-alive and WebSockets).
+
+    What tells the simulator that a client is attached: its market drivers at speed max run
+    only then (``sim.engine.market``).
+    """
+    total = 0
+    for runner in runners:
+        server = None if runner is None else runner.server
+        if server is not None:
+            total += len(server.connections)
+    return total

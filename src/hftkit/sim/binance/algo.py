@@ -147,7 +147,7 @@ class AlgoOrders:
 
     def on_event(self, event: SimEvent) -> None:
         if isinstance(event, TradePrint | BookUpdate):
-            if any(order.symbol == event.symbol for order in self.open.values()):
+            if self.open and any(order.symbol == event.symbol for order in self.open.values()):
                 self._due.add(event.symbol)  # acted on after the venue's batch
         elif isinstance(event, OrderEvent) and not event.order.is_open:
             algo = self.by_actual.pop(event.order.order_id, None)

@@ -96,7 +96,7 @@ from hftkit.sim.binance.ws_api import ApiSession
 from hftkit.sim.engine.faults import FaultInjector
 from hftkit.sim.engine.matching import DepthSnapshot
 from hftkit.sim.engine.venue import SimVenue
-from hftkit.sim.websocket import SimWebSocketResponse
+from hftkit.sim.websocket import SimWebSocketResponse, open_connections
 from hftkit.venues.binance.endpoints import Market
 
 logger = logging.getLogger(__name__)
@@ -458,6 +458,10 @@ class BinanceSimServer:
             with contextlib.suppress(Exception):
                 await socket.close(code=WSCloseCode.GOING_AWAY, message=b"dropped")
         return len(sockets)
+
+    def connections(self) -> int:
+        """Open client connections of both markets (REST keep-alive, streams, WS API)."""
+        return open_connections(self._runner, self._stream_runner)
 
     async def stop(self) -> None:
         for socket in list(self._sockets):

@@ -9,7 +9,7 @@ their own beyond the sorted-key bookkeeping of a side.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from fractions import Fraction
 
@@ -165,6 +165,19 @@ class BookSide:
         if self.is_bid:
             return self.keys[::-1]
         return [-key for key in reversed(self.keys)]
+
+    def prices_through(self, price: int, inclusive: bool) -> list[int]:
+        """Prices better than ``price`` (and at it when ``inclusive``), best first.
+
+        What a trade or a crossing level at ``price`` consumes: a bisect and a slice of the
+        few levels involved, where ``prices_best_first`` would copy the whole side.
+        """
+        keys = self.keys
+        if self.is_bid:
+            start = bisect_left(keys, price) if inclusive else bisect_right(keys, price)
+            return keys[: start - 1 : -1] if start else keys[::-1]
+        start = bisect_left(keys, -price) if inclusive else bisect_right(keys, -price)
+        return [-key for key in reversed(keys[start:])]
 
 
 class Book:

@@ -88,10 +88,8 @@ class BackgroundLiquidity:
         now = self._clock.time_ns()
         executions: list[Execution] = []
         trades: list[TradePrint] = []
-        for price, size in bids:
-            self._set_background(book, True, price, size, now, executions, trades)
-        for price, size in asks:
-            self._set_background(book, False, price, size, now, executions, trades)
+        self._set_side(book, True, bids, now, executions, trades)
+        self._set_side(book, False, asks, now, executions, trades)
         return MarketResult(executions=executions, trades=trades, book_update=self._flush(book, now))
 
     def replace_background(
@@ -125,9 +123,7 @@ class BackgroundLiquidity:
         taker_is_buy = aggressor is _BUY
         makers = book.asks if taker_is_buy else book.bids
         changed = book.changed_asks if taker_is_buy else book.changed_bids
-        for level_price in makers.prices_best_first():
-            if (level_price >= price) if taker_is_buy else (level_price <= price):
-                break
+        for level_price in makers.prices_through(price, False):
             level = makers.levels[level_price]
             if level.background:
                 self._shrink(level, level.background)
@@ -160,39 +156,50 @@ class BackgroundLiquidity:
             )
         return MarketResult(executions=executions, trades=trades, book_update=self._flush(book, now))
 
-    def _set_background(
+    def _set_side(
         self,
         book: Book,
         is_bid: bool,
-        price: int,
-        size: int,
+        levels: Iterable[tuple[int, int]],
         now: int,
         executions: list[Execution],
         trades: list[TradePrint],
     ) -> None:
-        if price <= 0 or size < 0:
-            raise SimulatorInputError(f"{book.symbol}: background level {size} lots at {price} ticks")
-        side = book.bids if is_bid else book.asks
-        level = side.levels.get(price)
-        if level is None:
-            if not size:
-                return
-            level = side.add(price)
-            level.background = level.tail = size
-        else:
-            old = level.background
-            if size == old:
-                return
-            if size > old:
-                level.tail += size - old
+        """Set the background of one side's levels (the replay's hot loop: kept flat, no calls
+        per level unless a level is new, emptied, shrunk behind our orders or crossing)."""
+        side, opposite = (book.bids, book.asks) if is_bid else (book.asks, book.bids)
+        changed = book.changed_bids if is_bid else book.changed_asks
+        get = side.levels.get
+        opposite_keys = opposite.keys  # best last; asks are keyed by -price
+        for price, size in levels:
+            if price <= 0 or size < 0:
+                raise SimulatorInputError(f"{book.symbol}: background level {size} lots at {price} ticks")
+            level = get(price)
+            if level is None:
+                if not size:
+                    continue
+                level = side.add(price)
+                level.background = level.tail = size
             else:
-                self._shrink(level, old - size)
-            level.background = size
-            if not size and not level.queue:
-                side.remove(price)
-        (book.changed_bids if is_bid else book.changed_asks).add(price)
-        if size:
-            self._resolve_cross(book, is_bid, price, now, executions, trades)
+                old = level.background
+                if size == old:
+                    continue
+                if size > old:
+                    level.tail += size - old
+                else:
+                    tail = level.tail
+                    if tail >= old - size:
+                        level.tail = tail - (old - size)
+                    else:
+                        self._shrink(level, old - size)
+                level.background = size
+                if not size and not level.queue:
+                    side.remove(price)
+            changed.add(price)
+            if not size or not opposite_keys:
+                continue
+            if (-opposite_keys[-1] <= price) if is_bid else (opposite_keys[-1] >= price):
+                self._resolve_cross(book, is_bid, price, now, executions, trades)
 
     @staticmethod
     def _shrink(level: Level, amount: int) -> None:
@@ -228,9 +235,7 @@ class BackgroundLiquidity:
         side = book.bids if is_bid else book.asks
         incoming = side.levels[price]
         changed = book.changed_asks if is_bid else book.changed_bids
-        for level_price in opposite.prices_best_first():
-            if (level_price > price) if is_bid else (level_price < price):
-                break
+        for level_price in opposite.prices_through(price, True):
             level = opposite.levels[level_price]
             changed.add(level_price)
             if level.background:

@@ -24,15 +24,18 @@ ids keep increasing; each pass re-seeds the background from the file's snapshot 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import chain
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import msgspec
 
@@ -389,12 +392,26 @@ def speed_text(speed: float) -> str | float:
     return "max" if speed == AS_FAST_AS_POSSIBLE else speed
 
 
-async def _wait(pacer: Pacer, data_ns: int, counter: int, speed_changed: asyncio.Event) -> None:
+Audience = Callable[[], bool]
+"""Whether anyone is attached to the simulator (``Simulator.attached``)."""
+AUDIENCE_POLL_S = 0.25  # how often a driver waiting for a client looks again
+
+
+async def _wait(
+    pacer: Pacer, data_ns: int, counter: int, speed_changed: asyncio.Event, audience: Audience | None = None
+) -> None:
     """Sleep until ``data_ns`` is due; a speed change wakes the sleeper to recompute (a driver
-    paused at a tiny speed would otherwise sleep for years after being resumed)."""
+    paused at a tiny speed would otherwise sleep for years after being resumed).
+
+    At speed max with nobody attached (``audience`` says so), wait for someone instead: running
+    as fast as possible for no one is a busy loop that takes a whole core. Paced replays keep
+    their clock whoever is there (their cost is the recorded rate's, a few hundred per second).
+    """
     delay = pacer.delay_ns(data_ns, time.monotonic_ns())
     if delay <= 0:
         if counter % _YIELD_EVERY == 0:
+            if audience is not None and waiting_for_client(pacer, audience):
+                await _until_attached(pacer, speed_changed, audience)
             await asyncio.sleep(0)  # let the servers run between bursts
         return
     while delay > 0:
@@ -404,6 +421,102 @@ async def _wait(pacer: Pacer, data_ns: int, counter: int, speed_changed: asyncio
         except TimeoutError:
             return
         delay = pacer.delay_ns(data_ns, time.monotonic_ns())
+
+
+# the decoded pass, kept for the next ones ---------------------------------------------------------
+
+# Levels a pass cache holds before it gives up (16 bytes each: 64 MiB). The recorded USD-M
+# BTCUSDT day is 445k levels (7 MiB); a recording past the limit is decoded on every pass.
+PASS_CACHE_LEVELS = 4_000_000
+_SEED, _DIFF = 0, 1
+
+
+def _pack(levels: Levels) -> array[int]:
+    return array("q", chain.from_iterable(levels))
+
+
+def _unpack(packed: array[int]) -> Levels:
+    values = iter(packed)
+    return tuple(zip(values, values, strict=True))
+
+
+CachedAction: TypeAlias = "tuple[int, array[int], array[int]] | ReplayTrade"  # (_SEED or _DIFF, bids, asks)
+
+
+class PassCache:
+    """The actions of one pass over a recording, kept to play the passes after it.
+
+    A looping replay reads the same files every pass, and decoding them (gzip, JSON, decimal
+    text to ticks, the sequencing) was a third of the simulator's CPU per message sent at
+    speed max. The first pass records what it performed, with each step's data time and the
+    number of messages it read; later passes play that back, and add the first pass's counts
+    (decode problems, gaps, stale diffs) so that the status reads as if decoded again. Levels
+    are packed flat in ``array('q')`` (16 bytes a level: the day above is 7 MiB, where the
+    decoded messages take 33 MiB); past ``limit`` levels the cache is dropped for good.
+    """
+
+    __slots__ = ("complete", "counts", "levels", "limit", "steps")
+
+    def __init__(self, limit: int = PASS_CACHE_LEVELS) -> None:
+        self.limit = limit
+        self.steps: list[tuple[int, int, tuple[CachedAction, ...]]] | None = []  # None: gave up
+        self.levels = 0
+        self.complete = False
+        self.counts: dict[str, int] = {}
+
+    def restart(self) -> None:
+        """Forget a partly recorded pass (unless the cache has given up)."""
+        if self.steps is not None:
+            self.steps = []
+            self.levels = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.complete and self.steps is not None
+
+    def record(self, data_ns: int, messages: int, actions: list[MarketAction]) -> None:
+        steps = self.steps
+        if steps is None:
+            return
+        cached: list[CachedAction] = []
+        for action in actions:
+            if isinstance(action, ReplayTrade):
+                cached.append(action)
+                continue
+            self.levels += len(action.bids) + len(action.asks)
+            kind = _SEED if isinstance(action, SeedBook) else _DIFF
+            cached.append((kind, _pack(action.bids), _pack(action.asks)))
+        if self.levels > self.limit:
+            self.steps = None
+            logger.info("replay cache: more than %d levels, each pass will decode its files", self.limit)
+            return
+        steps.append((data_ns, messages, tuple(cached)))
+
+    def play(self) -> Iterator[tuple[int, int, list[MarketAction]]]:
+        """``(data_ns, messages read, actions)`` of the recorded pass, in order."""
+        assert self.steps is not None
+        for data_ns, messages, cached in self.steps:
+            actions: list[MarketAction] = []
+            for action in cached:
+                if isinstance(action, ReplayTrade):
+                    actions.append(action)
+                else:
+                    kind, bids, asks = action
+                    actions.append((SeedBook if kind == _SEED else ApplyDiff)(_unpack(bids), _unpack(asks)))
+            yield data_ns, messages, actions
+
+
+def waiting_for_client(pacer: Pacer, audience: Audience | None) -> bool:
+    """Whether a driver with this pacer and audience is idle, waiting for a client (status)."""
+    return audience is not None and pacer.speed == AS_FAST_AS_POSSIBLE and not audience()
+
+
+async def _until_attached(pacer: Pacer, speed_changed: asyncio.Event, audience: Audience) -> None:
+    """Idle (a look every ``AUDIENCE_POLL_S``) until a client attaches or the speed is no longer max."""
+    while pacer.speed == AS_FAST_AS_POSSIBLE and not audience():
+        speed_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(speed_changed.wait(), AUDIENCE_POLL_S)
 
 
 # replay driver (async shell) ----------------------------------------------------------------------
@@ -476,6 +589,8 @@ class ReplayDriver:
         self.speed_changed = asyncio.Event()
         self.decoder = RecordingDecoder(instrument)
         self.sequencer = BookSequencer()
+        self.cache = PassCache()
+        self.audience: Audience | None = None  # set by the Simulator: at speed max, run only for someone
         self.status = ReplayStatus(name, [str(path) for path in self.paths], self.pacer.speed)
         self._error_kinds: set[str] = set()
 
@@ -489,7 +604,7 @@ class ReplayDriver:
         status = self.status
         status.gaps = self.sequencer.gaps
         status.decode_problems = {k.value: v for k, v in self.decoder.problems.items() if v}
-        return status.as_dict()
+        return status.as_dict() | {"waiting_for_client": waiting_for_client(self.pacer, self.audience)}
 
     async def run(self) -> None:
         status = self.status
@@ -505,22 +620,69 @@ class ReplayDriver:
             status.running = False
 
     async def run_pass(self) -> None:
-        """One pass over the files: re-seeds from the snapshot, then diffs and trades in order."""
+        """One pass over the files: re-seeds from the snapshot, then diffs and trades in order.
+
+        The first pass decodes the files and fills the pass cache; later ones play the cache.
+        """
         status = self.status
-        sequencer = self.sequencer
-        sequencer.reset()
+        self.sequencer.reset()
         self.pacer.restart()
         status.messages = 0
-        for data_ns, message in read_recording(self.paths, self.decoder):
-            status.messages += 1
-            status.total_messages += 1
+        cache = self.cache
+        cached = cache.usable
+        steps = cache.play() if cached else self._decode_pass()
+        for step, (data_ns, messages, actions) in enumerate(steps, 1):
+            status.messages += messages
+            status.total_messages += messages
             status.data_time_ns = data_ns
+            await _wait(self.pacer, data_ns, step, self.speed_changed, self.audience)
+            for action in actions:
+                self._perform(action)
+        if cached:
+            self._add_counts(cache.counts)
+
+    def _decode_pass(self) -> Iterator[tuple[int, int, list[MarketAction]]]:
+        """Decode and sequence the files, recording the steps (and the pass's counts) in the cache."""
+        cache = self.cache
+        record = None if cache.complete else cache.record
+        if record is not None:
+            cache.restart()  # a pass cut short (the simulator stopped) left part of one
+        before = self._counts()
+        sequencer = self.sequencer
+        messages = 0
+        data_ns = self.status.data_time_ns
+        for data_ns, message in read_recording(self.paths, self.decoder):
+            messages += 1
             actions = sequencer.feed(message)
             if not actions:
                 continue
-            await _wait(self.pacer, data_ns, status.total_messages, self.speed_changed)
-            for action in actions:
-                self._perform(action)
+            if record is not None:
+                record(data_ns, messages, actions)
+            yield data_ns, messages, actions
+            messages = 0
+        if messages:  # messages after the last step still count
+            if record is not None:
+                record(data_ns, messages, [])
+            yield data_ns, messages, []
+        if not cache.complete:
+            after = self._counts()
+            cache.counts = {key: after[key] - before.get(key, 0) for key in after}
+            cache.complete = True
+
+    def _counts(self) -> dict[str, int]:
+        sequencer = self.sequencer
+        counts = {f"problem:{kind.value}": count for kind, count in self.decoder.problems.items()}
+        counts.update(gaps=sequencer.gaps, stale=sequencer.dropped_stale, trades=sequencer.dropped_trades)
+        return counts
+
+    def _add_counts(self, counts: dict[str, int]) -> None:
+        sequencer = self.sequencer
+        sequencer.gaps += counts.get("gaps", 0)
+        sequencer.dropped_stale += counts.get("stale", 0)
+        sequencer.dropped_trades += counts.get("trades", 0)
+        problems = self.decoder.problems
+        for kind in problems:
+            problems[kind] += counts.get(f"problem:{kind.value}", 0)
 
     def _perform(self, action: MarketAction) -> None:
         status = self.status
@@ -799,6 +961,7 @@ class SyntheticDriver:
         self.sinks = {symbol: list(targets) for symbol, targets in sinks.items()}
         self.pacer = Pacer(speed)
         self.speed_changed = asyncio.Event()
+        self.audience: Audience | None = None  # as ReplayDriver's
         self.max_operations = max_operations
         self.status = SyntheticStatus(name, sorted(sinks), self.pacer.speed, seed)
         self._warned = False
@@ -810,7 +973,7 @@ class SyntheticDriver:
         logger.info("synthetic %s: speed set to %s", self.name, speed_text(self.pacer.speed))
 
     def snapshot(self) -> dict[str, object]:
-        return self.status.as_dict()
+        return self.status.as_dict() | {"waiting_for_client": waiting_for_client(self.pacer, self.audience)}
 
     def start_book(self) -> None:
         """Seed every book now (before the servers take connections)."""
@@ -824,7 +987,9 @@ class SyntheticDriver:
             while self.max_operations is None or status.operations < self.max_operations:
                 operation = self.market.next()
                 status.data_time_ns = operation.time_ns
-                await _wait(self.pacer, operation.time_ns, status.operations + 1, self.speed_changed)
+                await _wait(
+                    self.pacer, operation.time_ns, status.operations + 1, self.speed_changed, self.audience
+                )
                 self._perform(operation)
         finally:
             status.running = False

@@ -42,7 +42,7 @@ from hftkit.sim.thalex.market import ThalexMarketViews
 from hftkit.sim.thalex.rpc import ORDER_METHODS, ThalexRpc
 from hftkit.sim.thalex.session import Session, ThalexApiKey
 from hftkit.sim.thalex.wire import RpcError, default_instruments, thalex_perpetual
-from hftkit.sim.websocket import SimWebSocketResponse, abort, send_or_abort
+from hftkit.sim.websocket import SimWebSocketResponse, abort, open_connections, send_or_abort
 from hftkit.venues.thalex.errors import ThalexErrorCode
 
 logger = logging.getLogger(__name__)
@@ -175,6 +175,10 @@ class ThalexSimServer:
             with contextlib.suppress(Exception):
                 await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"dropped")
         return len(sessions)
+
+    def connections(self) -> int:
+        """Open client connections (the sessions count too when the handler is mounted elsewhere)."""
+        return max(open_connections(self._runner), len(self._sessions))
 
     async def stop(self) -> None:
         for session in list(self._sessions.values()):
