@@ -71,7 +71,9 @@ $(PEERS_STAMP): $(PEERS_LOCK) pyproject.toml setup.py src/hftkit/_native.c
 	$(PIP_ENV) $(PEERS_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(PEERS_STAMP)
 
+# The peers' runners are checked first (tests/peers: collected only with HFTKIT_PEERS=1).
 bench-peers: $(PEERS_STAMP)
+	HFTKIT_PEERS=1 $(PEERS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/peers
 	$(PEERS_VENV)/bin/hftkit bench all
 
 lint: $(STAMP)
