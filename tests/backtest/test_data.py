@@ -57,6 +57,22 @@ def test_sources_merge_by_timestamp_and_the_range_cuts_the_end():
     assert timeline.trading_start_ns == START
 
 
+def test_one_source_replays_as_it_is_tagged_with_its_index_and_cut_at_the_end():
+    from hftkit.backtest.data import LoadedSource, MarketEvent
+
+    events: list[MarketEvent] = [
+        (1_000, SEED, ([(100, 5)], [(101, 5)])),
+        (2_000, DEPTH, ([(100, 0)], [])),
+        (2_000, TRADE, (101, 1, "buy")),
+        (3_000, DEPTH, ([], [(102, 7)])),
+    ]
+    source = LoadedSource(venue="usdm", symbol="BTCUSDT", events=events, files=[])
+    assert list(Timeline([source])) == [(stamp, 0, kind, payload) for stamp, kind, payload in events]
+    cut = list(Timeline([source], TimeRange(start=1_500, end=2_000)))
+    assert [(item[0], item[2]) for item in cut] == [(1_000, SEED), (2_000, DEPTH), (2_000, TRADE)]
+    assert Timeline([source], TimeRange(end=2_999)).count() == 3
+
+
 def test_a_cryptofeed_recording_with_its_rest_snapshot():
     folder = shared() / "cryptofeed"
     sushi = Instrument("usdm", "SUSHIUSDT", "SUSHI", "USDT", "0.001", "1", kind=ContractKind.PERPETUAL)
@@ -120,3 +136,26 @@ def test_a_parquet_frame_recording_replays_like_the_lines_it_holds(tmp_path):
         DataSource(venue="usdm", symbol="BTCUSDT", files=["usdm/btcusdt_20240808.gz"]), BTC, until_ns=END
     )
     assert from_parquet.events == from_lines.events and len(from_lines.events) > 100
+
+
+def test_reading_pauses_the_collector_and_leaves_it_as_it_found_it():
+    import gc
+
+    from hftkit.backtest.data import _collector_paused
+
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        with pytest.raises(DataError), _collector_paused():
+            assert not gc.isenabled()
+            raise DataError("a bad line")
+        assert gc.isenabled()
+        gc.disable()  # a caller that turned it off keeps it off
+        with _collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        if was_enabled:
+            gc.enable()
+        else:
+            gc.disable()

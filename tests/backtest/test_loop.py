@@ -98,3 +98,81 @@ def test_a_feedback_loop_at_one_instant_is_stopped_with_the_reason():
     loop.call_soon(again)
     with pytest.raises(SimulationStalledError, match="feedback loop"):
         loop.advance_to(1)
+
+
+def test_scheduled_calls_and_timers_share_one_order():
+    # schedule_ns (the venue's deliveries) and call_at_ns timers due together run in the order set
+    loop = SimulatedLoop()
+    fired: list[str] = []
+    loop.schedule_ns(200, fired.append, "scheduled first")
+    loop.call_at_ns(200, fired.append, "timer second")
+    loop.schedule_ns(200, fired.append, "scheduled third")
+    loop.schedule_ns(100, fired.append, "earlier")
+    cancelled = loop.call_at_ns(150, fired.append, "cancelled")
+    cancelled.cancel()
+    assert loop.next_timer_ns() == 100
+    loop.advance_to(1000)
+    assert fired == ["earlier", "scheduled first", "timer second", "scheduled third"]
+    assert loop.next_timer_ns() is None
+    loop.schedule_ns(1500, fired.append, "scheduled")
+    loop.call_at_ns(1400, fired.append, "timer")
+    assert loop.next_timer_ns() == 1400
+    loop.advance_to(1450)
+    assert fired[-1] == "timer" and loop.next_timer_ns() == 1500
+    loop.close()
+    assert loop.next_timer_ns() is None
+
+
+def test_a_scheduled_call_runs_at_its_time_and_what_it_starts_runs_before_the_next():
+    loop = SimulatedLoop()
+    seen: list[tuple[str, int]] = []
+
+    async def child() -> None:
+        seen.append(("task", loop.now_ns()))
+
+    def deliver(name: str) -> None:
+        seen.append((name, loop.now_ns()))
+        asyncio.get_running_loop().create_task(child())  # the loop is the running one here
+
+    loop.schedule_ns(300, deliver, "first")
+    loop.schedule_ns(300, deliver, "second")
+    loop.schedule_ns(10, deliver, "past")  # set after the clock passed it: runs at once
+    loop.advance_to(50)
+    loop.schedule_ns(10, deliver, "late")
+    loop.advance_to(400)
+    assert seen == [
+        ("past", 10),
+        ("task", 10),
+        ("late", 50),
+        ("task", 50),
+        ("first", 300),
+        ("task", 300),
+        ("second", 300),
+        ("task", 300),
+    ]
+    assert loop.now_ns() == 400
+
+
+def test_a_scheduled_call_that_raises_is_reported_and_the_run_goes_on():
+    loop = SimulatedLoop()
+    fired: list[int] = []
+
+    def broken() -> None:
+        raise ValueError("venue bug")
+
+    loop.schedule_ns(100, broken)
+    loop.schedule_ns(100, fired.append, 1)
+    loop.advance_to(200)
+    assert fired == [1]
+    assert len(loop.errors) == 1 and isinstance(loop.errors[0]["exception"], ValueError)
+
+
+def test_scheduled_calls_count_towards_the_feedback_loop_guard():
+    loop = SimulatedLoop(max_callbacks_per_instant=1000)
+
+    def again() -> None:
+        loop.schedule_ns(loop.now_ns(), again)
+
+    loop.schedule_ns(5, again)
+    with pytest.raises(SimulationStalledError, match="feedback loop"):
+        loop.advance_to(10)

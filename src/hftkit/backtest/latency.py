@@ -193,11 +193,12 @@ def delay_source(leg: LatencyLeg, *, seed: int, name: str, directory: Path = Pat
 class Lane:
     """One FIFO leg: ``deliver_at(now)`` = now + a draw, never before the previous delivery."""
 
-    __slots__ = ("_last", "constant", "name", "samples", "source")
+    __slots__ = ("_draw", "_last", "constant", "name", "samples", "source")
 
     def __init__(self, name: str, source: DelaySource, samples: list[int] | None = None) -> None:
         self.name = name
         self.source = source
+        self._draw = source.draw  # bound once: a draw per delivery
         self.samples = samples  # every draw, when the run records latency
         self.constant = source.value_ns if isinstance(source, ConstantDelay) else None
         self._last = 0
@@ -211,7 +212,8 @@ class Lane:
         return True
 
     def deliver_at(self, now_ns: int) -> int:
-        delay = self.source.draw()
+        constant = self.constant
+        delay = constant if constant is not None else self._draw()
         if self.samples is not None:
             self.samples.append(delay)
         due = now_ns + delay

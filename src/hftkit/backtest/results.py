@@ -286,10 +286,13 @@ class BacktestResult:
             journal.market,
             columns=["time_ns", "venue", "symbol", "bid", "ask", "mid", "our_bid", "our_ask"],
         )
-        latency = pd.DataFrame(
-            [(kind, value) for kind in LATENCY_KINDS for value in journal.latency[kind]],
-            columns=["kind", "value_ns"],
-        )
+        kinds: list[str] = []
+        values: list[int] = []
+        for kind in LATENCY_KINDS:  # column by column: a row tuple per sample is most of the cost
+            samples = journal.latency[kind]
+            kinds += [kind] * len(samples)
+            values += samples
+        latency = pd.DataFrame({"kind": pd.Series(kinds, dtype=object), "value_ns": values})
         for frame in (orders, fills, positions, equity, market):
             frame["time_ns"] = frame["time_ns"].astype("int64")
         fills["receive_ns"] = fills["receive_ns"].astype("int64")
@@ -297,8 +300,9 @@ class BacktestResult:
         histograms: dict[str, LatencyHistogram] = {}
         for kind in LATENCY_KINDS:
             histogram = LatencyHistogram()
+            record = histogram.record
             for value in journal.latency[kind]:
-                histogram.record(max(1, value))
+                record(value if value >= 1 else 1)
             histograms[kind] = histogram
         result = cls(
             orders=orders,

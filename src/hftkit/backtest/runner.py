@@ -18,10 +18,12 @@ The run, step by step (everything single-threaded and in simulated time, so dete
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,22 @@ def _instrument(plan: BacktestPlan, venue: str, symbol: str) -> Instrument:
     raise ValueError(f"data for {venue}:{symbol}: no such instrument on a configured venue")
 
 
+@contextlib.contextmanager
+def _frozen_before_run() -> Iterator[None]:
+    """Everything built before the run (the loaded timeline above all: lists and tuples by the
+    hundred thousand, never changed) is left out of the collector's full passes during the run,
+    which otherwise scan it again and again for nothing; put back after. A process that froze its
+    own objects already (a node's start-up) is left as it is."""
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_plan(plan: BacktestPlan) -> BacktestResult:
     """Run a built plan (see the module docstring)."""
     wall_started = time.perf_counter()
@@ -150,10 +168,21 @@ def run_plan(plan: BacktestPlan) -> BacktestResult:
         request_timeout_s=options.request_timeout_s,
         id_prefix="bt-",
     )
-    with loop.active():
+    with _frozen_before_run(), loop.active():
         for adapter in adapters.values():
             loop.run_until_complete(adapter.__aenter__())
-        targets = [(adapters[source.venue], source.symbol) for source in sources]
+        # per source: what each kind of event does to its venue (another kind: nothing)
+        targets: list[tuple[dict[int, Callable[..., None]], str]] = [
+            (
+                {
+                    SEED: adapters[source.venue].seed,
+                    DEPTH: adapters[source.venue].depth,
+                    TRADE: adapters[source.venue].trade,
+                },
+                source.symbol,
+            )
+            for source in sources
+        ]
         trading_start = timeline.trading_start_ns - origin
         interval = max(1, options.equity_interval_ms) * 1_000_000
         next_sample = trading_start
@@ -185,13 +214,10 @@ def run_plan(plan: BacktestPlan) -> BacktestResult:
                     row = journal.fills[fill_index]
                     journal.markout(fill_index, horizon_index, adapters[row[2]].mid_ticks(row[3]))
             advance(now)
-            venue, symbol = targets[index]
-            if kind == DEPTH:
-                venue.depth(symbol, *payload)  # type: ignore[arg-type]
-            elif kind == TRADE:
-                venue.trade(symbol, *payload)  # type: ignore[arg-type]
-            elif kind == SEED:
-                venue.seed(symbol, *payload)  # type: ignore[arg-type]
+            actions, symbol = targets[index]
+            action = actions.get(kind)
+            if action is not None:
+                action(symbol, *payload)
             run_ready()
             events += 1
         end = timeline.last_ns - origin

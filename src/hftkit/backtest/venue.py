@@ -90,6 +90,10 @@ class Scheduler(Protocol):
 
     def call_at_ns(self, when_ns: int, callback: Callable[..., object], *args: Any) -> object: ...
 
+    def schedule_ns(self, when_ns: int, callback: Callable[..., object], *args: Any) -> None:
+        """As ``call_at_ns``, for a call nobody cancels (the venue's deliveries): may be cheaper."""
+        ...
+
 
 class RealTimeScheduler:
     """The running loop's monotonic time, for paper trading against a live book."""
@@ -110,21 +114,25 @@ class RealTimeScheduler:
             return loop.call_soon(callback, *args)
         return loop.call_later(delay / 1e9, callback, *args)
 
+    def schedule_ns(self, when_ns: int, callback: Callable[..., object], *args: Any) -> None:
+        self.call_at_ns(when_ns, callback, *args)
+
 
 class _WallClock:
     """The matching engine's clock: the scheduler's time on the venue's wall-clock axis."""
 
-    __slots__ = ("_offset", "_scheduler")
+    __slots__ = ("_now", "_offset", "_scheduler")
 
     def __init__(self, scheduler: Scheduler, wall_offset_ns: int) -> None:
         self._scheduler = scheduler
+        self._now = scheduler.now_ns
         self._offset = wall_offset_ns
 
     def monotonic_ns(self) -> int:
-        return self._scheduler.now_ns()
+        return self._now()
 
     def time_ns(self) -> int:
-        return self._scheduler.now_ns() + self._offset
+        return self._now() + self._offset
 
 
 class SimulatedVenue:
@@ -154,6 +162,8 @@ class SimulatedVenue:
         self.order_written: Callable[[str, int], None] | None = None
         self._instruments = {instrument.symbol: instrument for instrument in instruments}
         self.scheduler = scheduler
+        self._schedule = scheduler.schedule_ns
+        self._now = scheduler.now_ns
         self.clock: Clock = _WallClock(scheduler, wall_offset_ns)
         self.wall_offset_ns = wall_offset_ns
         self.accounts = Accounts(fees=fees or FeeSchedule(), keep_ledger=True)
@@ -224,7 +234,7 @@ class SimulatedVenue:
                             asks=book.asks(),
                             last_update_id=book.last_update_id,
                             is_snapshot=True,
-                            receive_ns=self.scheduler.now_ns(),
+                            receive_ns=self._now(),
                         )
                     )
             if trades:
@@ -261,18 +271,18 @@ class SimulatedVenue:
             if pending is None:
                 self._depth_pending[symbol] = [update]
                 interval = self.depth_interval_ns
-                window_end = (self.scheduler.now_ns() // interval + 1) * interval
-                self.scheduler.call_at_ns(window_end, self._flush_depth, symbol)
+                window_end = (self._now() // interval + 1) * interval
+                self._schedule(window_end, self._flush_depth, symbol)
             else:
                 pending.append(update)
             update = None
         if update is None and not trades:
             return
-        if self.market_lane.immediate():
+        lane = self.market_lane
+        if lane.immediate():
             self._deliver_market(symbol, update, trades)
         else:
-            due = self.market_lane.deliver_at(self.scheduler.now_ns())
-            self.scheduler.call_at_ns(due, self._deliver_market, symbol, update, trades)
+            self._schedule(lane.deliver_at(self._now()), self._deliver_market, symbol, update, trades)
 
     def _flush_depth(self, symbol: str) -> None:
         pending = self._depth_pending.pop(symbol, None)
@@ -286,33 +296,34 @@ class SimulatedVenue:
         if self.market_lane.immediate():
             self._deliver_market(symbol, merged, None)
         else:
-            due = self.market_lane.deliver_at(self.scheduler.now_ns())
-            self.scheduler.call_at_ns(due, self._deliver_market, symbol, merged, None)
+            due = self.market_lane.deliver_at(self._now())
+            self._schedule(due, self._deliver_market, symbol, merged, None)
 
     def _deliver_market(self, symbol: str, update: BookUpdate | None, trades: list[Any] | None) -> None:
         """The strategy's side: the venue's published batch reaches this adapter's book."""
-        now = self.scheduler.now_ns()
+        now = self._now()
         if update is not None:
             book = self._books[symbol]
-            book.apply_delta(update.bids, update.asks)
-            book.last_update_id = update.update_id
+            bids, asks, update_id = update.bids, update.asks, update.update_id
+            book.apply_delta(bids, asks)
+            book.last_update_id = update_id
             if symbol not in self._synced:
                 if book.best_bid() is None or book.best_ask() is None:
                     return
                 self._synced.add(symbol)
             if symbol in self._book_subscribed and self._listeners:
-                self._emit(
-                    BookDelta(
-                        venue=self.name,
-                        symbol=symbol,
-                        bids=update.bids,
-                        asks=update.asks,
-                        first_update_id=update.update_id,
-                        last_update_id=update.update_id,
-                        event_time_ms=update.time_ns // 1_000_000,
-                        receive_ns=now,
-                    )
+                delta = BookDelta(
+                    venue=self.name,
+                    symbol=symbol,
+                    bids=bids,
+                    asks=asks,
+                    first_update_id=update_id,
+                    last_update_id=update_id,
+                    event_time_ms=update.time_ns // 1_000_000,
+                    receive_ns=now,
                 )
+                for listener in self._listeners:
+                    listener(delta)
         if trades:
             for printed in trades:
                 self._emit(
@@ -396,7 +407,7 @@ class SimulatedVenue:
             if journal is not None:
                 key = self._keys[order.symbol]
                 journal.fill(
-                    self.scheduler.now_ns() + self.wall_offset_ns,
+                    self._now() + self.wall_offset_ns,
                     0,
                     key,
                     fill.client_order_id,
@@ -419,17 +430,19 @@ class SimulatedVenue:
         if lane.immediate():
             self._deliver_private(events, then)
             return
-        due = lane.deliver_at(self.scheduler.now_ns())
-        self.scheduler.call_at_ns(due, self._deliver_private, events, then)
+        due = lane.deliver_at(self._now())
+        self._schedule(due, self._deliver_private, events, then)
 
     def _deliver_private(self, events: list[VenueEvent], then: Callable[[], None] | None) -> None:
-        now = self.scheduler.now_ns()
+        now = self._now()
+        listeners = self._listeners
         for event in events:
             if type(event) is Fill:
                 event = _with_receive(event, now)
                 if self.journal is not None:
                     self.journal.received(event.trade_id, now + self.wall_offset_ns)
-            self._emit(event)
+            for listener in listeners:
+                listener(event)
         if then is not None:
             then()
 
@@ -438,7 +451,7 @@ class SimulatedVenue:
         if journal is None:
             return
         journal.order_event(
-            self.scheduler.now_ns() + self.wall_offset_ns,
+            self._now() + self.wall_offset_ns,
             self._keys[order.symbol],
             order.client_order_id or "",
             event,
@@ -454,7 +467,7 @@ class SimulatedVenue:
     async def _request(self, operation: Callable[[], tuple[list[VenueEvent], Any]]) -> Any:
         """Run ``operation`` at the venue ``order_entry`` after now; its events and its answer
         (a value, or an exception to raise) arrive ``ack`` after that."""
-        sent = self.scheduler.now_ns()
+        sent = self._now()
         entry, ack = self.entry_lane, self.ack_lane
         if entry.constant == 0 and ack.constant == 0:  # no latency: the answer is immediate
             entry.immediate()
@@ -465,28 +478,30 @@ class SimulatedVenue:
                 self._emit(event)
         else:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-            def arrive() -> None:
-                self.requests += 1
-                try:
-                    events, answer = operation()
-                except Exception as error:  # a bug at the venue: the request's answer is the error
-                    events, answer = [], error
-
-                def answer_now() -> None:
-                    if not future.done():
-                        future.set_result(answer)
-
-                due = ack.deliver_at(self.scheduler.now_ns())
-                self.scheduler.call_at_ns(due, self._deliver_private, events, answer_now)
-
-            self.scheduler.call_at_ns(entry.deliver_at(sent), arrive)
+            self._schedule(entry.deliver_at(sent), self._arrive, operation, future)
             answer = await future
         if self._round_trips is not None:
-            self._round_trips.append(self.scheduler.now_ns() - sent)
+            self._round_trips.append(self._now() - sent)
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def _arrive(
+        self, operation: Callable[[], tuple[list[VenueEvent], Any]], future: asyncio.Future[Any]
+    ) -> None:
+        """A request reaches the venue: run it; its events, then its answer, go back ``ack`` later."""
+        self.requests += 1
+        try:
+            events, answer = operation()
+        except Exception as error:  # a bug at the venue: the request's answer is the error
+            events, answer = [], error
+        self._schedule(self.ack_lane.deliver_at(self._now()), self._deliver_answer, events, future, answer)
+
+    def _deliver_answer(self, events: list[VenueEvent], future: asyncio.Future[Any], answer: Any) -> None:
+        """A request's events reach the strategy, then its answer (``_deliver_private``'s order)."""
+        self._deliver_private(events, None)
+        if not future.done():
+            future.set_result(answer)
 
     def _refusal(self, reason: RejectReason, *, cancel: bool = False) -> VenueError:
         code: int | None
@@ -511,11 +526,11 @@ class SimulatedVenue:
             raise self._refusal(RejectReason.UNKNOWN_SYMBOL)
         written = self.order_written
         if written is not None:
-            written(request.client_order_id, self.scheduler.now_ns())
+            written(request.client_order_id, self._now())
         key = self._keys[request.symbol]
         if self.journal is not None:
             self.journal.order_event(
-                self.scheduler.now_ns() + self.wall_offset_ns,
+                self._now() + self.wall_offset_ns,
                 key,
                 request.client_order_id,
                 "sent",
@@ -547,7 +562,7 @@ class SimulatedVenue:
             self.counters[f"rejects_{reason.value}"] += 1
             if self.journal is not None:
                 self.journal.order_event(
-                    self.scheduler.now_ns() + self.wall_offset_ns,
+                    self._now() + self.wall_offset_ns,
                     self._keys[request.symbol],
                     request.client_order_id,
                     "rejected",
@@ -594,10 +609,10 @@ class SimulatedVenue:
             written = self.order_written
             for request in chunk:
                 if written is not None:
-                    written(request.client_order_id, self.scheduler.now_ns())
+                    written(request.client_order_id, self._now())
                 if self.journal is not None and request.symbol in self._keys:
                     self.journal.order_event(
-                        self.scheduler.now_ns() + self.wall_offset_ns,
+                        self._now() + self.wall_offset_ns,
                         self._keys[request.symbol],
                         request.client_order_id,
                         "sent",

@@ -730,21 +730,29 @@ class TradingEngine:
             self.counters["unmanaged_instrument_decisions"] += 1  # stop could not cancel them
             return
         tracker = self.tracker
+        # the view only when the plan needs it: an unchanged ladder over unchanged orders (the
+        # plan's early exit, a third of a market maker's book updates) builds none
         plan = self.quoting[venue].plan(
-            instrument, ladder, tracker.quoting_view(venue, symbol), tracker.state_version(venue, symbol)
+            instrument,
+            ladder,
+            lambda: tracker.quoting_view(venue, symbol),
+            tracker.state_version(venue, symbol),
         )
         if plan.dropped:
             self.counters["quote_levels_dropped"] += plan.dropped  # merged or under venue minimums
+        actions = plan.actions
+        if not actions:
+            return
         # several new orders on a venue that takes them in one request: one batch (after the
         # cancels and amends of this plan went out, as the loop below sends them first)
         batch: list[Order] | None = (
             []
             if adapter is not None
             and adapter.capabilities.max_batch_orders > 1
-            and sum(type(action) is OrderIntent for action in plan.actions) > 1
+            and sum(type(action) is OrderIntent for action in actions) > 1
             else None
         )
-        for action in plan.actions:
+        for action in actions:
             if type(action) is CancelOrder:
                 if tracker.request_cancel(action.client_order_id):
                     self._spawn(
