@@ -221,23 +221,31 @@ def test_the_default_node_backtests_thalex_from_the_usdm_recording(tmp_path):
     assert result.summary["counters"].get("data_off_grid", 0) == 0
 
 
+_COLLECTOR_CHECK = """
+import gc
+
+from hftkit.backtest.runner import _frozen_before_run
+
+assert gc.get_freeze_count() == 0
+kept = [[index] for index in range(1000)]  # built before the run: out of its full passes
+with _frozen_before_run():
+    assert gc.get_freeze_count() >= len(kept)
+assert gc.get_freeze_count() == 0
+gc.freeze()  # a process that froze its own objects keeps them frozen, and no more
+frozen = gc.get_freeze_count()
+with _frozen_before_run():
+    extra = [[index] for index in range(1000)]
+    assert gc.get_freeze_count() == frozen
+assert gc.get_freeze_count() == frozen and extra
+"""
+
+
 def test_a_run_leaves_the_collector_as_it_found_it():
-    import gc
+    """In a fresh interpreter: this one may have frozen objects already (a node test's start-up)."""
+    import subprocess
+    import sys
 
-    from hftkit.backtest.runner import _frozen_before_run
-
-    if gc.get_freeze_count():
-        pytest.skip("this process froze objects of its own already")
-    kept = [[index] for index in range(1000)]  # built before the run: out of its full passes
-    with _frozen_before_run():
-        assert gc.get_freeze_count() >= len(kept)
-    assert gc.get_freeze_count() == 0
-    gc.freeze()  # a process that froze its own objects keeps them frozen, and no more
-    try:
-        frozen = gc.get_freeze_count()
-        with _frozen_before_run():
-            extra = [[index] for index in range(1000)]
-            assert gc.get_freeze_count() == frozen
-        assert gc.get_freeze_count() == frozen and extra
-    finally:
-        gc.unfreeze()
+    finished = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_CHECK], capture_output=True, text=True, timeout=60
+    )
+    assert finished.returncode == 0, finished.stderr
