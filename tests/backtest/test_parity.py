@@ -90,15 +90,15 @@ def realtime_depth(monkeypatch: pytest.MonkeyPatch) -> None:
     """The node subscribes to USD-M's real-time depth stream (``@depth@0ms``), one diff per book
     change like the recording, instead of its default 100 ms batches (a backtest's strategy sees
     every change: batches would sample the same path at other moments)."""
-    from hftkit.app import node as node_module
+    from hftkit.app import sim_wiring
 
-    original = node_module.binance_config
+    original = sim_wiring.binance_config
 
     def realtime(*args: object, **kwargs: object) -> object:
         config = original(*args, **kwargs)  # type: ignore[arg-type]
         return dataclasses.replace(config, streams=dataclasses.replace(config.streams, depth_speed="0ms"))
 
-    monkeypatch.setattr(node_module, "binance_config", realtime)
+    monkeypatch.setattr(sim_wiring, "binance_config", realtime)
 
 
 @pytest.mark.usefixtures("realtime_depth")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hftkit.app.node import binance_config, binance_credentials, thalex_config
+from hftkit.app.sim_wiring import binance_config, binance_credentials, thalex_config
 from hftkit.core.types import Side
 from hftkit.sim.config import BINANCE_USDM, THALEX, SimConfig, config_from_mapping
 from hftkit.sim.runner import Simulator

@@ -35,19 +35,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue
-from hftkit.app.operations import Health, OperationsServer
 from hftkit.app.runtime import GcMonitor, freeze_after_start, install_stop_signals, remove_stop_signals
-from hftkit.app.sim_wiring import (
-    PAUSED_SPEED,
-    binance_config,
-    binance_credentials,
-    sim_account,
-    thalex_config,
-)
 from hftkit.app.venues import build_adapter
 from hftkit.core.types import BookDelta, ConnectionEvent, Fill, Instrument, Order, OrderStatus, Side, Trade
 from hftkit.metrics import MetricsRegistry
-from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, THALEX, SimConfig, config_from_mapping
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, TrackerExposure
 from hftkit.trading.positions import Position, ticks_lots_to_money
@@ -55,12 +46,11 @@ from hftkit.trading.risk import InstrumentLimits, RiskGate, TripSource
 from hftkit.trading.state import OrderStateTracker
 from hftkit.trading.strategy import Strategy
 from hftkit.venues.base import RateLimitedError, VenueAdapter
-from hftkit.venues.binance.adapter import BinanceAdapter
-from hftkit.venues.binance.endpoints import Market
-from hftkit.venues.thalex.adapter import ThalexAdapter
 
-if TYPE_CHECKING:  # loaded where used: a node without them never imports them
+if TYPE_CHECKING:  # loaded where used: a node without them never imports them (start-up time)
     from hftkit.app.node_storage import NodeMarketStorage
+    from hftkit.app.operations import Health, OperationsServer
+    from hftkit.sim.config import SimConfig
     from hftkit.sim.runner import Simulator
     from hftkit.storage.node_journal import NodeJournal
 
@@ -72,6 +62,8 @@ _T = TypeVar("_T")
 
 def simulator_venue(venue: node_config.VenueConfig) -> str:
     """The simulator venue that serves a configured venue (by kind and market)."""
+    from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, THALEX
+
     if isinstance(venue, ThalexVenue):
         return THALEX
     return BINANCE_SPOT if venue.market == "spot" else BINANCE_USDM
@@ -269,6 +261,8 @@ class TradingNode:
                     venues[sim_venue]["fees"] = {"maker_bp": fees.maker_bp, "taker_bp": fees.taker_bp}
         if not venues:
             return None
+        from hftkit.sim.config import config_from_mapping
+
         settings = self.config.simulator
         return config_from_mapping(
             {"venues": venues, "speed": settings.speed, "seed": settings.seed, "faults": settings.faults},
@@ -276,13 +270,20 @@ class TradingNode:
         )
 
     def _sim_adapter(self, name: str, venue: node_config.VenueConfig, sim: Simulator) -> VenueAdapter:
+        from hftkit.app.sim_wiring import binance_config, binance_credentials, thalex_config
+
         if isinstance(venue, BinanceVenue):
+            from hftkit.venues.binance.adapter import BinanceAdapter
+            from hftkit.venues.binance.endpoints import Market
+
             market = Market.SPOT if venue.market == "spot" else Market.USDM
             return BinanceAdapter(
                 binance_credentials(sim),
                 binance_config(sim, market, name=name, order_transport=venue.order_transport),
                 metrics=self.metrics,
             )
+        from hftkit.venues.thalex.adapter import ThalexAdapter
+
         return ThalexAdapter(
             thalex_config(sim, venue=name, cancel_on_disconnect_s=venue.cancel_on_disconnect_s),
             metrics=self.metrics,
@@ -525,6 +526,8 @@ class TradingNode:
                     self._connection_state[name] = True
                 self._attach_journal(engine)
                 if self.config.metrics.enabled:
+                    from hftkit.app.operations import OperationsServer
+
                     self.operations = await stack.enter_async_context(
                         OperationsServer(
                             self.metrics, self.health, host=self.config.metrics.host, port=self.metrics_port
@@ -685,6 +688,8 @@ class TradingNode:
 
     def health(self) -> Health:
         """Ready = every venue connected and synced, and the kill switch clear."""
+        from hftkit.app.operations import Health
+
         reasons = [
             f"{name}: not connected or not synced" for name, up in self._connection_state.items() if not up
         ]
@@ -878,6 +883,8 @@ class TradingNode:
                 if still_open:
                     problems.append(f"{venue}:{symbol}: {len(still_open)} orders still open at the venue")
         if self.sim is not None:
+            from hftkit.app.sim_wiring import sim_account
+
             account = sim_account(self.sim)
             for name, venue_config in self.config.venues.items():
                 sim_venue = self.sim.venues.get(simulator_venue(venue_config))
@@ -917,6 +924,8 @@ class TradingNode:
         """Pause the market, let the feeds drain, compare every book level by level."""
         sim, engine = self.sim, self.engine
         assert sim is not None and engine is not None
+        from hftkit.app.sim_wiring import PAUSED_SPEED
+
         for venue in sim.venues:
             sim.set_speed(venue, PAUSED_SPEED)
         loop = asyncio.get_running_loop()
@@ -960,6 +969,8 @@ class TradingNode:
         """Realized PnL and fees recomputed from the simulator's own fill ledger equal the node's."""
         sim, engine = self.sim, self.engine
         assert sim is not None and engine is not None
+        from hftkit.app.sim_wiring import sim_account
+
         account = sim_account(sim)
         problems: list[str] = []
         for name, venue in self.config.venues.items():
@@ -1068,9 +1079,6 @@ __all__ = [
     "NodeSummary",
     "TradingNode",
     "Verdict",
-    "binance_config",
-    "binance_credentials",
     "builtin_config",
     "simulator_venue",
-    "thalex_config",
 ]

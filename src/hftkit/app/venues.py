@@ -1,33 +1,39 @@
 """Venue adapters built from the node's config: one function per venue kind, no I/O.
 
 For ``testnet`` and ``mainnet`` the URLs are the venue's published endpoints (the tables in
-``venues.binance.endpoints`` and ``venues.thalex.adapter``), overridable per field; for ``sim``
+``venues.binance.endpoints`` and ``venues.thalex.config``), overridable per field; for ``sim``
 they come from the running simulator. Building an adapter connects nothing: a config check and a
-test can build every adapter and read where it would connect.
+test can build every adapter and read where it would connect. A venue kind's modules are
+imported when a venue of that kind is built: a Thalex node never loads Binance's (nor aiohttp).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue, VenueConfig
 from hftkit.core.secrets import Secret
 from hftkit.venues.base import VenueAdapter
-from hftkit.venues.binance.adapter import BinanceAdapter, BinanceConfig
-from hftkit.venues.binance.auth import BinanceCredentials
-from hftkit.venues.binance.endpoints import PUBLISHED_URLS, Market
-from hftkit.venues.binance.rest import RestConfig
-from hftkit.venues.binance.streams import StreamConfig
-from hftkit.venues.binance.user_stream import UserStreamConfig
-from hftkit.venues.thalex.adapter import PRODUCTION_URL, TESTNET_URL, ThalexAdapter, ThalexConfig
-from hftkit.venues.thalex.auth import ThalexCredentials
+from hftkit.venues.thalex.config import PRODUCTION_URL, TESTNET_URL
+
+if TYPE_CHECKING:  # each venue's modules load when a venue of that kind is built, not before
+    from hftkit.venues.binance.adapter import BinanceConfig
+    from hftkit.venues.binance.auth import BinanceCredentials
+    from hftkit.venues.thalex.adapter import ThalexConfig
 
 THALEX_URLS = {"mainnet": PRODUCTION_URL, "testnet": TESTNET_URL}
 
 
 def binance_settings(name: str, venue: BinanceVenue) -> tuple[BinanceCredentials, BinanceConfig]:
     """Credentials and config of a Binance market on testnet or mainnet."""
+    from hftkit.venues.binance.adapter import BinanceConfig
+    from hftkit.venues.binance.auth import BinanceCredentials
+    from hftkit.venues.binance.endpoints import PUBLISHED_URLS, Market
+    from hftkit.venues.binance.rest import RestConfig
+    from hftkit.venues.binance.streams import StreamConfig
+    from hftkit.venues.binance.user_stream import UserStreamConfig
+
     if venue.environment == "sim":
         raise ValueError("a sim venue takes its URLs from the running simulator (binance_config)")
     market = Market.SPOT if venue.market == "spot" else Market.USDM
@@ -59,6 +65,9 @@ def binance_settings(name: str, venue: BinanceVenue) -> tuple[BinanceCredentials
 
 def thalex_settings(name: str, venue: ThalexVenue, directory: Path) -> ThalexConfig:
     """The config of a Thalex account on testnet or mainnet (the key file is read, never written)."""
+    from hftkit.venues.thalex.adapter import ThalexConfig
+    from hftkit.venues.thalex.auth import ThalexCredentials
+
     if venue.environment == "sim":
         raise ValueError("a sim venue takes its URL from the running simulator (thalex_config)")
     if venue.key_id is None:
@@ -89,8 +98,12 @@ def thalex_settings(name: str, venue: ThalexVenue, directory: Path) -> ThalexCon
 def build_adapter(name: str, venue: VenueConfig, loaded: LoadedConfig, **options: Any) -> VenueAdapter:
     """The adapter of one configured venue aimed at its testnet or mainnet (nothing connects yet)."""
     if isinstance(venue, BinanceVenue):
+        from hftkit.venues.binance.adapter import BinanceAdapter
+
         credentials, config = binance_settings(name, venue)
         return BinanceAdapter(credentials, config, **options)
+    from hftkit.venues.thalex.adapter import ThalexAdapter
+
     return ThalexAdapter(thalex_settings(name, venue, loaded.directory), **options)
 
 

@@ -17,16 +17,9 @@ reporter's asyncio task.
     prometheus_text(registry); snapshot_to_json(registry); format_table(registry)
 """
 
-from hftkit.metrics.alerts import (
-    Alert,
-    AlertKind,
-    AlertRule,
-    ErrorRateAbove,
-    GaugeOutside,
-    PercentileAbove,
-    evaluate_rules,
-)
-from hftkit.metrics.console import format_duration, format_table, render_table
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from hftkit.metrics.errors import (
     IncompatibleSnapshotError,
     InvalidMeasurementError,
@@ -43,9 +36,7 @@ from hftkit.metrics.histogram import (
     LatencyHistogram,
 )
 from hftkit.metrics.instruments import Counter, Gauge
-from hftkit.metrics.json_snapshot import snapshot_to_dict, snapshot_to_json
 from hftkit.metrics.probe import Measurement, Probe
-from hftkit.metrics.prometheus import PrometheusCollector, prometheus_text
 from hftkit.metrics.registry import (
     MetricKey,
     MetricKind,
@@ -57,7 +48,62 @@ from hftkit.metrics.registry import (
     histogram,
     probe,
 )
-from hftkit.metrics.reporter import MetricsReporter
+
+if TYPE_CHECKING:  # the exporters and the console load on first use: recording needs none of them
+    from hftkit.metrics.alerts import (
+        Alert,
+        AlertKind,
+        AlertRule,
+        ErrorRateAbove,
+        GaugeOutside,
+        PercentileAbove,
+        evaluate_rules,
+    )
+    from hftkit.metrics.console import (
+        format_duration,
+        format_table,
+        render_table,
+    )
+    from hftkit.metrics.json_snapshot import (
+        snapshot_to_dict,
+        snapshot_to_json,
+    )
+    from hftkit.metrics.prometheus import (
+        PrometheusCollector,
+        prometheus_text,
+    )
+    from hftkit.metrics.reporter import (
+        MetricsReporter,
+    )
+
+_LAZY = {
+    "Alert": "hftkit.metrics.alerts",
+    "AlertKind": "hftkit.metrics.alerts",
+    "AlertRule": "hftkit.metrics.alerts",
+    "ErrorRateAbove": "hftkit.metrics.alerts",
+    "GaugeOutside": "hftkit.metrics.alerts",
+    "PercentileAbove": "hftkit.metrics.alerts",
+    "evaluate_rules": "hftkit.metrics.alerts",
+    "format_duration": "hftkit.metrics.console",
+    "format_table": "hftkit.metrics.console",
+    "render_table": "hftkit.metrics.console",
+    "snapshot_to_dict": "hftkit.metrics.json_snapshot",
+    "snapshot_to_json": "hftkit.metrics.json_snapshot",
+    "PrometheusCollector": "hftkit.metrics.prometheus",
+    "prometheus_text": "hftkit.metrics.prometheus",
+    "MetricsReporter": "hftkit.metrics.reporter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Exporters, alerts, the reporter and the console (rich) are imported when first named."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUCKET_COUNT",

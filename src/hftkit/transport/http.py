@@ -14,11 +14,12 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hftkit.core.errors import HftkitError
+
+if TYPE_CHECKING:  # imported by the session that uses it: the shared types here need no aiohttp
+    import aiohttp
 
 
 class TransportError(HftkitError, ConnectionError):
@@ -114,6 +115,8 @@ class HttpSession:
     async def open(self) -> None:
         if self._session is not None:
             return
+        import aiohttp
+
         config = self.config
         connector = aiohttp.TCPConnector(
             limit=config.connection_limit,
@@ -162,6 +165,8 @@ class HttpSession:
             raise TransportError(
                 "HttpSession is not open; use 'async with HttpSession()'", method=method, url=url
             )
+        import aiohttp  # loaded by open(): a dictionary lookup here
+
         full_url = f"{url}?{query}" if query else url
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s is not None else None
         self.requests += 1
@@ -228,6 +233,8 @@ async def _chunk_sent(session: Any, context: Any, params: Any) -> None:
 
 def _describe(error: BaseException) -> str:
     """An error's kind and message without any URL or query (aiohttp puts the full URL in both)."""
+    import aiohttp
+
     if isinstance(error, aiohttp.ClientResponseError):
         return f"{type(error).__name__}: status {error.status}: {_without_urls(str(error.message))}"
     if isinstance(error, aiohttp.ClientConnectorError):

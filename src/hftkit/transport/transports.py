@@ -8,10 +8,13 @@ for WebSockets). A test, or a user testing their own code, passes in-memory ones
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hftkit.transport.http import HttpTransport
 from hftkit.transport.http1 import LeanHttpPool, OrderPoolFactory
 from hftkit.transport.websocket import WebSocketConnect, picows_connect
+
+if TYPE_CHECKING:  # aiohttp loads with the REST client that uses it: a WebSocket-only venue never does
+    from hftkit.transport.http import HttpTransport
 
 
 @dataclass(frozen=True)
