@@ -269,7 +269,10 @@ def test_sigterm_cancels_every_order_and_the_verdict_still_runs(tmp_path):
             process.kill()
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["stopped_by"] == "SIGTERM"
-    assert summary["verdict"]["checks"]["no order resting, every order accounted for"] is True, stderr[-2000:]
+    assert summary["verdict"]["checks"]["no order resting, every order accounted for"] is True, (
+        summary["verdict"],
+        stderr[-2000:],
+    )
     assert sum(item["orders_sent"] for item in summary["instruments"]) > 0
     assert process.returncode == (0 if summary["verdict"]["passed"] else 1)
 

@@ -1,5 +1,5 @@
 """A node loads what its config uses: a Thalex node on testnet never imports Binance's adapter,
-aiohttp, the simulator, the operations server or the console, and a Binance node not Thalex's
+aiohttp, the simulator, the operations server's aiohttp or the console, and a Binance node not Thalex's
 adapter (start-up time is part of tick-to-trade's story: ``hftkit bench node`` records it)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 BINANCE_ONLY = ("aiohttp", "hftkit.venues.binance.adapter", "hftkit.venues.binance.rest")
 SIMULATOR = ("hftkit.sim.config", "hftkit.sim.runner", "hftkit.app.sim_wiring")
-SIDE_PARTS = ("hftkit.app.operations", "prometheus_client", "rich", "hftkit.metrics.console")
+SIDE_PARTS = ("aiohttp.web", "prometheus_client", "rich", "hftkit.metrics.console")
 
 THALEX_NODE = """
 venues:
@@ -69,6 +69,7 @@ def loaded_after_building(tmp_path: Path, config_text: str, watched: tuple[str, 
         node = TradingNode.from_config(loaded)
         adapters = build_remote_adapters(loaded)
         assert adapters, "no adapter was built"
+        node.health()  # what the node's watchdog reads every 50 ms from its start
         print(json.dumps([name for name in {list(watched)!r} if name in sys.modules]))
         """
     )

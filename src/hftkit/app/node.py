@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue
+from hftkit.app.operations import Health, OperationsServer
 from hftkit.app.runtime import GcMonitor, freeze_after_start, install_stop_signals, remove_stop_signals
 from hftkit.app.venues import build_adapter
 from hftkit.core.types import BookDelta, ConnectionEvent, Fill, Instrument, Order, OrderStatus, Side, Trade
@@ -49,7 +50,6 @@ from hftkit.venues.base import RateLimitedError, VenueAdapter
 
 if TYPE_CHECKING:  # loaded where used: a node without them never imports them (start-up time)
     from hftkit.app.node_storage import NodeMarketStorage
-    from hftkit.app.operations import Health, OperationsServer
     from hftkit.sim.config import SimConfig
     from hftkit.sim.runner import Simulator
     from hftkit.storage.node_journal import NodeJournal
@@ -526,8 +526,6 @@ class TradingNode:
                     self._connection_state[name] = True
                 self._attach_journal(engine)
                 if self.config.metrics.enabled:
-                    from hftkit.app.operations import OperationsServer
-
                     self.operations = await stack.enter_async_context(
                         OperationsServer(
                             self.metrics, self.health, host=self.config.metrics.host, port=self.metrics_port
@@ -688,8 +686,6 @@ class TradingNode:
 
     def health(self) -> Health:
         """Ready = every venue connected and synced, and the kill switch clear."""
-        from hftkit.app.operations import Health
-
         reasons = [
             f"{name}: not connected or not synced" for name, up in self._connection_state.items() if not up
         ]

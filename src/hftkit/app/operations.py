@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 
 from hftkit.metrics import MetricsRegistry
-from hftkit.metrics.prometheus import prometheus_text
+
+if TYPE_CHECKING:  # the server loads aiohttp's when it starts: ``Health`` is read every 50 ms without it
+    from aiohttp import web
 
 CONTENT_TYPE_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,6 +68,8 @@ class OperationsServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._ready)
@@ -92,18 +95,26 @@ class OperationsServer:
         await self.stop()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        from hftkit.metrics.prometheus import prometheus_text
+
         self.scrapes += 1
         return web.Response(
             body=prometheus_text(self.metrics), headers={"Content-Type": CONTENT_TYPE_PROMETHEUS}
         )
 
     async def _ready(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         health = self.health()
         return web.Response(
             body=health.as_json(), status=200 if health.ready else 503, content_type="application/json"
         )
 
     async def _live(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(body=b'{"live":true}', content_type="application/json")
 
 
