@@ -69,7 +69,9 @@ adapter in a ``PaperVenue`` (``hftkit.backtest.paper``): live market data, order
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hftkit.core.lazy import lazy_exports
 
 __all__ = [
     "BacktestPlan",
@@ -100,11 +102,5 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Lazy exports: importing the package stays cheap (a sweep worker imports only the runner)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'hftkit.backtest' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(home), name)
+# lazy exports: importing the package stays cheap (a sweep worker imports only the runner)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -17,9 +17,9 @@ reporter's asyncio task.
     prometheus_text(registry); snapshot_to_json(registry); format_table(registry)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hftkit.core.lazy import lazy_exports
 from hftkit.metrics.errors import (
     IncompatibleSnapshotError,
     InvalidMeasurementError,
@@ -95,14 +95,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Exporters, alerts, the reporter and the console (rich) are imported when first named."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)  # exporters, alerts, reporter, console: on first use
 
 
 __all__ = [
