@@ -290,3 +290,49 @@ def test_the_insert_prefix_is_byte_for_byte_what_the_generic_encoder_makes():
         "time_in_force": "immediate_or_cancel",
         "client_order_id": 5,
     }
+
+
+@pytest.mark.parametrize("label", [None, 'quote "A"'])
+@pytest.mark.parametrize("reject_post_only", [False, True])
+def test_the_insert_encoder_writes_what_insert_prefix_writes(label, reject_post_only):
+    """Every order shape, amount and price the cached encoder joins, byte for byte, through a
+    cache smaller than the orders (so its clearing is crossed too)."""
+    instrument = Instrument(
+        "thalex", "BTC-PERPETUAL", "BTC", "USD", "0.5", "0.001", "0", ContractKind.PERPETUAL
+    )
+    encoder = codec.InsertEncoder(label, reject_post_only, capacity=3)
+    checked = 0
+    for quantity in (1, 10, 250, 1000, 1):  # 0.001, 0.01, 0.25, 1, and a repeat from the cache
+        for price in (None, 2, 122_469, 122_468, 2):  # market, 1, 61234.5, 61234, a repeat
+            for side in (Side.BUY, Side.SELL):
+                for ioc in (False, True):
+                    for post_only in (False, True):
+                        for reduce_only in (False, True):
+                            made = encoder.prefix(
+                                instrument, side, quantity, price, ioc, post_only, reduce_only, 77
+                            )
+                            market = price is None
+                            expected = codec.insert_prefix(
+                                direction="buy" if side is Side.BUY else "sell",
+                                instrument_name="BTC-PERPETUAL",
+                                amount=codec.canonical_number_text(instrument.lots_to_quantity(quantity)),
+                                price=None
+                                if market
+                                else codec.canonical_number_text(instrument.ticks_to_price(price)),
+                                order_type="market" if market else "limit",
+                                time_in_force="immediate_or_cancel"
+                                if market or ioc
+                                else "good_till_cancelled",
+                                post_only=post_only,
+                                reject_post_only=post_only and reject_post_only,
+                                reduce_only=reduce_only,
+                                client_order_id=77,
+                                label=label,
+                            )
+                            assert made == expected
+                            orjson.loads(made + b"1}")  # a whole JSON frame
+                            checked += 1
+    assert checked == 400
+    assert b'"amount":0.25,"price":61234.5,' in encoder.prefix(
+        instrument, Side.SELL, 250, 122_469, False, False, False, 1
+    )

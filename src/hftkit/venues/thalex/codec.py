@@ -125,6 +125,42 @@ def encode_request(method: str, params: Mapping[str, Any] | None, request_id: in
     return orjson.dumps(message)
 
 
+def _insert_head(direction: str, instrument_name: str) -> bytes:
+    """A ``private/insert`` frame up to its amount's value."""
+    return b"".join(
+        (
+            b'{"method":"private/insert","params":{"direction":"',
+            direction.encode(),
+            b'","instrument_name":',
+            orjson.dumps(instrument_name),
+            b',"amount":',
+        )
+    )
+
+
+def _insert_after_price(
+    order_type: str, time_in_force: str, post_only: bool, reject_post_only: bool, reduce_only: bool
+) -> bytes:
+    """From the end of the price (or amount) up to the client order id's value."""
+    parts = [b',"order_type":"', order_type.encode(), b'","time_in_force":"', time_in_force.encode(), b'"']
+    if post_only:
+        parts.append(b',"post_only":true')
+    if reject_post_only:
+        parts.append(b',"reject_post_only":true')
+    if reduce_only:
+        parts.append(b',"reduce_only":true')
+    parts.append(b',"client_order_id":')
+    return b"".join(parts)
+
+
+def _insert_tail(label: str | None) -> bytes:
+    """From the end of the client order id up to the request id's value."""
+    return b'},"id":' if label is None else b',"label":' + orjson.dumps(label) + b'},"id":'
+
+
+_PRICE_KEY = b',"price":'
+
+
 def insert_prefix(
     *,
     direction: str,
@@ -142,29 +178,99 @@ def insert_prefix(
     """A ``private/insert`` frame up to its request id (``prefix + b"%d}" % id`` completes it),
     joined from parts in the protocol's key order: byte for byte what ``encode_request`` makes of
     the same params, at a fraction of the cost (no dict, no generic encoder on the order path).
-    ``amount`` and ``price`` are canonical decimal text (no exponent, no trailing zeros)."""
-    parts = [
-        b'{"method":"private/insert","params":{"direction":"',
-        direction.encode(),
-        b'","instrument_name":',
-        orjson.dumps(instrument_name),
-        b',"amount":',
-        amount.encode(),
-    ]
-    if price is not None:
-        parts += (b',"price":', price.encode())
-    parts += (b',"order_type":"', order_type.encode(), b'","time_in_force":"', time_in_force.encode(), b'"')
-    if post_only:
-        parts.append(b',"post_only":true')
-    if reject_post_only:
-        parts.append(b',"reject_post_only":true')
-    if reduce_only:
-        parts.append(b',"reduce_only":true')
-    parts += (b',"client_order_id":', str(client_order_id).encode())
-    if label is not None:
-        parts += (b',"label":', orjson.dumps(label))
-    parts.append(b'},"id":')
-    return b"".join(parts)
+    ``amount`` and ``price`` are canonical decimal text (no exponent, no trailing zeros).
+    ``InsertEncoder`` joins the same parts from caches on the order path."""
+    return b"".join(
+        (
+            _insert_head(direction, instrument_name),
+            amount.encode(),
+            b"" if price is None else _PRICE_KEY + price.encode(),
+            _insert_after_price(order_type, time_in_force, post_only, reject_post_only, reduce_only),
+            str(client_order_id).encode(),
+            _insert_tail(label),
+        )
+    )
+
+
+def canonical_number_text(text: str) -> str:
+    """A grid's canonical text without trailing zeros ("0.100" -> "0.1"): the JSON number."""
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+class InsertEncoder:
+    """``private/insert`` prefixes for one adapter, joined from parts cached per order shape,
+    amount and price: ``insert_prefix``'s bytes without rebuilding the constant parts or turning
+    the same lots and ticks into text again on every order (tick-to-trade, issue 18).
+
+    One encoder per adapter, so a symbol names one instrument. The text caches are bounded: at
+    ``capacity`` entries a cache is cleared, not tracked per entry (a market maker's working set
+    refills in a few orders)."""
+
+    __slots__ = ("_amounts", "_capacity", "_prices", "_reject_post_only", "_shapes", "_tail")
+
+    def __init__(self, label: str | None, reject_post_only: bool, capacity: int = 4096) -> None:
+        self._tail = _insert_tail(label)
+        self._reject_post_only = reject_post_only
+        self._capacity = capacity
+        self._shapes: dict[tuple[str, bool, bool, bool, bool, bool], tuple[bytes, bytes]] = {}
+        self._amounts: dict[tuple[str, int], bytes] = {}  # b"0.001"
+        self._prices: dict[tuple[str, int], bytes] = {}  # b',"price":61000.5'
+
+    def prefix(
+        self,
+        instrument: Instrument,
+        side: Side,
+        quantity: int,
+        price: int | None,
+        immediate_or_cancel: bool,
+        post_only: bool,
+        reduce_only: bool,
+        client_order_id: int,
+    ) -> bytes:
+        """The frame up to its request id. ``price`` None: a market order (always IOC)."""
+        market = price is None
+        symbol = instrument.symbol
+        # a bool, not the Side: an enum member hashes through a Python-level __hash__
+        key = (symbol, side is Side.BUY, market, immediate_or_cancel or market, post_only, reduce_only)
+        shape = self._shapes.get(key) or self._shape(key)
+        amount = self._amounts.get((symbol, quantity))
+        if amount is None:
+            text = _canonical(instrument.lots_to_quantity(quantity))
+            amount = self._remember(self._amounts, (symbol, quantity), text)
+        if price is None:
+            price_part = b""
+        else:
+            price_part = self._prices.get((symbol, price)) or self._remember(
+                self._prices, (symbol, price), _PRICE_KEY + _canonical(instrument.ticks_to_price(price))
+            )
+        return b"%b%b%b%b%d%b" % (shape[0], amount, price_part, shape[1], client_order_id, self._tail)
+
+    def _shape(self, key: tuple[str, bool, bool, bool, bool, bool]) -> tuple[bytes, bytes]:
+        symbol, buy, market, immediate_or_cancel, post_only, reduce_only = key
+        shape = (
+            _insert_head(DIRECTION_NAMES[Side.BUY if buy else Side.SELL], symbol),
+            _insert_after_price(
+                "market" if market else "limit",
+                "immediate_or_cancel" if immediate_or_cancel else "good_till_cancelled",
+                post_only,
+                post_only and self._reject_post_only,
+                reduce_only,
+            ),
+        )
+        self._shapes[key] = shape
+        return shape
+
+    def _remember(self, cache: dict[tuple[str, int], bytes], key: tuple[str, int], text: bytes) -> bytes:
+        if len(cache) >= self._capacity:
+            cache.clear()
+        cache[key] = text
+        return text
+
+
+def _canonical(text: str) -> bytes:
+    return canonical_number_text(text).encode()
 
 
 def wire_number(text: str) -> Any:

@@ -60,7 +60,7 @@ from hftkit.venues.base import (
     place_one_by_one,
 )
 from hftkit.venues.thalex.codec import (
-    DIRECTION_NAMES,
+    InsertEncoder,
     MassQuoteResult,
     ThalexCodec,
     ThalexError,
@@ -68,7 +68,7 @@ from hftkit.venues.thalex.codec import (
     ThalexOrderStatus,
     ThalexThrottledError,
     ThalexTrade,
-    insert_prefix,
+    canonical_number_text,
     wire_number,
 )
 from hftkit.venues.thalex.config import ThalexConfig
@@ -142,6 +142,7 @@ class OrderEntry:
         self._products = products
         self._emit = emit
         self._clock = clock
+        self._inserts = InsertEncoder(config.label, config.reject_post_only)
         self._live: dict[str, OrderUpdate] = {}
         self._closed: OrderedDict[str, OrderUpdate] = OrderedDict()  # last updates of closed orders
         # the last wire state converted per venue order id (a push repeating an answer is skipped)
@@ -386,21 +387,15 @@ class OrderEntry:
             wire_id = self._ids.assign(request.client_order_id, self._epoch)
         except ValueError as error:
             raise OrderRejectedError(str(error), venue=self.name) from None
-        market = request.order_type is OrderType.MARKET
-        return insert_prefix(
-            direction=DIRECTION_NAMES[request.side],
-            instrument_name=request.symbol,
-            amount=_number_text(instrument.lots_to_quantity(request.quantity)),
-            price=None if market else _number_text(instrument.ticks_to_price(request.price)),
-            order_type="market" if market else "limit",
-            time_in_force="immediate_or_cancel"  # GTC market orders are illegal
-            if market or request.time_in_force is TimeInForce.IOC
-            else "good_till_cancelled",
-            post_only=post_only,
-            reject_post_only=post_only and self.config.reject_post_only,
-            reduce_only=request.reduce_only,
-            client_order_id=wire_id,
-            label=self.config.label,
+        return self._inserts.prefix(
+            instrument,
+            request.side,
+            request.quantity,
+            None if request.order_type is OrderType.MARKET else request.price,  # GTC market is illegal
+            request.time_in_force is TimeInForce.IOC,
+            post_only,
+            request.reduce_only,
+            wire_id,
         )
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
@@ -882,16 +877,9 @@ class OrderEntry:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _number_text(text: str) -> str:
-    """A grid's canonical text without trailing zeros ("0.100" -> "0.1"): the JSON number."""
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
 def _number(text: str) -> Any:
     """A grid's canonical text as a JSON number for the generic encoder ("0.100" -> 0.1)."""
-    return wire_number(_number_text(text))
+    return wire_number(canonical_number_text(text))
 
 
 def _amount_text(value: str | Decimal) -> str:
