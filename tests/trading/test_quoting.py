@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hftkit.core import (
+    ContractKind,
     Fill,
     Instrument,
     Order,
@@ -24,7 +25,6 @@ from hftkit.trading.quoting import (
     AmendOrder,
     AmendSupport,
     CancelOrder,
-    MinimumRule,
     OpenOrder,
     QuoteAction,
     QuoteTarget,
@@ -219,7 +219,7 @@ def test_ladder_is_normalized_to_the_grid_merged_and_filtered_by_minimums() -> N
 
 @settings(max_examples=300, deadline=None)
 @given(price=st.integers(1, 10**9), lots=st.integers(1, 10**7))
-def test_integer_minimum_rule_equals_the_instrument_check(price: int, lots: int) -> None:
+def test_the_integer_minimums_equal_the_exact_decimal_notional(price: int, lots: int) -> None:
     for instrument in (
         SPOT,
         Instrument(
@@ -233,8 +233,17 @@ def test_integer_minimum_rule_equals_the_instrument_check(price: int, lots: int)
             min_quantity="0.001",
             max_quantity="100",
         ),
+        # a contract size that divides nothing evenly: the threshold is still exact
+        Instrument(
+            "binance", "X", "X", "USD", "0.7", "0.003", "10", ContractKind.PERPETUAL, contract_size="0.3"
+        ),
     ):
-        assert MinimumRule(instrument).allows(price, lots) == instrument.meets_minimums(price, lots)
+        exact = (
+            lots >= instrument.min_quantity
+            and (instrument.max_quantity is None or lots <= instrument.max_quantity)
+            and instrument.notional(price, lots) >= instrument.min_notional
+        )
+        assert instrument.meets_minimums(price, lots) == exact
 
 
 def test_rate_budget_sends_cancels_first_then_levels_nearest_the_touch() -> None:

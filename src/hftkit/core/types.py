@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 from decimal import Decimal
+from fractions import Fraction
+from math import ceil
 
 import msgspec
 
@@ -97,6 +99,7 @@ class Instrument:
         "lots",
         "max_quantity",
         "min_notional",
+        "min_notional_product",
         "min_quantity",
         "quote",
         "symbol",
@@ -132,6 +135,10 @@ class Instrument:
         self.min_quantity = self.lots.to_steps(min_quantity, Rounding.UP) if min_quantity else 1
         self.max_quantity = self.lots.to_steps(max_quantity, Rounding.DOWN) if max_quantity else None
         self.contract_size = Decimal(contract_size)
+        # notional = ticks * lots * tick * lot * contract >= min_notional  <=>
+        # ticks * lots >= ceil(min_notional / (tick * lot * contract)), exactly (Fractions, once)
+        scale = Fraction(self.tick_size) * Fraction(self.lot_size) * Fraction(self.contract_size)
+        self.min_notional_product = ceil(Fraction(self.min_notional) / scale)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -157,12 +164,13 @@ class Instrument:
         return self.ticks.to_decimal(price_ticks) * self.lots.to_decimal(quantity_lots) * self.contract_size
 
     def meets_minimums(self, price_ticks: int, quantity_lots: int) -> bool:
-        """True when the order clears the venue's minimum quantity and minimum notional."""
+        """True when the order clears the venue's minimum quantity and minimum notional (and its
+        maximum quantity): integer comparisons only, no Decimal on the order path."""
         if quantity_lots < self.min_quantity:
             return False
         if self.max_quantity is not None and quantity_lots > self.max_quantity:
             return False
-        return self.notional(price_ticks, quantity_lots) >= self.min_notional
+        return price_ticks * quantity_lots >= self.min_notional_product
 
     def to_dict(self) -> dict[str, str]:
         return {

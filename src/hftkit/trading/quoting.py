@@ -26,9 +26,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import partial
-from math import ceil
 from typing import Protocol
 
 import msgspec
@@ -160,46 +158,6 @@ class QuotePlan(msgspec.Struct, kw_only=True):
         return [action for action in self.actions if type(action) is AmendOrder]
 
 
-class MinimumRule:
-    """``Instrument.meets_minimums`` as integer comparisons (no Decimal per level on the hot path).
-
-    notional = price * lots * tick * lot * contract >= min_notional  <=>
-    price * lots >= ceil(min_notional / (tick * lot * contract)), exactly, with Fractions once.
-    """
-
-    __slots__ = ("max_quantity", "min_product", "min_quantity")
-
-    def __init__(self, instrument: Instrument) -> None:
-        scale = (
-            Fraction(instrument.tick_size)
-            * Fraction(instrument.lot_size)
-            * Fraction(instrument.contract_size)
-        )
-        self.min_quantity = instrument.min_quantity
-        self.max_quantity = instrument.max_quantity
-        self.min_product = ceil(Fraction(instrument.min_notional) / scale)
-
-    def allows(self, price: int, lots: int) -> bool:
-        if lots < self.min_quantity or (self.max_quantity is not None and lots > self.max_quantity):
-            return False
-        return price * lots >= self.min_product
-
-
-_RULES: dict[int, tuple[Instrument, MinimumRule]] = {}
-
-
-def minimum_rule(instrument: Instrument) -> MinimumRule:
-    """The cached integer minimum rule of an instrument (computed once per instrument object)."""
-    cached = _RULES.get(id(instrument))
-    if cached is not None and cached[0] is instrument:
-        return cached[1]
-    rule = MinimumRule(instrument)
-    if len(_RULES) > 4096:
-        _RULES.clear()
-    _RULES[id(instrument)] = (instrument, rule)
-    return rule
-
-
 def normalize_ladder(
     instrument: Instrument, desired: Iterable[Quote], policy: QuotingPolicy
 ) -> tuple[dict[int, Quote], dict[int, Quote], int]:
@@ -209,10 +167,9 @@ def normalize_ladder(
     Returns (bids, asks, dropped) with each side ``{price: Quote}``; ``dropped`` counts
     input levels that did not become a level of their own (merged or under the minimums).
     """
-    rule = minimum_rule(instrument)
-    min_quantity = rule.min_quantity
-    max_quantity = rule.max_quantity if rule.max_quantity is not None else _NO_LIMIT
-    min_product = max(1, rule.min_product)  # >= 1 also refuses prices <= 0
+    min_quantity = instrument.min_quantity
+    max_quantity = instrument.max_quantity if instrument.max_quantity is not None else _NO_LIMIT
+    min_product = max(1, instrument.min_notional_product)  # >= 1 also refuses prices <= 0
     price_increment = policy.price_increment
     size_increment = policy.size_increment
     rounding = price_increment != 1 or size_increment != 1
@@ -233,11 +190,11 @@ def normalize_ladder(
         book = bids if side is BUY else asks
         price = quote.price
         if below and (side, price) in below:
-            _merge_level(book, below, quote, rule)
+            _merge_level(book, below, quote, instrument)
             continue
         existing = book.setdefault(price, quote)  # the caller's own frozen Quote: no allocation
         if existing is not quote:
-            _merge_level(book, below, quote, rule)
+            _merge_level(book, below, quote, instrument)
             continue
         size = quote.size
         if size < min_quantity or size > max_quantity or price * size < min_product:
@@ -250,12 +207,12 @@ def _merge_level(
     book: dict[int, Quote],
     below: dict[tuple[Side, int], Quote],
     quote: Quote,
-    rule: MinimumRule,
+    instrument: Instrument,
 ) -> None:
     side, price = quote.side, quote.price
     existing = book.pop(price, None) or below.pop((side, price))
     merged = Quote(side, price, existing.size + quote.size, min(existing.level, quote.level))
-    if price > 0 and rule.allows(price, merged.size):
+    if price > 0 and instrument.meets_minimums(price, merged.size):
         book[price] = merged
     else:
         below[(side, price)] = merged

@@ -29,7 +29,6 @@ import msgspec
 from hftkit.book.microstructure import BookReader
 from hftkit.core.types import Instrument, Side
 from hftkit.metrics import LatencyHistogram
-from hftkit.trading.quoting import minimum_rule
 
 __all__ = [
     "RouteCandidate",
@@ -217,7 +216,7 @@ class SmartOrderRouter:
                 index
                 for index, taken in enumerate(lots)
                 if taken
-                and not minimum_rule(venues[index].candidate.instrument).allows(prices[index][-1][0], taken)
+                and not venues[index].candidate.instrument.meets_minimums(prices[index][-1][0], taken)
             ]
             if not failing:
                 break
