@@ -17,8 +17,9 @@ from hftkit.core.types import Instrument, OrderStatus, OrderType, OrderUpdate, S
 from hftkit.venues.base import OrderOutcomeUnknownError, OrderRejectedError, OrderRequest, RateLimitedError
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.adapter import BinanceAdapter, BinanceConfig
-from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner
-from hftkit.venues.binance.build import ClockOffset
+from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner, SignedFrames
+from hftkit.venues.binance.build import ClockOffset, order_params, order_shape, order_variables
+from hftkit.venues.binance.endpoints import Market
 from hftkit.venues.binance.rest import OrderNotFoundError
 from hftkit.venues.binance.ws_api import (
     SessionLostError,
@@ -110,6 +111,52 @@ async def test_a_request_is_signed_over_its_sorted_params_and_its_answer_reaches
         assert HmacSigner("secret-1").sign_websocket_params(params) == signature
     finally:
         await session.close()
+
+
+def test_shaped_order_frames_are_byte_for_byte_the_frames_built_from_the_params() -> None:
+    """Every order shape the adapter sends, through a template cache smaller than the shapes (so
+    it clears), equals the frame built from ``order_params``'s dict, and its signature checks."""
+    instrument = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", "5")
+    made = 0
+    for market in (Market.SPOT, Market.USDM):
+        frames = SignedFrames(HmacSigner("secret-1"), "key-1", "5000", capacity=3)  # one per adapter
+        for order_type in (OrderType.LIMIT, OrderType.MARKET, OrderType.LIMIT_MAKER):
+            for time_in_force in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK):
+                for side in (Side.BUY, Side.SELL):
+                    for reduce_only in (False, True):
+                        for number, (price, quantity) in enumerate(((6_100_012, 100), (6_100_000, 12_345))):
+                            request = OrderRequest(
+                                symbol="BTCUSDT",
+                                side=side,
+                                order_type=order_type,
+                                quantity=quantity,
+                                price=price,
+                                time_in_force=time_in_force,
+                                client_order_id=f"hk-{made}-{number}",
+                                reduce_only=reduce_only,
+                            )
+                            params = order_params(market, instrument, request)
+                            timestamp = str(1_733_580_000_000 + made)
+                            shaped = frames.shaped_frame(
+                                order_shape(request),
+                                made,
+                                "order.place",
+                                order_variables(instrument, request),
+                                timestamp,
+                                lambda params=params: params,
+                            )
+                            assert shaped == frames.frame(made, "order.place", params, timestamp)
+                            decoded = orjson.loads(shaped)["params"]
+                            signature = decoded.pop("signature")
+                            assert HmacSigner("secret-1").sign_websocket_params(decoded) == signature
+                            made += 1
+    assert made == 144
+    odd = {"symbol": "BTC%USDT", "quantity": "1"}  # a percent sign in a constant value
+    assert frames.shaped_frame("odd", 9, "x", {"quantity": "2"}, "3", lambda: odd) == frames.frame(
+        9, "x", {**odd, "quantity": "2"}, "3"
+    )
+    with pytest.raises(ValueError, match="string params"):
+        frames.shaped_frame("bool", 9, "x", {}, "3", lambda: {"reduceOnly": True})
 
 
 async def test_a_dropped_connection_leaves_the_request_in_flight_unknown_never_resent(api) -> None:

@@ -72,7 +72,7 @@ from hftkit.venues.base import (
 )
 from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
-from hftkit.venues.binance.build import modify_params, order_params
+from hftkit.venues.binance.build import modify_params, order_params, order_shape, order_variables
 from hftkit.venues.binance.endpoints import USDM_MAX_BATCH_ORDERS, Market
 from hftkit.venues.binance.rest import (
     BinanceRestClient,
@@ -515,9 +515,11 @@ class BinanceAdapter:
     ) -> None:
         written = self.order_written
         client_order_id = request.client_order_id
-        api.request_now(
+        api.shaped_request_now(
+            order_shape(request),
             "order.place",
-            order_params(self.market, instrument, request),
+            order_variables(instrument, request),
+            lambda: order_params(self.market, instrument, request),
             _ApiAnswer(self, instrument, request, "new_order", on_answer),
             on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
         )

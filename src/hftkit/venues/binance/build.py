@@ -51,6 +51,29 @@ def order_params(market: Market, instrument: Instrument, request: OrderRequest) 
     return order
 
 
+def order_shape(request: OrderRequest) -> tuple[object, ...]:
+    """What fixes every param of ``order_params`` but those of ``order_variables`` (the market is
+    fixed per adapter): the key of an order's signed frame template (``SignedFrames``)."""
+    return (
+        "order.place",
+        request.symbol,
+        request.side,
+        request.order_type,
+        request.time_in_force,
+        request.reduce_only,
+    )
+
+
+def order_variables(instrument: Instrument, request: OrderRequest) -> dict[str, str]:
+    """The params of ``order_params`` that change between orders of one ``order_shape`` (a
+    market order has no price: its template ignores it)."""
+    return {
+        "newClientOrderId": request.client_order_id,
+        "quantity": instrument.lots.to_text(request.quantity),
+        "price": instrument.ticks.to_text(request.price),
+    }
+
+
 def modify_params(
     instrument: Instrument, client_order_id: str, side: Side, price: int, quantity: int
 ) -> dict[str, str]:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
-import orjson
 
 from hftkit.codec.decode import DECODE_FAILURES
 from hftkit.core.errors import HftkitError
@@ -40,7 +39,7 @@ from hftkit.transport.websocket import (
     picows_connect,
 )
 from hftkit.venues.binance import codec
-from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner
+from hftkit.venues.binance.auth import BinanceCredentials, HmacSigner, SignedFrames
 from hftkit.venues.binance.build import ClockOffset
 from hftkit.venues.binance.endpoints import window_header
 
@@ -126,9 +125,9 @@ class WebSocketApiSession:
         self._connect = connect  # the WebSocket transport, fixed at construction
         self.name = name
         self.stats = WebSocketApiStats()
-        self._api_key = credentials.api_key.reveal()
-        self._signer = HmacSigner(credentials.secret)
-        self._recv_window = str(config.recv_window_ms)
+        self._frames = SignedFrames(
+            HmacSigner(credentials.secret), credentials.api_key.reveal(), str(config.recv_window_ms)
+        )
         self._clock_offset = clock_offset
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
@@ -185,15 +184,6 @@ class WebSocketApiSession:
                 entry.receiver.set_exception(SessionLostError(f"{entry.method} (id {request_id}): {why}"))
 
     # -- requests ----------------------------------------------------------------------------
-    def signed_frame(self, request_id: int, method: str, params: Mapping[str, str]) -> bytes:
-        """``{"id", "method", "params"}`` with apiKey, timestamp, recvWindow and the signature."""
-        signed = dict(params)
-        signed["apiKey"] = self._api_key
-        signed["recvWindow"] = self._recv_window
-        signed["timestamp"] = str(self._clock_offset.now_ms())
-        signed["signature"] = self._signer.sign_websocket_params(signed)
-        return orjson.dumps({"id": request_id, "method": method, "params": signed})
-
     def request_now(
         self,
         method: str,
@@ -204,11 +194,44 @@ class WebSocketApiSession:
     ) -> int:
         """Sign and write one request before returning; its answer goes to ``receiver``, bounded by
         ``request_timeout_s``. SessionNotReadyError (nothing sent) when not connected."""
+        socket = self._connected(method)
+        request_id = next(self._ids)
+        frame = self._frames.frame(request_id, method, params, str(self._clock_offset.now_ms()))
+        return self._write(socket, request_id, method, frame, receiver, on_sent)
+
+    def shaped_request_now(
+        self,
+        shape: object,
+        method: str,
+        variables: Mapping[str, str],
+        params: Callable[[], Mapping[str, str]],
+        receiver: AnswerReceiver,
+        *,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> int:
+        """``request_now`` for a request of a known shape (``SignedFrames.shaped_frame``): only its
+        ``variables`` are given; ``params`` makes the whole params when the shape is new."""
+        socket = self._connected(method)
+        request_id = next(self._ids)
+        timestamp = str(self._clock_offset.now_ms())
+        frame = self._frames.shaped_frame(shape, request_id, method, variables, timestamp, params)
+        return self._write(socket, request_id, method, frame, receiver, on_sent)
+
+    def _connected(self, method: str) -> ReconnectingWebSocket:
         socket = self.socket
         if socket is None or socket.state is not ConnectionState.CONNECTED:
             raise SessionNotReadyError(f"{self.name}: not connected; {method} not sent")
-        request_id = next(self._ids)
-        frame = self.signed_frame(request_id, method, params)
+        return socket
+
+    def _write(
+        self,
+        socket: ReconnectingWebSocket,
+        request_id: int,
+        method: str,
+        frame: bytes,
+        receiver: AnswerReceiver,
+        on_sent: Callable[[int], None] | None,
+    ) -> int:
         entry = _Pending(method, receiver)
         self._pending[request_id] = entry
         try:
