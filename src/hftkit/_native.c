@@ -1,5 +1,6 @@
 /*
- * hftkit._native: the two per-level loops every depth message runs, in C.
+ * hftkit._native: the two per-level loops every depth message runs, in C (and a few other
+ * per-event loops: the rate gate's credits, the latency histograms' record).
  *
  * Why this exists: in CPython a depth level costs ~200 ns of interpreter work (two dict
  * lookups of freshly decoded strings, a tuple, a bisect, dict updates). These functions do
@@ -1265,6 +1266,95 @@ static PyTypeObject CreditsType = {
 };
 
 /* ------------------------------------------------------------------------------------- */
+/* LatencyHistogram.record (hftkit.metrics.histogram): the log-linear bucket, the exact total,
+ * minimum and maximum, over the histogram's own lists. Every stage of tick-to-trade records one
+ * or more durations, a dozen per order: in C a record is one call with no Python frame. A value
+ * this does not take (not an int, out of range, counts beyond int64) goes to ``slow``, the
+ * pure-Python record, which handles it exactly as the twin does; nothing is changed before
+ * that decision, so no value is counted twice. */
+
+#define HISTOGRAM_SUB_BUCKET_BITS 7
+#define HISTOGRAM_LINEAR_BITS (HISTOGRAM_SUB_BUCKET_BITS + 1)
+#define HISTOGRAM_HIGHEST_NS 60000000000LL
+
+/* 1 and the value when ``object`` is an int (or a subclass: a bool) that fits an int64, else 0
+ * (no error set). */
+static int
+read_int64(PyObject *object, long long *value)
+{
+    if (!PyLong_Check(object)) {
+        return 0;
+    }
+    int overflow = 0;
+    *value = PyLong_AsLongLongAndOverflow(object, &overflow);
+    if (overflow != 0 || (*value == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+histogram_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "histogram_record(counts, extremes, slow, value)");
+        return NULL;
+    }
+    PyObject *counts = args[0];
+    PyObject *extremes = args[1];
+    PyObject *value_object = args[3];
+    long long value;
+    if (!PyList_CheckExact(counts) || !PyList_CheckExact(extremes) || PyList_GET_SIZE(extremes) != 3 ||
+        !read_int64(value_object, &value) || value <= 0 || value > HISTOGRAM_HIGHEST_NS) {
+        return PyObject_CallOneArg(args[2], value_object);
+    }
+    const int bits = 64 - __builtin_clzll((unsigned long long)value);
+    const int shift = bits - HISTOGRAM_LINEAR_BITS;
+    const Py_ssize_t index =
+        shift > 0 ? ((Py_ssize_t)shift << HISTOGRAM_SUB_BUCKET_BITS) + (Py_ssize_t)(value >> shift)
+                  : (Py_ssize_t)value;
+    long long count, total, maximum, minimum;
+    if (index >= PyList_GET_SIZE(counts) || !read_int64(PyList_GET_ITEM(counts, index), &count) ||
+        count == LLONG_MAX || !read_int64(PyList_GET_ITEM(extremes, 0), &total) ||
+        total > LLONG_MAX - value || !read_int64(PyList_GET_ITEM(extremes, 2), &maximum)) {
+        return PyObject_CallOneArg(args[2], value_object);
+    }
+    /* the empty minimum is far above any int64 (1 << 126): read as "no minimum yet" */
+    if (!read_int64(PyList_GET_ITEM(extremes, 1), &minimum)) {
+        minimum = LLONG_MAX;
+    }
+    PyObject *new_count = PyLong_FromLongLong(count + 1);
+    PyObject *new_total = PyLong_FromLongLong(total + value);
+    /* an extreme is kept as a plain int, never as the bool or int subclass it came as */
+    PyObject *stored = PyLong_CheckExact(value_object) ? Py_NewRef(value_object) : PyLong_FromLongLong(value);
+    if (new_count == NULL || new_total == NULL || stored == NULL) {
+        Py_XDECREF(new_count);
+        Py_XDECREF(new_total);
+        Py_XDECREF(stored);
+        return NULL;
+    }
+    PyObject *old = PyList_GET_ITEM(counts, index);
+    PyList_SET_ITEM(counts, index, new_count);
+    Py_DECREF(old);
+    old = PyList_GET_ITEM(extremes, 0);
+    PyList_SET_ITEM(extremes, 0, new_total);
+    Py_DECREF(old);
+    if (value < minimum) {
+        old = PyList_GET_ITEM(extremes, 1);
+        PyList_SET_ITEM(extremes, 1, Py_NewRef(stored));
+        Py_DECREF(old);
+    }
+    if (value > maximum) {
+        old = PyList_GET_ITEM(extremes, 2);
+        PyList_SET_ITEM(extremes, 2, Py_NewRef(stored));
+        Py_DECREF(old);
+    }
+    Py_DECREF(stored);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------- */
 
 static PyMethodDef native_methods[] = {
     {"convert_levels", (PyCFunction)(void (*)(void))convert_levels, METH_FASTCALL,
@@ -1276,6 +1366,9 @@ static PyMethodDef native_methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      PyDoc_STR("apply_side(sizes, window, edge, levels, negate, window_min, window_max)\n"
                "-> best level, None (empty side) or False (the window needs a refill or trim)")},
+    {"histogram_record", (PyCFunction)(void (*)(void))histogram_record, METH_FASTCALL,
+     PyDoc_STR("histogram_record(counts, extremes, slow, value): LatencyHistogram.record over its\n"
+               "bucket counts and [total, minimum, maximum]; values it does not take go to slow(value)")},
     {"top_keys", (PyCFunction)(void (*)(void))top_keys, METH_FASTCALL,
      PyDoc_STR("top_keys(sizes, count, negate) -> the count largest keys (price, or -price when\n"
                "negate) ascending; None when a price is not an int64 (use the pure path)")},

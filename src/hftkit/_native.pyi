@@ -5,7 +5,7 @@ and keep a pure-Python twin of every function, whose signature this stub mirrors
 """
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Generic, Literal, TypeVar, final
+from typing import Any, Final, Generic, Literal, TypeVar, final
 
 _Text = TypeVar("_Text", str, float)
 
@@ -75,3 +75,9 @@ def apply_side(
 
 def top_keys(sizes: dict[int, int], count: int, negate: bool, /) -> list[int] | None:
     """The ``count`` best window keys ascending; None when a price is not an int64."""
+
+def histogram_record(
+    counts: list[int], extremes: list[int], slow: Callable[[Any], None], value: Any, /
+) -> None:
+    """``LatencyHistogram.record`` over its bucket counts and ``[total, minimum, maximum]``;
+    a value it does not take goes to ``slow(value)``."""

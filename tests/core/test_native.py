@@ -7,6 +7,7 @@ import random
 from functools import partial
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,8 @@ from hftkit.book import order_book
 from hftkit.book.order_book import OrderBook, _apply_side_python, _top_keys_python
 from hftkit.core.native import NATIVE
 from hftkit.core.types import Instrument
+from hftkit.metrics.errors import InvalidMeasurementError
+from hftkit.metrics.histogram import HIGHEST_NS, LatencyHistogram
 from hftkit.venues.binance.parse import BinanceParser
 
 if NATIVE is None:
@@ -524,3 +527,69 @@ def test_hostile_decimals_fail_alike_and_fast_on_every_path(text: str) -> None:
             outcomes.append(type(error))
         assert time.perf_counter() - started < 0.05
         assert all(outcome in classified for outcome in outcomes), outcomes
+
+
+# --------------------------------------------------------------------------------------
+# latency histogram record
+
+
+def _histogram_pair() -> tuple[LatencyHistogram, LatencyHistogram]:
+    native_histogram, pure = LatencyHistogram(), LatencyHistogram()
+    assert isinstance(native_histogram.record, partial)  # the C record where it is built
+    pure.record = pure.record_python
+    return native_histogram, pure
+
+
+def _figures(histogram: LatencyHistogram) -> tuple[object, ...]:
+    snapshot = histogram.snapshot()
+    return (
+        snapshot.counts.tolist(),
+        snapshot.total,
+        snapshot.minimum,
+        snapshot.maximum,
+        histogram.underflow_count,
+        histogram.overflow_count,
+        histogram.rejected_count,
+    )
+
+
+_EDGES = [1, 2, 255, 256, 257, 511, 512, 2**31, 2**40, HIGHEST_NS - 1, HIGHEST_NS, HIGHEST_NS + 1]
+_ODD: list[object] = [0, -1, -(2**70), 2**70, 3.7, 1e12, True, np.int64(1234), np.float32(5.5)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-(2**66), 2**66), st.sampled_from(_EDGES + _ODD)), max_size=60))
+def test_histogram_record_matches_the_pure_twin(values: list[object]) -> None:
+    native_histogram, pure = _histogram_pair()
+    for value in values:
+        native_histogram.record(value)  # type: ignore[arg-type]
+        pure.record(value)  # type: ignore[arg-type]
+    assert _figures(native_histogram) == _figures(pure)
+    assert all(type(extreme) is int for extreme in native_histogram._extremes + pure._extremes)
+
+
+def test_histogram_record_refuses_junk_alike_and_keeps_recording_after_reset_and_merge() -> None:
+    native_histogram, pure = _histogram_pair()
+    for histogram in (native_histogram, pure):
+        for junk in (float("nan"), float("inf"), "12", None):
+            with pytest.raises(InvalidMeasurementError):
+                histogram.record(junk)  # type: ignore[arg-type]
+        assert histogram.rejected_count == 4
+        histogram.record(5_000)
+        histogram.reset()  # in place: the C record still writes into the histogram's lists
+        histogram.record(7_000)
+        other = LatencyHistogram()
+        other.record(9_000)
+        histogram.merge(other)
+        histogram.record(11_000)
+    assert _figures(native_histogram) == _figures(pure)
+    assert native_histogram.snapshot().count == 3 and native_histogram.minimum == 7_000
+
+
+def test_histogram_totals_beyond_int64_go_to_the_pure_path_and_stay_exact() -> None:
+    native_histogram, pure = _histogram_pair()
+    for histogram in (native_histogram, pure):
+        histogram._extremes[0] = 2**63 - 10  # a total about to leave int64 (centuries of waiting)
+        histogram.record(1_000)
+        histogram.record(1_000)
+    assert native_histogram.total == pure.total == 2**63 - 10 + 2_000

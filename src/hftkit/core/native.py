@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hftkit import _native
@@ -68,6 +68,10 @@ class NativeModule(Protocol):
     ) -> tuple[int, int] | Literal[False] | None: ...
 
     def top_keys(self, sizes: dict[int, int], count: int, negate: bool, /) -> list[int] | None: ...
+
+    def histogram_record(
+        self, counts: list[int], extremes: list[int], slow: Callable[[Any], None], value: Any, /
+    ) -> None: ...
 
 
 def _load() -> NativeModule | None:

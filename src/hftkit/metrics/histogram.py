@@ -1,11 +1,12 @@
-"""Log-linear latency histogram: O(1) record in pure Python, exact min/max/mean, ~0.4% quantiles.
+"""Log-linear latency histogram: O(1) record (in C where built), exact min/max/mean, ~0.4% quantiles.
 
 Layout (HdrHistogram's idea, our own code): values below 256 ns get one bucket each; above
 that every power of two is split into 128 equal sub-buckets, so a bucket is never wider than
 1/128 of its lower bound. A percentile is reported as the middle of its bucket, clamped to the
 exact min and max, which bounds its relative error by 1/256 (0.39%). ``record`` is a
-bit_length, a shift and one list increment: no numpy scalars (slow) and no call layers on the
-hot path; numpy is used only when figures are computed.
+bit_length, a shift and one list increment (one C call with no Python frame where the
+accelerator is built): no numpy scalars (slow) and no call layers on the hot path; numpy is
+used only when figures are computed.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from hftkit.core.errors import OutOfRangeError
+from hftkit.core.native import NATIVE
 from hftkit.metrics.errors import IncompatibleSnapshotError, InvalidMeasurementError
 
 SUB_BUCKET_BITS = 7
@@ -303,33 +306,46 @@ class LatencyHistogram:
 
     Not thread-safe: one event loop records into it (the hftkit process model). Figures come
     from ``snapshot()``; reading them costs O(buckets) (~3,800), recording costs one increment.
+    ``record`` is the C accelerator's (``hftkit._native.histogram_record`` bound to this
+    histogram's lists: no Python frame per duration) where it is built, else the pure-Python
+    twin; the counts and ``[total, minimum, maximum]`` lists keep their identity for life.
     """
 
-    __slots__ = ("_counts", "_maximum", "_minimum", "_overflow", "_rejected", "_total", "_underflow")
+    __slots__ = ("_counts", "_extremes", "_overflow", "_rejected", "_underflow", "record")
+
+    record: Callable[[int], None]
+    """Add one duration in ns. Below 1 counts as 1 (underflow); above 60 s as overflow."""
 
     def __init__(self) -> None:
         self._counts: list[int] = [0] * BUCKET_COUNT
-        self._total = 0
-        self._minimum = _EMPTY_MINIMUM
-        self._maximum = 0
+        self._extremes: list[int] = [0, _EMPTY_MINIMUM, 0]  # total, minimum, maximum
         self._underflow = 0
         self._overflow = 0
         self._rejected = 0
+        native = NATIVE
+        if native is None:
+            self.record = self.record_python
+        else:
+            self.record = partial(native.histogram_record, self._counts, self._extremes, self.record_python)
 
-    def record(self, value: int) -> None:
-        """Add one duration in ns. Below 1 counts as 1 (underflow); above 60 s as overflow."""
+    def record_python(self, value: int) -> None:
+        """The pure-Python ``record`` (the C path's twin, and its slow path for any value it
+        does not take)."""
         try:
             if 0 < value <= HIGHEST_NS:
-                shift = value.bit_length() - 8  # _LINEAR_BITS, inlined
+                shift = value.bit_length() - 8  # _LINEAR_BITS, inlined; a float raises here
+                if type(value) is not int:
+                    value = int(value)  # a bool or int subclass: kept as a plain int, as in C
                 if shift > 0:
                     self._counts[(shift << 7) + (value >> shift)] += 1  # SUB_BUCKET_BITS
                 else:
                     self._counts[value] += 1
-                self._total += value
-                if value < self._minimum:
-                    self._minimum = value
-                if value > self._maximum:
-                    self._maximum = value
+                extremes = self._extremes
+                extremes[0] += value
+                if value < extremes[1]:
+                    extremes[1] = value
+                if value > extremes[2]:
+                    extremes[2] = value
             else:
                 self._record_out_of_range(value)
         except (AttributeError, TypeError):  # not an int (float, numpy scalar, junk): slow path
@@ -352,18 +368,19 @@ class LatencyHistogram:
             self._counts[LOWEST_NS] += 1
             self._underflow += 1
             recorded = LOWEST_NS
-        self._total += recorded
-        if recorded < self._minimum:
-            self._minimum = recorded
-        if recorded > self._maximum:
-            self._maximum = recorded
+        extremes = self._extremes
+        extremes[0] += recorded
+        if recorded < extremes[1]:
+            extremes[1] = recorded
+        if recorded > extremes[2]:
+            extremes[2] = recorded
 
     def _record_converted(self, value: Any) -> None:
         if isinstance(value, numbers.Integral):
-            self.record(operator.index(value))
+            self.record_python(operator.index(value))
             return
         if isinstance(value, numbers.Real) and math.isfinite(value):
-            self.record(cast(int, round(value)))  # round() of a Real is an int
+            self.record_python(cast(int, round(value)))  # round() of a Real is an int
             return
         self._rejected += 1
         raise InvalidMeasurementError(f"a latency must be a finite number of nanoseconds, got {value!r}")
@@ -376,20 +393,20 @@ class LatencyHistogram:
     @property
     def total(self) -> int:
         """Exact sum of recorded values in ns."""
-        return self._total
+        return self._extremes[0]
 
     @property
     def minimum(self) -> int:
-        return self._minimum if self._maximum else 0
+        return self._extremes[1] if self._extremes[2] else 0
 
     @property
     def maximum(self) -> int:
-        return self._maximum
+        return self._extremes[2]
 
     @property
     def mean(self) -> float:
         count = self.count
-        return self._total / count if count else 0.0
+        return self._extremes[0] / count if count else 0.0
 
     @property
     def underflow_count(self) -> int:
@@ -412,9 +429,9 @@ class LatencyHistogram:
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot(
             self._counts,
-            self._total,
+            self._extremes[0],
             self.minimum,
-            self._maximum,
+            self._extremes[2],
             self._underflow,
             self._overflow,
             self._rejected,
@@ -427,10 +444,8 @@ class LatencyHistogram:
         return snapshot
 
     def reset(self) -> None:
-        self._counts = [0] * BUCKET_COUNT
-        self._total = 0
-        self._minimum = _EMPTY_MINIMUM
-        self._maximum = 0
+        self._counts[:] = [0] * BUCKET_COUNT  # in place: ``record`` holds these lists
+        self._extremes[:] = [0, _EMPTY_MINIMUM, 0]
         self._underflow = 0
         self._overflow = 0
         self._rejected = 0
@@ -440,16 +455,17 @@ class LatencyHistogram:
         snapshot = other.snapshot() if isinstance(other, LatencyHistogram) else other
         if not snapshot.count and not snapshot.rejected_count:
             return
-        self._counts = [
+        self._counts[:] = [  # in place: ``record`` holds this list
             mine + theirs for mine, theirs in zip(self._counts, snapshot.counts.tolist(), strict=True)
         ]
         self._underflow += snapshot.underflow_count
         self._overflow += snapshot.overflow_count
         self._rejected += snapshot.rejected_count
         if snapshot.count:
-            self._total += snapshot.total
-            self._minimum = min(self._minimum, snapshot.minimum)
-            self._maximum = max(self._maximum, snapshot.maximum)
+            extremes = self._extremes
+            extremes[0] += snapshot.total
+            extremes[1] = min(extremes[1], snapshot.minimum)
+            extremes[2] = max(extremes[2], snapshot.maximum)
 
     def __repr__(self) -> str:
         return f"LatencyHistogram({self.snapshot()!r})"
