@@ -22,9 +22,31 @@ def test_every_order_path_is_measured_for_the_node_and_the_minimal_client_in_one
             assert 0 < hftkit[f"{stage}_p50_us"] < hftkit["p99_us"] * 10, (path, stage, hftkit)
         assert 0 < hftkit["p50_us"] <= hftkit["p99_us"] <= hftkit["p999_us"]
         assert 0 < client["start_to_first_order_s"] < 60 and 0 < hftkit["start_to_first_order_s"] < 60
+        assert measured["paired_p50_ratio"] == pytest.approx(hftkit["p50_us"] / client["p50_us"])  # one round
     rows = node._rows(figures)
     assert len(rows) == 3 * len(node.PATHS)
     assert all(row.baseline_value and row.ratio for row in rows)
+
+
+def test_the_targets_judge_each_round_against_its_own_client_run():
+    """The median of each round's ratio, not a ratio of medians taken apart: those can set a node
+    run beside a client run from another speed of the machine (here 150 against 200 us: 0.75x)."""
+    nodes = [{"p50_us": 140.0}, {"p50_us": 280.0}, {"p50_us": 150.0}]
+    clients = [{"p50_us": 100.0}, {"p50_us": 200.0}, {"p50_us": 300.0}]
+    assert node._ratios(nodes, clients, "p50_us") == pytest.approx([1.4, 1.4, 0.5])
+    figures = {
+        "thalex_ws": {
+            "node": {**node._median(nodes), "p99_us": 200.0, "p999_us": 300.0, "cpu_per_order_us": 3.0},
+            "client": {**node._median(clients), "p99_us": 250.0, "p999_us": 350.0, "cpu_per_order_us": 1.0},
+            "paired_p50_ratio": 1.4,
+            "paired_cpu_ratio": 3.0,
+        }
+    }
+    for row in figures["thalex_ws"]["node"], figures["thalex_ws"]["client"]:
+        row.update(start_to_first_order_s=1.0, orders=100, errors=0)
+    tick, cpu, _start = node._rows(figures)
+    assert tick.detail["paired_p50_ratio"] == 1.4 and not tick.met  # p50 150 us is above 60 us
+    assert cpu.detail["paired_cpu_ratio"] == 3.0 and not cpu.met
 
 
 def test_the_node_config_names_the_order_path_and_keeps_keys_out_of_the_file():

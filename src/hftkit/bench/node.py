@@ -14,8 +14,10 @@ The simulator has a core of its own and the workers the others (see ``_cores``).
 the frame's receipt and the return of the call that wrote the order's bytes, and
 both count the CPU their whole process spent per order over the same window (feed included).
 The figure for each path is the median over the rounds; the minimal client is the same-run
-baseline. Paths: Thalex ``private/insert`` over its WebSocket, Binance spot ``order.place`` over
-the WebSocket API, Binance spot ``POST /api/v3/order`` over REST.
+baseline, and the targets' ratios are the median of each round's node against the client run
+just before it (paired: the machine's drift between rounds moves both sides of a pair alike).
+Paths: Thalex ``private/insert`` over its WebSocket, Binance spot ``order.place`` over the
+WebSocket API, Binance spot ``POST /api/v3/order`` over REST.
 """
 
 from __future__ import annotations
@@ -154,6 +156,11 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(item.get(key, 0.0) for item in rounds) for key in keys}
 
 
+def _ratios(nodes: list[dict[str, float]], clients: list[dict[str, float]], key: str) -> list[float]:
+    pairs = zip(nodes, clients, strict=True)
+    return [node[key] / client[key] if client[key] else float("inf") for node, client in pairs]
+
+
 def measure(seconds: float, warmup_s: float, rounds: int, paths: tuple[str, ...] = PATHS) -> dict[str, Any]:
     """Start the simulator, run the two workers per path ``rounds`` times, alternating."""
     with tempfile.TemporaryDirectory(prefix="hftkit-bench-node-") as directory:
@@ -186,7 +193,14 @@ def measure(seconds: float, warmup_s: float, rounds: int, paths: tuple[str, ...]
                             _worker("hftkit.bench.node_worker", path, seconds, warmup_s, connection)
                         )
                     )
-                figures[path] = {"client": _median(clients), "node": _median(nodes)}
+                figures[path] = {
+                    "client": _median(clients),
+                    "node": _median(nodes),
+                    # each round's node against the client run right before it, then the median:
+                    # a machine whose speed drifts between rounds moves both sides of a pair alike
+                    "paired_p50_ratio": statistics.median(_ratios(nodes, clients, "p50_us")),
+                    "paired_cpu_ratio": statistics.median(_ratios(nodes, clients, "cpu_per_order_us")),
+                }
         finally:
             _stop(sim)
     return figures
@@ -196,7 +210,7 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
     rows = []
     for path, measured in figures.items():
         node, client = measured["node"], measured["client"]
-        ratio = node["p50_us"] / client["p50_us"] if client["p50_us"] else float("inf")
+        ratio = measured["paired_p50_ratio"]
         websocket = path in WEBSOCKET_PATHS
         met = ratio <= P50_RATIO_TARGET and (
             not websocket or (node["p50_us"] <= P50_TARGET_US and node["p99_us"] <= P99_TARGET_US)
@@ -207,6 +221,7 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
             else f"p50 <= {P50_RATIO_TARGET}x client"
         )
         detail = {
+            "paired_p50_ratio": round(ratio, 2),
             "p99_us": round(node["p99_us"], 1),
             "p999_us": round(node["p999_us"], 1),
             "client_p99_us": round(client["p99_us"], 1),
@@ -228,9 +243,7 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
                 **detail,
             )
         )
-        cpu_ratio = (
-            node["cpu_per_order_us"] / client["cpu_per_order_us"] if client["cpu_per_order_us"] else 0.0
-        )
+        cpu_ratio = measured["paired_cpu_ratio"]
         rows.append(
             compare(
                 f"node CPU per order incl. feed, {LABELS[path]}",
@@ -240,6 +253,7 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
                 baseline_value=round(client["cpu_per_order_us"], 1),
                 target=f"<= {CPU_RATIO_TARGET}x client",
                 met=cpu_ratio <= CPU_RATIO_TARGET,
+                paired_cpu_ratio=round(cpu_ratio, 2),
             )
         )
         rows.append(
@@ -300,7 +314,7 @@ def dashboard_cost(seconds: float) -> BenchResult:
 
 
 def run(options: BenchOptions) -> list[BenchResult]:
-    seconds, warmup_s, rounds = (3.0, 1.0, 1) if options.quick else (8.0, 2.0, 2)
+    seconds, warmup_s, rounds = (3.0, 1.0, 1) if options.quick else (8.0, 2.0, 3)
     rows = _rows(measure(seconds, warmup_s, rounds))
     rows.append(dashboard_cost(6.0 if options.quick else 20.0))
     return rows
