@@ -7,10 +7,10 @@ venue printed, so the grid conversion stays exact.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 import orjson
@@ -30,6 +30,8 @@ from hftkit.core.types import (
     Trade,
 )
 from hftkit.venues.thalex.errors import ThalexErrorCode
+
+_T = TypeVar("_T")
 
 # -- errors ----------------------------------------------------------------------------------
 
@@ -381,6 +383,27 @@ class MassQuoteResult(msgspec.Struct, frozen=True):
     n_success: int
     n_fail: int
     errors: list[MassQuoteError] = []
+
+
+# Decoders built once. ``msgspec.json.decode(payload, type=...)`` looks the type's decoder up on
+# every call, and on a cold order path that lookup cost about a third of a book push's decode
+# (17.9 against 11.8 us, measured after evicting the caches): pushes and answers use these.
+_decoders: dict[Any, Callable[[bytes], Any]] = {}
+
+
+def decoder_for(kind: type[_T]) -> Callable[[bytes], _T]:
+    """The cached ``msgspec.json.Decoder(kind).decode`` (raises what ``msgspec.json.decode`` raises)."""
+    decode = _decoders.get(kind)
+    if decode is None:
+        decode = _decoders[kind] = msgspec.json.Decoder(kind).decode
+    return cast("Callable[[bytes], _T]", decode)
+
+
+decode_book_notification = decoder_for(ThalexBookNotification)
+decode_ticker = decoder_for(ThalexTicker)
+decode_order_status = decoder_for(ThalexOrderStatus)
+decode_trade = decoder_for(ThalexTrade)
+decode_items = decoder_for(list[msgspec.Raw])
 
 
 # -- normalization ---------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from hftkit.metrics import MetricsRegistry
 from hftkit.venues.base import VenueError, VenueEvent
 from hftkit.venues.thalex.codec import (
     ThalexBookLevelError,
-    ThalexBookNotification,
     ThalexCodec,
     ThalexInstrument,
     ThalexTicker,
+    decode_book_notification,
+    decode_ticker,
     instrument_from_wire,
     number_to_steps,
 )
@@ -203,7 +204,7 @@ class MarketData:
         is_snapshot = state.expect_full
         if not is_snapshot and not sync.is_synced:
             return  # a push of the subscription being replaced: the full book follows the resubscribe
-        wire = msgspec.json.decode(payload, type=ThalexBookNotification)
+        wire = decode_book_notification(payload)
         try:
             delta = self._codec.book_delta(symbol, wire, is_snapshot=is_snapshot, receive_ns=receive_ns)
         except ThalexBookLevelError as error:
@@ -234,7 +235,7 @@ class MarketData:
 
     def _on_ticker(self, symbol: str, _channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
         self._market_data_ns = self._clock.monotonic_ns()
-        ticker = msgspec.json.decode(payload, type=ThalexTicker)
+        ticker = decode_ticker(payload)
         self.tickers[symbol] = ticker
         instrument = self._instruments.get(symbol)
         if (

@@ -67,8 +67,11 @@ from hftkit.venues.thalex.codec import (
     ThalexOrderNotFoundError,
     ThalexOrderStatus,
     ThalexThrottledError,
-    ThalexTrade,
     canonical_number_text,
+    decode_items,
+    decode_order_status,
+    decode_trade,
+    decoder_for,
     wire_number,
 )
 from hftkit.venues.thalex.config import ThalexConfig
@@ -173,9 +176,9 @@ class OrderEntry:
     def on_orders(self, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
         # each item on its own: one bad order (an overflowing field) is counted and skipped, and
         # every other order of the push is still delivered
-        for item in msgspec.json.decode(payload, type=list[msgspec.Raw]):
+        for item in decode_items(payload):
             try:
-                order = msgspec.json.decode(item, type=ThalexOrderStatus)
+                order = decode_order_status(item)
                 if self._seen_before(order):
                     continue  # the push repeats what the request's answer told: nothing to convert
                 self._apply_order_status(order, receive_ns)
@@ -183,9 +186,9 @@ class OrderEntry:
                 self._rpc.count_malformed(channel_kind(channel))
 
     def on_trades(self, channel: str, payload: msgspec.Raw, receive_ns: int) -> None:
-        for item in msgspec.json.decode(payload, type=list[msgspec.Raw]):
+        for item in decode_items(payload):
             try:
-                fill = self._codec.trade_fill(msgspec.json.decode(item, type=ThalexTrade), self._ids.by_wire)
+                fill = self._codec.trade_fill(decode_trade(item), self._ids.by_wire)
             except NOTIFICATION_ERRORS:
                 self._rpc.count_malformed(channel_kind(channel))
                 continue
@@ -225,7 +228,7 @@ class OrderEntry:
                 self._late_insert_refused(request, late)
             return
         try:
-            order = msgspec.json.decode(late.result, type=ThalexOrderStatus)
+            order = decode_order_status(late.result)
             self._apply_order_status(order, late.receive_ns)
         except (
             msgspec.DecodeError,
@@ -638,7 +641,7 @@ class OrderEntry:
 
     def _decode_order_result(self, raw: msgspec.Raw, kind: type[_T], method: str, client_order_id: str) -> _T:
         try:
-            return msgspec.json.decode(raw, type=kind)
+            return decoder_for(kind)(raw)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
             self._rpc.count_malformed(f"result:{method}")
             raise OrderOutcomeUnknownError(

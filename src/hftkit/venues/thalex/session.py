@@ -45,6 +45,7 @@ from hftkit.venues.thalex.codec import (
     ThalexError,
     ThalexPortfolioEntry,
     ThalexThrottledError,
+    decoder_for,
 )
 from hftkit.venues.thalex.config import ThalexConfig
 from hftkit.venues.thalex.errors import ThalexConnectionError, ThalexQueryError, ThalexTimeoutError
@@ -182,7 +183,7 @@ class Queries:
 
     def decode(self, raw: msgspec.Raw, kind: type[_T], method: str) -> _T:
         try:
-            return msgspec.json.decode(raw, type=kind)
+            return decoder_for(kind)(raw)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as error:
             self._rpc.count_malformed(f"result:{method}")
             raise ThalexQueryError(f"{method}: unreadable answer ({error})", venue=self._name) from error
