@@ -42,6 +42,10 @@ class TimeInForce(enum.Enum):
     FOK = "fok"
 
 
+_TERMINAL_VALUES = frozenset({"filled", "canceled", "rejected", "expired"})
+_OPEN_VALUES = frozenset({"new", "partially_filled", "pending_cancel", "pending_amend"})
+
+
 class OrderStatus(enum.Enum):
     PENDING_NEW = "pending_new"
     NEW = "new"
@@ -54,26 +58,14 @@ class OrderStatus(enum.Enum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"  # the request's outcome is not known yet (timeout, disconnect)
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL_STATUSES
+    # plain attributes of each member, not properties: read on every order event (a property
+    # is a Python call, and set membership of an enum a second one for its hash)
+    is_terminal: bool
+    is_open: bool
 
-    @property
-    def is_open(self) -> bool:
-        return self in _OPEN_STATUSES
-
-
-_TERMINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
-)
-_OPEN_STATUSES = frozenset(
-    {
-        OrderStatus.NEW,
-        OrderStatus.PARTIALLY_FILLED,
-        OrderStatus.PENDING_CANCEL,
-        OrderStatus.PENDING_AMEND,
-    }
-)
+    def __init__(self, value: str) -> None:
+        self.is_terminal = value in _TERMINAL_VALUES
+        self.is_open = value in _OPEN_VALUES
 
 
 class ContractKind(enum.Enum):
