@@ -46,7 +46,8 @@ def test_the_targets_judge_each_round_against_its_own_client_run():
         row.update(start_to_first_order_s=1.0, orders=100, errors=0)
     tick, cpu, _start = node._rows(figures)
     assert tick.detail["paired_p50_ratio"] == 1.4 and not tick.met  # p50 150 us is above 60 us
-    assert cpu.detail["paired_cpu_ratio"] == 3.0 and not cpu.met
+    assert tick.ratio == pytest.approx(1 / 1.4)  # the table shows the paired ratio, client / node
+    assert cpu.detail["paired_cpu_ratio"] == 3.0 and not cpu.met and cpu.ratio == pytest.approx(1 / 3)
 
 
 def test_the_node_config_names_the_order_path_and_keeps_keys_out_of_the_file():

@@ -207,7 +207,7 @@ def measure(seconds: float, warmup_s: float, rounds: int, paths: tuple[str, ...]
 
 
 def _rows(figures: dict[str, Any]) -> list[BenchResult]:
-    rows = []
+    rows: list[BenchResult] = []
     for path, measured in figures.items():
         node, client = measured["node"], measured["client"]
         ratio = measured["paired_p50_ratio"]
@@ -231,31 +231,32 @@ def _rows(figures: dict[str, Any]) -> list[BenchResult]:
             "client_errors": int(client["errors"]),
             **{key: round(value, 1) for key, value in node.items() if key.endswith("_p50_us")},
         }
-        rows.append(
-            compare(
-                f"node tick-to-trade p50, {LABELS[path]}",
-                round(node["p50_us"], 1),
-                "us",
-                baseline=f"minimal client (picows, orjson, hand-built request) p50 {client['p50_us']:.1f} us",
-                baseline_value=round(client["p50_us"], 1),
-                target=target,
-                met=met,
-                **detail,
-            )
+        tick = compare(
+            f"node tick-to-trade p50, {LABELS[path]}",
+            round(node["p50_us"], 1),
+            "us",
+            baseline=f"minimal client (picows, orjson, hand-built request) p50 {client['p50_us']:.1f} us",
+            baseline_value=round(client["p50_us"], 1),
+            target=target,
+            met=met,
+            **detail,
         )
         cpu_ratio = measured["paired_cpu_ratio"]
-        rows.append(
-            compare(
-                f"node CPU per order incl. feed, {LABELS[path]}",
-                round(node["cpu_per_order_us"], 1),
-                "us",
-                baseline=f"minimal client {client['cpu_per_order_us']:.1f} us",
-                baseline_value=round(client["cpu_per_order_us"], 1),
-                target=f"<= {CPU_RATIO_TARGET}x client",
-                met=cpu_ratio <= CPU_RATIO_TARGET,
-                paired_cpu_ratio=round(cpu_ratio, 2),
-            )
+        cpu = compare(
+            f"node CPU per order incl. feed, {LABELS[path]}",
+            round(node["cpu_per_order_us"], 1),
+            "us",
+            baseline=f"minimal client {client['cpu_per_order_us']:.1f} us",
+            baseline_value=round(client["cpu_per_order_us"], 1),
+            target=f"<= {CPU_RATIO_TARGET}x client",
+            met=cpu_ratio <= CPU_RATIO_TARGET,
+            paired_cpu_ratio=round(cpu_ratio, 2),
         )
+        # the ratio column shows what the targets judge: the paired one (client / node, as every
+        # table's time ratios are), not the ratio of the two medians
+        tick.ratio = 1 / ratio if ratio else None
+        cpu.ratio = 1 / cpu_ratio if cpu_ratio else None
+        rows += (tick, cpu)
         rows.append(
             compare(
                 f"node start to first order, {LABELS[path]}",
