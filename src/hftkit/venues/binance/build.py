@@ -54,12 +54,13 @@ def order_params(market: Market, instrument: Instrument, request: OrderRequest) 
 def order_shape(request: OrderRequest) -> tuple[object, ...]:
     """What fixes every param of ``order_params`` but those of ``order_variables`` (the market is
     fixed per adapter): the key of an order's signed frame template (``SignedFrames``)."""
+    # the members' values, not the members: an enum hashes through a Python-level __hash__
     return (
         "order.place",
         request.symbol,
-        request.side,
-        request.order_type,
-        request.time_in_force,
+        request.side._value_,
+        request.order_type._value_,
+        request.time_in_force._value_,
         request.reduce_only,
     )
 
