@@ -48,14 +48,16 @@ async def test_place_orders_sends_one_batch_with_one_answer_per_order() -> None:
                 )
                 for level in range(3)
             ]
-            # a post-only sell at the best bid would take liquidity: the venue refuses that one alone
+            # a post-only sell through the best bid would take liquidity: the venue refuses that one
+            # alone. 200 ticks through, not at the bid: the market moves on while the batch is in
+            # flight, and a sell at the old bid found a lower bid and rested (seen once in CI)
             requests.append(
                 OrderRequest(
                     client_order_id="batch-crossing",
                     symbol="BTCUSDT",
                     side=Side.SELL,
                     quantity=2,
-                    price=bid,
+                    price=bid - 200,
                     order_type=OrderType.LIMIT_MAKER,
                 )
             )
@@ -64,7 +66,8 @@ async def test_place_orders_sends_one_batch_with_one_answer_per_order() -> None:
             assert written == [request.client_order_id for request in requests]
             placed = results[:3]
             assert all(getattr(update, "status", None) is OrderStatus.NEW for update in placed), results
-            assert isinstance(results[3], OrderRejectedError)
+            assert isinstance(results[3], OrderRejectedError), results[3]
+            assert results[3].code == -5022  # refused as post-only, not by a price filter
             resting = sim.venues[BINANCE_USDM].engine.open_orders(sim_account(sim))
             assert len(resting) == 3
             assert sorted(update.client_order_id for update in await adapter.open_orders("BTCUSDT")) == [
