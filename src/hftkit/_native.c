@@ -1269,30 +1269,14 @@ static PyTypeObject CreditsType = {
 /* LatencyHistogram.record (hftkit.metrics.histogram): the log-linear bucket, the exact total,
  * minimum and maximum, over the histogram's own lists. Every stage of tick-to-trade records one
  * or more durations, a dozen per order: in C a record is one call with no Python frame. A value
- * this does not take (not an int, out of range, counts beyond int64) goes to ``slow``, the
+ * this does not take (not an exact int (a bool is not), out of range, counts beyond int64) goes
+ * to ``slow``, the
  * pure-Python record, which handles it exactly as the twin does; nothing is changed before
  * that decision, so no value is counted twice. */
 
 #define HISTOGRAM_SUB_BUCKET_BITS 7
 #define HISTOGRAM_LINEAR_BITS (HISTOGRAM_SUB_BUCKET_BITS + 1)
 #define HISTOGRAM_HIGHEST_NS 60000000000LL
-
-/* 1 and the value when ``object`` is an int (or a subclass: a bool) that fits an int64, else 0
- * (no error set). */
-static int
-read_int64(PyObject *object, long long *value)
-{
-    if (!PyLong_Check(object)) {
-        return 0;
-    }
-    int overflow = 0;
-    *value = PyLong_AsLongLongAndOverflow(object, &overflow);
-    if (overflow != 0 || (*value == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        return 0;
-    }
-    return 1;
-}
 
 static PyObject *
 histogram_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -1306,7 +1290,7 @@ histogram_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *value_object = args[3];
     long long value;
     if (!PyList_CheckExact(counts) || !PyList_CheckExact(extremes) || PyList_GET_SIZE(extremes) != 3 ||
-        !read_int64(value_object, &value) || value <= 0 || value > HISTOGRAM_HIGHEST_NS) {
+        !as_int64(value_object, &value) || value <= 0 || value > HISTOGRAM_HIGHEST_NS) {
         return PyObject_CallOneArg(args[2], value_object);
     }
     const int bits = 64 - __builtin_clzll((unsigned long long)value);
@@ -1315,23 +1299,20 @@ histogram_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         shift > 0 ? ((Py_ssize_t)shift << HISTOGRAM_SUB_BUCKET_BITS) + (Py_ssize_t)(value >> shift)
                   : (Py_ssize_t)value;
     long long count, total, maximum, minimum;
-    if (index >= PyList_GET_SIZE(counts) || !read_int64(PyList_GET_ITEM(counts, index), &count) ||
-        count == LLONG_MAX || !read_int64(PyList_GET_ITEM(extremes, 0), &total) ||
-        total > LLONG_MAX - value || !read_int64(PyList_GET_ITEM(extremes, 2), &maximum)) {
+    if (index >= PyList_GET_SIZE(counts) || !as_int64(PyList_GET_ITEM(counts, index), &count) ||
+        count == LLONG_MAX || !as_int64(PyList_GET_ITEM(extremes, 0), &total) ||
+        total > LLONG_MAX - value || !as_int64(PyList_GET_ITEM(extremes, 2), &maximum)) {
         return PyObject_CallOneArg(args[2], value_object);
     }
     /* the empty minimum is far above any int64 (1 << 126): read as "no minimum yet" */
-    if (!read_int64(PyList_GET_ITEM(extremes, 1), &minimum)) {
+    if (!as_int64(PyList_GET_ITEM(extremes, 1), &minimum)) {
         minimum = LLONG_MAX;
     }
     PyObject *new_count = PyLong_FromLongLong(count + 1);
     PyObject *new_total = PyLong_FromLongLong(total + value);
-    /* an extreme is kept as a plain int, never as the bool or int subclass it came as */
-    PyObject *stored = PyLong_CheckExact(value_object) ? Py_NewRef(value_object) : PyLong_FromLongLong(value);
-    if (new_count == NULL || new_total == NULL || stored == NULL) {
+    if (new_count == NULL || new_total == NULL) {
         Py_XDECREF(new_count);
         Py_XDECREF(new_total);
-        Py_XDECREF(stored);
         return NULL;
     }
     PyObject *old = PyList_GET_ITEM(counts, index);
@@ -1342,15 +1323,14 @@ histogram_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(old);
     if (value < minimum) {
         old = PyList_GET_ITEM(extremes, 1);
-        PyList_SET_ITEM(extremes, 1, Py_NewRef(stored));
+        PyList_SET_ITEM(extremes, 1, Py_NewRef(value_object));
         Py_DECREF(old);
     }
     if (value > maximum) {
         old = PyList_GET_ITEM(extremes, 2);
-        PyList_SET_ITEM(extremes, 2, Py_NewRef(stored));
+        PyList_SET_ITEM(extremes, 2, Py_NewRef(value_object));
         Py_DECREF(old);
     }
-    Py_DECREF(stored);
     Py_RETURN_NONE;
 }
 
