@@ -164,3 +164,49 @@ def test_a_batched_depth_stream_delivers_one_merged_diff_per_window():
     assert len(deltas) == 1  # the seed and three diffs, merged: last size per level wins
     assert deltas[0].bids == [(BID, 9)] and deltas[0].asks == [(ASK, 5), (ASK + 2, 9)]
     assert simulated.book("BTCUSDT").best_bid() == (BID, 9)
+
+
+@pytest.mark.parametrize("entry_ns, ack_ns", [(0, 0), (1_000_000, 2_000_000)])
+def test_orders_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(entry_ns: int, ack_ns: int):
+    """The live WebSocket adapters' path (``place_order_now``/``cancel_order_now``): the answer
+    is told later, never inside the call (even with no latency), after the same entry + ack
+    delay, and says what the awaited request returns or raises."""
+    model = LatencyModel.constant(order_entry_ns=entry_ns, ack_ns=ack_ns)
+    simulated, loop, events = venue(model)
+    answers: list[tuple[int, OrderUpdate | Exception]] = []
+
+    def told(answer: OrderUpdate | Exception) -> None:
+        answers.append((loop.now_ns(), answer))
+
+    def settle() -> None:
+        loop.advance_to(loop.now_ns() + entry_ns + ack_ns)
+
+    started = loop.now_ns()
+    assert simulated.place_order_now(order("n", Side.BUY, BID, 2), told)
+    assert answers == [] and not simulated.matching.open_orders("simulated")  # not there yet
+    settle()
+    assert [(at - started, update.status) for at, update in answers] == [(entry_ns + ack_ns, OrderStatus.NEW)]
+    assert any(isinstance(event, OrderUpdate) and event.client_order_id == "n" for event in events)
+
+    answers.clear()
+    started = loop.now_ns()
+    assert simulated.cancel_order_now("BTCUSDT", "n", told)
+    assert answers == []
+    settle()
+    assert [(at - started, update.status) for at, update in answers] == [
+        (entry_ns + ack_ns, OrderStatus.CANCELED)
+    ]
+
+    answers.clear()
+    assert simulated.cancel_order_now("BTCUSDT", "n", told)  # gone: the venue's own not-found
+    settle()
+    assert len(answers) == 1 and isinstance(answers[0][1], OrderNotFoundError)
+    assert answers[0][1].code == -2011
+    assert simulated.place_order_now(order("m", Side.BUY, ASK, 2, OrderType.LIMIT_MAKER), told)
+    settle()
+    assert isinstance(answers[-1][1], OrderRejectedError) and answers[-1][1].code == -2010
+    with pytest.raises(OrderRejectedError):  # refused locally: nothing is sent
+        simulated.place_order_now(
+            OrderRequest(client_order_id="x", symbol="ETHUSDT", side=Side.BUY, quantity=1, price=1), told
+        )
+    assert simulated.requests == 4

@@ -382,3 +382,92 @@ async def test_a_venue_that_cannot_write_now_leaves_the_order_to_the_awaited_pat
     assert not engine.gateway.send_now(order, time.monotonic_ns(), 0, None)
     assert venue.requests == [] and engine.gateway.counters["orders_sent"] == 0
     assert (await engine.gateway.send(order)) is not None  # the awaited path still sends it
+
+
+CANCEL_SCRIPTS = [
+    None,
+    FailureKind.REJECT,
+    FailureKind.RATE_LIMITED,
+    FailureKind.UNKNOWN_LOST,
+    FailureKind.TRANSPORT_ERROR,
+    "already_gone",
+]
+
+
+async def _cancel_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
+    """One resting order, one scripted cancel, by the awaited path or written inside the call."""
+    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
+    venue = FakeVenue("fake", [instrument])
+    venue.set_book(SYMBOL, [(4_999_990, 100)], [(5_000_000, 10)])
+    tracker = OrderStateTracker()
+    gate = RiskGate(TrackerExposure(tracker))
+    gate.add_instrument(instrument)
+    gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=1.0)
+    order = gateway.prepare(
+        OrderIntent(
+            venue="fake",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=1,
+            price=4_000_000,
+            time_in_force=TimeInForce.GTC,
+        )
+    )
+    assert isinstance(order, Order)
+    assert (await gateway.send(order)) is not None
+    client_order_id = order.client_order_id
+    if script == "already_gone":  # closed at the venue, its end not yet told to the tracker
+        venue._orders.pop(client_order_id)
+    elif isinstance(script, FailureKind):
+        venue.fail_next(script, RequestKind.CANCEL)
+    if written_now:
+        venue.writes_now = True
+        tracker.request_cancel(client_order_id)
+        outcomes: list[bool] = []
+        assert gateway.cancel_now("fake", SYMBOL, client_order_id, outcomes.append)
+        assert venue.requests[-1] == (RequestKind.CANCEL, (SYMBOL, client_order_id))  # before it returned
+        assert not outcomes  # told later, never inside the call
+        for _ in range(200):
+            if outcomes:
+                break
+            await asyncio.sleep(0.005)
+        assert len(outcomes) == 1
+        result = outcomes[0]
+    else:
+        result = await gateway.cancel("fake", SYMBOL, client_order_id)
+    tracked = tracker.get(client_order_id)
+    assert tracked is not None
+    counted = {
+        name: gateway.counters[name]
+        for name in ("cancels_sent", "cancel_rejects", "cancel_outcome_unknown", "queries")
+    }
+    return result, tracked.status, tracked.filled, counted
+
+
+@pytest.mark.parametrize("script", CANCEL_SCRIPTS, ids=lambda script: str(getattr(script, "value", script)))
+async def test_a_cancel_written_inside_the_call_ends_exactly_as_the_awaited_cancel(
+    script: FailureKind | str | None,
+) -> None:
+    awaited = await _cancel_outcome(False, script)
+    written_now = await _cancel_outcome(True, script)
+    assert written_now == awaited
+    expected = {
+        None: (True, OrderStatus.CANCELED),
+        FailureKind.REJECT: (False, OrderStatus.NEW),
+        FailureKind.RATE_LIMITED: (False, OrderStatus.NEW),
+        FailureKind.UNKNOWN_LOST: (False, OrderStatus.NEW),  # settled by a query: still resting
+        FailureKind.TRANSPORT_ERROR: (False, OrderStatus.NEW),
+        "already_gone": (False, OrderStatus.CANCELED),  # the query says the venue closed it
+    }[script]
+    assert awaited[:2] == expected
+
+
+async def test_a_venue_that_cannot_cancel_now_leaves_the_cancel_to_the_awaited_path() -> None:
+    engine, venue, tracker = make_engine()  # a FakeVenue without writes_now
+    gateway = engine.gateway
+    order = gateway.prepare(buy(1, price=4_000_000, time_in_force=TimeInForce.GTC))
+    assert isinstance(order, Order) and (await gateway.send(order)) is not None
+    tracker.request_cancel(order.client_order_id)
+    assert not gateway.cancel_now("fake", SYMBOL, order.client_order_id, None)
+    assert venue.requests[-1][0] is RequestKind.PLACE and gateway.counters["cancels_sent"] == 0
+    assert await gateway.cancel("fake", SYMBOL, order.client_order_id, requested=True)

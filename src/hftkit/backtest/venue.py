@@ -25,6 +25,8 @@ events synchronously; requests are coroutines that finish when the answer arrive
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,7 +69,9 @@ from hftkit.venues.base import (
     EventListener,
     MassQuote,
     MassQuoteReport,
+    OrderAnswer,
     OrderNotFoundError,
+    OrderOutcomeUnknownError,
     OrderRejectedError,
     OrderRequest,
     VenueCapabilities,
@@ -79,6 +83,7 @@ from hftkit.venues.base import (
 __all__ = ["ACCOUNT", "RealTimeScheduler", "Scheduler", "SimulatedVenue"]
 
 ACCOUNT = "simulated"
+_log = logging.getLogger(__name__)
 _BUY = Side.BUY
 ErrorStyle = Literal["binance", "thalex"]
 
@@ -521,17 +526,27 @@ class SimulatedVenue:
         return OrderRejectedError(message, venue=self.name, code=code)
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
-        instrument = self._instruments.get(request.symbol)
-        if instrument is None:
+        self._written(request)
+        return await self._request(lambda: self._place(request))
+
+    def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        """The live WebSocket adapters' path (``WritesOrdersNow``): sent before returning, the
+        answer told ``order_entry`` + ``ack`` later, as ``place_order`` would return or raise it."""
+        self._written(request)
+        self._request_now(lambda: self._place(request), on_answer, request.client_order_id)
+        return True
+
+    def _written(self, request: OrderRequest) -> None:
+        """A new order leaves the strategy: its tick-to-trade ends here, the journal says sent."""
+        if request.symbol not in self._instruments:
             raise self._refusal(RejectReason.UNKNOWN_SYMBOL)
         written = self.order_written
         if written is not None:
             written(request.client_order_id, self._now())
-        key = self._keys[request.symbol]
         if self.journal is not None:
             self.journal.order_event(
                 self._now() + self.wall_offset_ns,
-                key,
+                self._keys[request.symbol],
                 request.client_order_id,
                 "sent",
                 request.side.value,
@@ -540,7 +555,53 @@ class SimulatedVenue:
                 request.quantity,
                 0,
             )
-        return await self._request(lambda: self._place(request))
+
+    def _request_now(
+        self,
+        operation: Callable[[], tuple[list[VenueEvent], Any]],
+        on_answer: OrderAnswer,
+        client_order_id: str,
+    ) -> None:
+        """``_request`` for a request written inside the caller's callback: no task and no
+        future. With no latency it runs at the next step of this instant, never inside the
+        caller's call (``on_answer`` is always told later)."""
+        sent = self._now()
+        self._schedule(
+            self.entry_lane.deliver_at(sent), self._arrive_now, operation, on_answer, sent, client_order_id
+        )
+
+    def _arrive_now(
+        self,
+        operation: Callable[[], tuple[list[VenueEvent], Any]],
+        on_answer: OrderAnswer,
+        sent: int,
+        client_order_id: str,
+    ) -> None:
+        self.requests += 1
+        try:
+            events, answer = operation()
+        except Exception as error:  # a bug at the venue: the request's outcome is unknown
+            events, answer = (
+                [],
+                OrderOutcomeUnknownError(
+                    f"the simulated venue failed: {error!r}", venue=self.name, client_order_id=client_order_id
+                ),
+            )
+        self._schedule(
+            self.ack_lane.deliver_at(self._now()), self._answer_now, events, on_answer, answer, sent
+        )
+
+    def _answer_now(
+        self, events: list[VenueEvent], on_answer: OrderAnswer, answer: OrderUpdate | VenueError, sent: int
+    ) -> None:
+        self._deliver_private(events, None)
+        if self._round_trips is not None:
+            self._round_trips.append(self._now() - sent)
+        try:
+            on_answer(answer)
+        except Exception:
+            self.counters["answer_owner_errors"] += 1
+            _log.exception("%s: the owner of a request failed on its answer", self.name)
 
     def _place(self, request: OrderRequest) -> tuple[list[VenueEvent], Any]:
         if request.reduce_only and not self._reduces(request):
@@ -639,17 +700,24 @@ class SimulatedVenue:
         return results
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
-        def cancel() -> tuple[list[VenueEvent], Any]:
-            result = self.matching.cancel(ACCOUNT, symbol, client_order_id=client_order_id)
-            if not result.accepted or result.order is None:
-                return [], self._refusal(result.reason or RejectReason.UNKNOWN_ORDER)
-            order = result.order
-            self._journal_order(order, "canceled")
-            self._after_book(symbol, result)
-            update = self._update(order)
-            return [update], update
+        return await self._request(functools.partial(self._cancel, symbol, client_order_id))
 
-        return await self._request(cancel)
+    def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
+        """``CancelsOrdersNow``, as the live WebSocket adapters cancel (see ``place_order_now``)."""
+        self._request_now(
+            functools.partial(self._cancel, symbol, client_order_id), on_answer, client_order_id
+        )
+        return True
+
+    def _cancel(self, symbol: str, client_order_id: str) -> tuple[list[VenueEvent], Any]:
+        result = self.matching.cancel(ACCOUNT, symbol, client_order_id=client_order_id)
+        if not result.accepted or result.order is None:
+            return [], self._refusal(result.reason or RejectReason.UNKNOWN_ORDER)
+        order = result.order
+        self._journal_order(order, "canceled")
+        self._after_book(symbol, result)
+        update = self._update(order)
+        return [update], update
 
     async def cancel_all(self, symbol: str | None = None) -> int:
         def cancel_all() -> tuple[list[VenueEvent], Any]:

@@ -20,8 +20,9 @@ import enum
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 from hftkit.book.order_book import Level, OrderBook
 from hftkit.core.types import (
@@ -113,8 +114,9 @@ class FakeVenue:
     ``latency_s`` delays every request before the venue acts on it; ``hang_s`` is how long a
     HANG failure sleeps (default: an hour, i.e. until the caller gives up). ``requests`` logs
     every request in arrival order as ``(kind, payload)`` for assertions. ``writes_now``: new
-    orders also go the way of a synchronous transport (``place_order_now``), answered later and
-    bounded by ``request_timeout_s`` as a real adapter's own request timeout bounds them.
+    orders and cancels also go the way of a synchronous transport (``place_order_now``,
+    ``cancel_order_now``), answered later and bounded by ``request_timeout_s`` as a real
+    adapter's own request timeout bounds them.
     """
 
     def __init__(
@@ -278,24 +280,42 @@ class FakeVenue:
         written = self.order_written
         if written is not None:
             written(request.client_order_id, time.monotonic_ns())
+        self._answer_later(self._place(request), request.client_order_id, on_answer)
+        return True
+
+    def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
+        """With ``writes_now``: the cancel is on the wire when this returns; its answer comes later."""
+        if not self.writes_now:
+            return False
+        self.requests.append((RequestKind.CANCEL, (symbol, client_order_id)))
+        self._answer_later(self._cancel(symbol, client_order_id), client_order_id, on_answer)
+        return True
+
+    def _answer_later(
+        self, request: Coroutine[Any, Any, OrderUpdate], client_order_id: str, on_answer: OrderAnswer
+    ) -> None:
+        """A request written now: its answer (or refusal, or unknown outcome after the adapter's
+        own timeout or a transport failure) told to ``on_answer`` exactly once by a task, never
+        inside the caller's call."""
 
         async def answer() -> None:
             try:
-                outcome: OrderUpdate | VenueError = await asyncio.wait_for(
-                    self._place(request), self.request_timeout_s
-                )
+                outcome: OrderUpdate | VenueError = await asyncio.wait_for(request, self.request_timeout_s)
             except VenueError as error:
                 outcome = error
             except TimeoutError:
                 outcome = OrderOutcomeUnknownError(
-                    "no answer in time", venue=self.name, client_order_id=request.client_order_id
+                    "no answer in time", venue=self.name, client_order_id=client_order_id
+                )
+            except Exception as error:  # a transport failure: a real adapter's outcome is unknown too
+                outcome = OrderOutcomeUnknownError(
+                    f"transport failed: {error!r}", venue=self.name, client_order_id=client_order_id
                 )
             on_answer(outcome)
 
         task = asyncio.get_running_loop().create_task(answer())
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
-        return True
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
         self.requests.append((RequestKind.PLACE, request))
@@ -337,6 +357,9 @@ class FakeVenue:
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         self.requests.append((RequestKind.CANCEL, (symbol, client_order_id)))
+        return await self._cancel(symbol, client_order_id)
+
+    async def _cancel(self, symbol: str, client_order_id: str) -> OrderUpdate:
         failure = await self._before(RequestKind.CANCEL)
         self._raise_for(failure, client_order_id)
         order = self._orders.get(client_order_id)

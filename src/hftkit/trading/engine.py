@@ -755,9 +755,7 @@ class TradingEngine:
         for action in actions:
             if type(action) is CancelOrder:
                 if tracker.request_cancel(action.client_order_id):
-                    self._spawn(
-                        self._send(self.gateway.cancel(venue, symbol, action.client_order_id, requested=True))
-                    )
+                    self._cancel(venue, symbol, action.client_order_id)
             elif type(action) is OrderIntent:
                 if batch is None:
                     self._place(strategy, action, decided, trigger)
@@ -779,13 +777,21 @@ class TradingEngine:
             self.counters["risk_rejects"] += 1
             return
         self._owners[prepared.client_order_id] = strategy
-        if self.gateway.send_now(prepared, decided, trigger, self._answered):
-            self._answers_due += 1
-        else:
+        self._answers_due += 1  # before the call: a local refusal is answered inside it
+        if not self.gateway.send_now(prepared, decided, trigger, self._answered):
+            self._answers_due -= 1
             self._spawn(self._send(self.gateway.send(prepared, decided, trigger)))
 
-    def _answered(self, outcome: OrderUpdate | None) -> None:
-        """An order written inside a callback has its outcome (applied by the gateway)."""
+    def _cancel(self, venue: str, symbol: str, client_order_id: str) -> None:
+        """A cancel already marked in the tracker: written inside this callback where the venue
+        allows, else by a task."""
+        self._answers_due += 1
+        if not self.gateway.cancel_now(venue, symbol, client_order_id, self._answered):
+            self._answers_due -= 1
+            self._spawn(self._send(self.gateway.cancel(venue, symbol, client_order_id, requested=True)))
+
+    def _answered(self, outcome: object) -> None:
+        """A request written inside a callback has its outcome (applied by the gateway)."""
         self._answer_arrived()
         self._drain()
 

@@ -33,6 +33,7 @@ from hftkit.trading.risk import RejectReason, RiskDecision, RiskGate
 from hftkit.trading.state import OrderStateTracker, RequestKind
 from hftkit.venues.base import (
     AmendRequest,
+    CancelsOrdersNow,
     OrderNotFoundError,
     OrderRejectedError,
     OrderRequest,
@@ -164,6 +165,11 @@ class OrderGateway:
             venue: adapter.place_order_now
             for venue, adapter in self.adapters.items()
             if isinstance(adapter, WritesOrdersNow)
+        }
+        self._cancel_now = {
+            venue: adapter.cancel_order_now
+            for venue, adapter in self.adapters.items()
+            if isinstance(adapter, CancelsOrdersNow)
         }
         self._settlers: set[asyncio.Task[OrderUpdate | None]] = set()
         for venue, adapter in self.adapters.items():
@@ -454,25 +460,84 @@ class OrderGateway:
         self.counters["cancels_sent"] += 1
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                update = await self.adapters[venue].cancel_order(symbol, client_order_id)
-        except OrderNotFoundError as error:
-            tracker.cancel_rejected(client_order_id, str(error))
-            order = tracker.get(client_order_id)
-            if order is not None and not order.status.is_terminal:
-                await self.settle(order)  # the venue does not have it: learn its true end
-            return False
-        except (OrderRejectedError, RateLimitedError) as error:
-            self.counters["cancel_rejects"] += 1
-            tracker.cancel_rejected(client_order_id, str(error))
-            return False
-        except Exception:
-            self.counters["cancel_outcome_unknown"] += 1
-            tracker.request_timed_out(client_order_id, RequestKind.CANCEL)
+                answer: OrderUpdate | Exception = await self.adapters[venue].cancel_order(
+                    symbol, client_order_id
+                )
+        except Exception as error:  # asyncio.CancelledError is not: the caller's cancel goes on up
+            answer = error
+        outcome = self._cancel_outcome(client_order_id, answer)
+        if isinstance(outcome, _Settle):
             order = tracker.get(client_order_id)
             if order is not None:
                 await self.settle(order)
             return False
-        tracker.apply_report(update)  # CANCELED, or FILLED when the fill won
+        return outcome
+
+    def cancel_now(
+        self,
+        venue: str,
+        symbol: str,
+        client_order_id: str,
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> bool:
+        """Write a cancel (already marked in the tracker) before returning, where the venue's
+        adapter can (True): its outcome is handled exactly as ``cancel`` handles it, then
+        ``on_outcome`` hears what ``cancel`` would have returned. False, with nothing sent and
+        nothing counted: the caller awaits ``cancel`` instead."""
+        cancel_now = self._cancel_now.get(venue)
+        if cancel_now is None:
+            return False
+
+        def answered(answer: OrderUpdate | VenueError) -> None:
+            outcome = self._cancel_outcome(client_order_id, answer)
+            if not isinstance(outcome, _Settle):
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                return
+            order = self.tracker.get(client_order_id)
+            if order is None:
+                if on_outcome is not None:
+                    on_outcome(False)
+                return
+            task = asyncio.get_running_loop().create_task(self.settle(order))
+            self._settlers.add(task)
+
+            def settled(done: asyncio.Task[OrderUpdate | None]) -> None:
+                self._settlers.discard(done)
+                if on_outcome is not None:
+                    on_outcome(False)
+
+            task.add_done_callback(settled)
+
+        try:
+            written = cancel_now(symbol, client_order_id, answered)
+        except VenueError as error:  # refused locally before anything was sent
+            self.counters["cancels_sent"] += 1
+            answered(error)
+            return True
+        if written:
+            self.counters["cancels_sent"] += 1
+        return written
+
+    def _cancel_outcome(self, client_order_id: str, answer: OrderUpdate | Exception) -> bool | _Settle:
+        """What one cancel's answer means for the tracker: True when the venue closed the order;
+        ``_SETTLE`` when its true end must be queried (the venue does not have it while the
+        tracker thinks it open, or the outcome is unknown); False otherwise."""
+        tracker = self.tracker
+        if isinstance(answer, OrderNotFoundError):
+            tracker.cancel_rejected(client_order_id, str(answer))
+            order = tracker.get(client_order_id)
+            # the venue does not have it: learn its true end
+            return _SETTLE if order is not None and not order.status.is_terminal else False
+        if isinstance(answer, OrderRejectedError | RateLimitedError):
+            self.counters["cancel_rejects"] += 1
+            tracker.cancel_rejected(client_order_id, str(answer))
+            return False
+        if isinstance(answer, Exception):
+            self.counters["cancel_outcome_unknown"] += 1
+            tracker.request_timed_out(client_order_id, RequestKind.CANCEL)
+            return _SETTLE if tracker.get(client_order_id) is not None else False
+        tracker.apply_report(answer)  # CANCELED, or FILLED when the fill won
         return True
 
     async def amend(

@@ -182,6 +182,20 @@ class WritesOrdersNow(Protocol):
 
 
 @runtime_checkable
+class CancelsOrdersNow(Protocol):
+    """An adapter that writes a cancel inside the caller's callback, as ``WritesOrdersNow`` does
+    a new order: a market maker's re-quote pulls its stale order with no task hop either."""
+
+    def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
+        """Write the cancel before returning (True) and tell ``on_answer`` exactly once, later and
+        never from inside this call, what ``cancel_order`` would have returned or raised (the
+        closed order; ``OrderNotFoundError`` when the venue no longer has it; an unknown outcome
+        the adapter settles). False, with nothing sent, when it cannot be written without waiting:
+        use ``cancel_order``. A cancel refused locally raises its ``VenueError``."""
+        ...
+
+
+@runtime_checkable
 class VenueAdapter(Protocol):
     """What the trading core needs from a venue."""
 

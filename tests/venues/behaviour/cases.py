@@ -54,6 +54,8 @@ class VenueCase:
     immediate: bool = False
     # requests the immediate path's own transport wrote (proof that it, not a fallback, carried them)
     immediate_writes: Callable[[Adapter], int] = lambda adapter: 0
+    # cancels written inside the call too (cancel_order_now); else that call declines (False)
+    cancels_now: bool = False
 
 
 # -- Binance ---------------------------------------------------------------------------------------
@@ -165,6 +167,7 @@ def _binance_case(
         make_adapter=binance_adapter(market, order_transport),
         immediate=immediate,
         immediate_writes=_binance_api_writes if order_transport == "websocket_api" else _binance_lean_writes,
+        cancels_now=immediate and order_transport == "websocket_api",
         amend=market is Market.USDM,  # USD-M modify (WS API order.modify, else PUT /fapi/v1/order)
         positions=market is Market.USDM,
         account_stream="user",
@@ -269,6 +272,7 @@ THALEX_IMMEDIATE_CASE = dataclasses.replace(
     name="thalex immediate",
     immediate=True,
     immediate_writes=lambda adapter: adapter.rpc.stats.requests_sent,
+    cancels_now=True,
 )
 
 CASES = (BINANCE_SPOT_CASE, BINANCE_USDM_CASE, THALEX_CASE)

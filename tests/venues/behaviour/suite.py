@@ -318,6 +318,27 @@ class Harness:
             raise outcome
         return outcome
 
+    async def cancel(self, client_order_id: str) -> OrderUpdate:
+        """A cancel the way the case sends it: written inside the call (``cancel_order_now``,
+        answered later) where the case's transport can, else awaited (``cancel_order``)."""
+        adapter = self.adapter
+        if not self.case.immediate:
+            return await adapter.cancel_order(self.symbol, client_order_id)
+        answered: asyncio.Future[OrderUpdate | Exception] = asyncio.get_running_loop().create_future()
+        if not self.case.cancels_now:  # it declines, with nothing sent: the awaited path carries it
+            writes = self.case.immediate_writes(adapter)
+            assert not adapter.cancel_order_now(self.symbol, client_order_id, answered.set_result)
+            assert self.case.immediate_writes(adapter) == writes and not answered.done()
+            return await adapter.cancel_order(self.symbol, client_order_id)
+        writes = self.case.immediate_writes(adapter)
+        assert adapter.cancel_order_now(self.symbol, client_order_id, answered.set_result), "not written"
+        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the cancel"
+        assert not answered.done()  # told later, never inside the call
+        outcome = await asyncio.wait_for(answered, 10)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
     def resting(self, tag: str, side: Side = Side.BUY, ticks_away: int = 20) -> OrderRequest:
         """A limit order well behind the touch: it rests and nothing the mover does fills it."""
         engine = self.venue.engine
@@ -460,10 +481,10 @@ class VenueBehaviourSuite:
             await expect_error(adapter.amend_order(amend), UnsupportedOperationError)
             assert (order.price, order.quantity) == (request.price, request.quantity)  # nothing sent
 
-        cancelled = await adapter.cancel_order(harness.symbol, request.client_order_id)
+        cancelled = await harness.cancel(request.client_order_id)
         assert cancelled.status is OrderStatus.CANCELED
         assert not order.is_open and request.client_order_id not in harness.sim_open()
-        await expect_error(adapter.cancel_order(harness.symbol, request.client_order_id), OrderNotFoundError)
+        await expect_error(harness.cancel(request.client_order_id), OrderNotFoundError)
 
         others = [harness.resting("a", ticks_away=20 + index) for index in range(3)]
         others.append(harness.resting("s", side=Side.SELL))

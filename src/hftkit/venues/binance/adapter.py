@@ -991,25 +991,50 @@ class BinanceAdapter:
         self._track(update)
         return update
 
+    def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
+        """``order.cancel`` on the WebSocket API session, written before returning; the answer goes
+        to ``on_answer`` from the frame that carries it. False (nothing sent): no session, or no
+        rate budget now: ``cancel_order`` waits or uses REST."""
+        instrument = self._instrument(symbol)
+        api = self.order_api
+        if api is None or not api.ready or not self.rest.admit_now("cancel_order"):
+            return False
+        try:
+            self._cancel_over_api(api, instrument, self._cancel_request(symbol, client_order_id), on_answer)
+        except SessionNotReadyError:
+            return False
+        return True
+
+    def _cancel_request(self, symbol: str, client_order_id: str) -> OrderRequest:
+        """The request a cancel's answer is read against: the side is the order's own when known."""
+        last = self._open.get(client_order_id)
+        return OrderRequest(
+            symbol=symbol,
+            client_order_id=client_order_id,
+            side=last.side if last is not None else Side.BUY,
+            quantity=0,
+        )
+
+    def _cancel_over_api(
+        self,
+        api: WebSocketApiSession,
+        instrument: Instrument,
+        request: OrderRequest,
+        on_answer: OrderAnswer,
+    ) -> None:
+        api.request_now(
+            "order.cancel",
+            {"symbol": request.symbol, "origClientOrderId": request.client_order_id},
+            _ApiAnswer(self, instrument, request, "cancel_order", on_answer),
+        )
+
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         instrument = self._instrument(symbol)
         api = self.order_api
         if api is not None and api.ready:
             await self.rest.admit("cancel_order")
-            last = self._open.get(client_order_id)
-            # the request an answer is read against: the side is the order's own when known
-            request = OrderRequest(
-                symbol=symbol,
-                client_order_id=client_order_id,
-                side=last.side if last is not None else Side.BUY,
-                quantity=0,
-            )
-            params = {"symbol": symbol, "origClientOrderId": client_order_id}
-
-            def cancel(on_answer: OrderAnswer) -> None:
-                answer = _ApiAnswer(self, instrument, request, "cancel_order", on_answer)
-                api.request_now("order.cancel", params, answer)
-
+            request = self._cancel_request(symbol, client_order_id)
+            cancel = functools.partial(self._cancel_over_api, api, instrument, request)
             cancelled = await self._awaited_over_api(cancel, instrument, request, "cancel_order")
             if cancelled is not None:
                 return cancelled  # else the session went down before the write: REST below

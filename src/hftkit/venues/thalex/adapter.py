@@ -89,6 +89,9 @@ class ThalexAdapter:
     #: that carries it (``WritesOrdersNow``); False, nothing sent, when the session is not ready or
     #: the message rate would make it wait. The order entry's own bound method: no extra call.
     place_order_now: Callable[[OrderRequest, OrderAnswer], bool]
+    #: ``private/cancel`` the same way (``CancelsOrdersNow``): a re-quote's cancel leaves with no
+    #: task hop either; it raises ``OrderNotFoundError`` for an order it has no name for.
+    cancel_order_now: Callable[[str, str, OrderAnswer], bool]
 
     def __init__(
         self,
@@ -162,6 +165,7 @@ class ThalexAdapter:
             connect=transports.websocket,
         )
         self.place_order_now = self._orders.place_order_now
+        self.cancel_order_now = self._orders.cancel_order_now
         self._register_private_handlers()
         for symbol in config.symbols:
             self._market.want(symbol, books=True, trades=True)

@@ -372,7 +372,7 @@ class OrderEntry:
             sent = self._rpc.call_now(
                 "private/insert",
                 prefix,
-                _InsertAnswer(self, request, on_answer),
+                _WrittenAnswer(self, "private/insert", client_order_id, on_answer, request),
                 context=request,
                 on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
             )
@@ -457,6 +457,23 @@ class OrderEntry:
         self._require_ready()
         params = self._reference(client_order_id)
         return await self._order_call("private/cancel", params, client_order_id, Priority.HIGH)
+
+    def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
+        """``private/cancel`` written before returning; the answer goes to ``on_answer`` from the
+        frame that carries it. False (nothing sent) when the session is not ready or the message
+        rate would make it wait: ``cancel_order`` queues it by priority."""
+        if self._readiness is not Readiness.READY:
+            return False
+        params = self._reference(client_order_id)  # OrderNotFoundError: nothing to name it by
+        try:
+            return self._rpc.call_now(
+                "private/cancel",
+                params,
+                _WrittenAnswer(self, "private/cancel", client_order_id, on_answer),
+                priority=Priority.HIGH,
+            )
+        except NotSentError as error:
+            raise self._order_failure(error, "private/cancel", client_order_id) from error
 
     async def cancel_all(self, symbol: str | None = None) -> int:
         """Every order (``private/cancel_all``), or this adapter's live orders of one symbol."""
@@ -910,16 +927,26 @@ def _quote_side(instrument: Instrument, levels: Sequence[QuoteLevel]) -> Any:
     ]
 
 
-class _InsertAnswer:
-    """The answer to a ``private/insert`` written by ``place_order_now``, converted and handed on
-    inside the frame that carried it, with exactly the outcomes ``place_order`` has."""
+class _WrittenAnswer:
+    """The answer to an order request written inside the caller's callback (``place_order_now``,
+    ``cancel_order_now``), converted and handed on inside the frame that carried it, with exactly
+    the outcomes the awaited request has."""
 
-    __slots__ = ("_done", "_entry", "_on_answer", "_request")
+    __slots__ = ("_client_order_id", "_done", "_entry", "_method", "_on_answer", "_request")
 
-    def __init__(self, entry: OrderEntry, request: OrderRequest, on_answer: OrderAnswer) -> None:
+    def __init__(
+        self,
+        entry: OrderEntry,
+        method: str,
+        client_order_id: str,
+        on_answer: OrderAnswer,
+        request: OrderRequest | None = None,
+    ) -> None:
         self._entry = entry
-        self._request = request
+        self._method = method
+        self._client_order_id = client_order_id
         self._on_answer = on_answer
+        self._request = request  # an insert's: settled by client id when its outcome is unknown
         self._done = False
 
     def done(self) -> bool:
@@ -929,7 +956,7 @@ class _InsertAnswer:
         self._done = True
         try:
             answer: OrderUpdate | VenueError = self._entry._answered(
-                result, "private/insert", self._request.client_order_id
+                result, self._method, self._client_order_id
             )
         except VenueError as error:
             answer = error
@@ -937,16 +964,14 @@ class _InsertAnswer:
 
     def set_exception(self, exception: BaseException) -> None:
         self._done = True
-        self._tell(self._entry._order_failure(exception, "private/insert", self._request.client_order_id))
+        self._tell(self._entry._order_failure(exception, self._method, self._client_order_id))
 
     def _tell(self, answer: OrderUpdate | VenueError) -> None:
-        if isinstance(answer, OrderOutcomeUnknownError):
+        if isinstance(answer, OrderOutcomeUnknownError) and self._request is not None:
             self._entry._register_unknown(self._request)  # settled by client id, never re-sent
         try:
             self._on_answer(answer)
         except Exception:
             logger.exception(
-                "%s: the owner of order %s failed on its answer",
-                self._entry.name,
-                self._request.client_order_id,
+                "%s: the owner of order %s failed on its answer", self._entry.name, self._client_order_id
             )
