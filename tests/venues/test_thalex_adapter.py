@@ -1046,6 +1046,50 @@ async def test_cancel_all_of_a_symbol_also_cancels_inserts_of_unknown_outcome(se
         await adapter.__aexit__(None, None, None)
 
 
+async def test_cancel_all_of_a_symbol_also_cancels_inserts_written_and_not_yet_answered(server, key_pair):
+    """The venue's own cancel_all may miss orders in flight: a stop that cancels while an insert's
+    answer is still on its way cancels that insert by client id, on the same connection (so the
+    venue reads the cancel after the insert) and never leaves it resting."""
+    server.instruments.append(
+        {**PERPETUAL, "instrument_name": "ETH-PERPETUAL", "product": "FETHUSD", "tick_size": 0.1}
+    )
+    adapter, recorder = await start(server, key_pair)
+    try:
+        # the venue answers in the order it acts: the insert first, the cancel after it
+        inserted: dict[int, dict[str, Any]] = {}
+
+        def insert(request: ServerRequest) -> Reply:
+            inserted[request.params["client_order_id"]] = request.params
+            return Reply.after(0.2, order_status(request.params))
+
+        def cancel(request: ServerRequest) -> Reply:
+            params = inserted[request.params["client_order_id"]]
+            return Reply.after(0.3, order_status(params, status="cancelled", change_reason="cancel"))
+
+        server.on("private/insert", insert)
+        server.on("private/cancel", cancel)
+        answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        assert adapter.place_order_now(buy("flying-1"), answered.set_result)
+        other = asyncio.ensure_future(adapter.place_order(buy("flying-2", symbol="ETH-PERPETUAL")))
+        await until(lambda: len(server.requests_for("private/insert")) == 2)
+        assert not answered.done() and adapter.live_orders() == []
+        assert await adapter.cancel_all("BTC-PERPETUAL") == 1
+        inserts = {
+            request.params["instrument_name"]: request for request in server.requests_for("private/insert")
+        }
+        assert [request.params for request in server.requests_for("private/cancel")] == [
+            {"client_order_id": inserts["BTC-PERPETUAL"].params["client_order_id"]}
+        ]  # the other symbol's insert in flight is not touched
+        placed = await answered
+        assert isinstance(placed, OrderUpdate) and placed.status is OrderStatus.NEW
+        await other
+        await until(lambda: [order.client_order_id for order in adapter.live_orders()] == ["flying-2"])
+        last = [update for update in recorder.of(OrderUpdate) if update.client_order_id == "flying-1"][-1]
+        assert last.status is OrderStatus.CANCELED
+    finally:
+        await adapter.__aexit__(None, None, None)
+
+
 async def test_exit_reports_the_session_orders_it_cancelled_as_events(server, key_pair):
     server.on("private/insert", insert_answer())
     adapter, recorder = await start(server, key_pair)

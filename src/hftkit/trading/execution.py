@@ -488,7 +488,7 @@ class OrderGateway:
         if cancel_now is None:
             return False
 
-        def answered(answer: OrderUpdate | VenueError) -> None:
+        def answered(answer: OrderUpdate | Exception) -> None:
             outcome = self._cancel_outcome(client_order_id, answer)
             if not isinstance(outcome, _Settle):
                 if on_outcome is not None:
@@ -511,7 +511,7 @@ class OrderGateway:
 
         try:
             written = cancel_now(symbol, client_order_id, answered)
-        except VenueError as error:  # refused locally before anything was sent
+        except Exception as error:  # refused before anything was sent: ended as the awaited path ends it
             self.counters["cancels_sent"] += 1
             answered(error)
             return True

@@ -476,18 +476,20 @@ class OrderEntry:
             raise self._order_failure(error, "private/cancel", client_order_id) from error
 
     async def cancel_all(self, symbol: str | None = None) -> int:
-        """Every order (``private/cancel_all``), or this adapter's live orders of one symbol."""
+        """Every order (``private/cancel_all``), or this adapter's orders of one symbol: live,
+        of unknown outcome, or written and not answered yet."""
         self._require_ready()
         if symbol is None:
             raw = await self._order_request("private/cancel_all", {}, "", Priority.CRITICAL)
             return self._decode_order_result(raw, int, "private/cancel_all", "")
         targets = [cid for cid, update in self._live.items() if update.symbol == symbol]
-        # an insert of unknown outcome may rest too: cancel it by client id (not found is fine)
-        targets += [
-            cid
-            for cid, (request, _) in self._unresolved.items()
-            if request.symbol == symbol and cid not in targets
-        ]
+        # an insert of unknown outcome may rest too, and so may one written and not answered yet
+        # (the venue's own cancel_all may miss orders in flight): cancel them by client id, on
+        # the connection that carried the insert, so after it (not found is fine)
+        in_flight: list[OrderRequest] = self._rpc.pending_contexts("private/insert")
+        for request in (*(request for request, _ in self._unresolved.values()), *in_flight):
+            if request.symbol == symbol and request.client_order_id not in targets:
+                targets.append(request.client_order_id)
         results = await asyncio.gather(
             *(self.cancel_order(symbol, cid) for cid in targets), return_exceptions=True
         )

@@ -186,6 +186,10 @@ class RpcSession:
     def in_flight(self) -> int:
         return len(self._pending)
 
+    def pending_contexts(self, method: str) -> list[Any]:
+        """The contexts of this connection's ``method`` requests still waiting for an answer."""
+        return [entry.context for entry in self._pending.values() if entry.method == method]
+
     @property
     def message_rate(self) -> float:
         return self._bucket.rate_per_second
