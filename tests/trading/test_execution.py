@@ -441,6 +441,7 @@ async def _cancel_outcome(written_now: bool, script: FailureKind | str | None) -
         name: gateway.counters[name]
         for name in ("cancels_sent", "cancel_rejects", "cancel_outcome_unknown", "queries")
     }
+    counted["cancel_round_trips"] = gateway.cancel_round_trip["fake"].count  # answers, not failures
     return result, tracked.status, tracked.filled, counted
 
 
@@ -460,6 +461,7 @@ async def test_a_cancel_written_inside_the_call_ends_exactly_as_the_awaited_canc
         "already_gone": (False, OrderStatus.CANCELED),  # the query says the venue closed it
     }[script]
     assert awaited[:2] == expected
+    assert awaited[3]["cancel_round_trips"] == (1 if script is None else 0)
 
 
 async def test_a_venue_that_cannot_cancel_now_leaves_the_cancel_to_the_awaited_path() -> None:

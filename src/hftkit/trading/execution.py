@@ -139,6 +139,10 @@ class OrderGateway:
         self.round_trip: dict[str, LatencyHistogram] = {
             venue: self.metrics.histogram("order_round_trip_ns", venue=venue) for venue in self.adapters
         }
+        # a cancel's send -> its answer: how long a stale quote can still trade after the decision
+        self.cancel_round_trip: dict[str, LatencyHistogram] = {
+            venue: self.metrics.histogram("cancel_round_trip_ns", venue=venue) for venue in self.adapters
+        }
         self.risk_check: LatencyHistogram = self.metrics.histogram("risk_check_ns")
         # the stages of tick-to-trade per venue: the triggering frame's receipt -> the strategy's
         # decision -> the gateway's send -> the adapter wrote the order's bytes (tick_to_trade)
@@ -458,6 +462,7 @@ class OrderGateway:
         if not requested:
             tracker.request_cancel(client_order_id)
         self.counters["cancels_sent"] += 1
+        sent_ns = _perf_ns()
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 answer: OrderUpdate | Exception = await self.adapters[venue].cancel_order(
@@ -465,6 +470,8 @@ class OrderGateway:
                 )
         except Exception as error:  # asyncio.CancelledError is not: the caller's cancel goes on up
             answer = error
+        else:
+            self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
         outcome = self._cancel_outcome(client_order_id, answer)
         if isinstance(outcome, _Settle):
             order = tracker.get(client_order_id)
@@ -487,8 +494,11 @@ class OrderGateway:
         cancel_now = self._cancel_now.get(venue)
         if cancel_now is None:
             return False
+        sent_ns = _perf_ns()
 
         def answered(answer: OrderUpdate | Exception) -> None:
+            if not isinstance(answer, Exception):
+                self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
             outcome = self._cancel_outcome(client_order_id, answer)
             if not isinstance(outcome, _Settle):
                 if on_outcome is not None:
