@@ -335,17 +335,22 @@ class OrderGateway:
     ) -> None:
         outcome = self._outcome(order, answer)
         if isinstance(outcome, _Settle):
-            task = asyncio.get_running_loop().create_task(self.settle(order))
-            self._settlers.add(task)
-
-            def settled(done: asyncio.Task[OrderUpdate | None]) -> None:
-                self._settlers.discard(done)
-                if on_outcome is not None:
-                    on_outcome(None if done.cancelled() or done.exception() else done.result())
-
-            task.add_done_callback(settled)
+            self._settle_then(order, on_outcome)
         elif on_outcome is not None:
             on_outcome(outcome)
+
+    def _settle_then(self, order: Order, then: Callable[[OrderUpdate | None], None] | None) -> None:
+        """``settle`` by a task (an answer arrives inside a callback), then ``then`` with what the
+        venue said (None: unknown still, or the task was cancelled)."""
+        task = asyncio.get_running_loop().create_task(self.settle(order))
+        self._settlers.add(task)
+
+        def settled(done: asyncio.Task[OrderUpdate | None]) -> None:
+            self._settlers.discard(done)
+            if then is not None:
+                then(None if done.cancelled() or done.exception() else done.result())
+
+        task.add_done_callback(settled)
 
     async def _conclude(self, order: Order, answer: OrderUpdate | Exception) -> OrderUpdate | None:
         outcome = self._outcome(order, answer)
@@ -500,24 +505,11 @@ class OrderGateway:
             if not isinstance(answer, Exception):
                 self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
             outcome = self._cancel_outcome(client_order_id, answer)
-            if not isinstance(outcome, _Settle):
-                if on_outcome is not None:
-                    on_outcome(outcome)
-                return
-            order = self.tracker.get(client_order_id)
-            if order is None:
-                if on_outcome is not None:
-                    on_outcome(False)
-                return
-            task = asyncio.get_running_loop().create_task(self.settle(order))
-            self._settlers.add(task)
-
-            def settled(done: asyncio.Task[OrderUpdate | None]) -> None:
-                self._settlers.discard(done)
-                if on_outcome is not None:
-                    on_outcome(False)
-
-            task.add_done_callback(settled)
+            order = self.tracker.get(client_order_id) if isinstance(outcome, _Settle) else None
+            if order is not None:  # the venue's truth first; the cancel itself did not succeed
+                self._settle_then(order, None if on_outcome is None else lambda _found: on_outcome(False))
+            elif on_outcome is not None:
+                on_outcome(outcome is True)
 
         try:
             written = cancel_now(symbol, client_order_id, answered)
