@@ -939,8 +939,12 @@ async def test_a_stalled_book_stream_is_noticed_from_its_cadence_and_resubscribe
         assert adapter.is_ready  # the session itself is fine: only the book is resynced
         await resubscribed(server, subscribes + 1)
         await server.push(BOOK, {"bid_changes": [[47001, 1, 1]], "ask_changes": [[47010, 1, 1]], "time": 2.0})
-        await until(lambda: adapter.book_synced("BTC-PERPETUAL"))
-        assert adapter.book("BTC-PERPETUAL").best_bid() == (47001, 1000)
+        # synced again from the resubscribed stream's full book; the events, not the book's state
+        # now, say so: a process paused past the 0.4 s timeout just after (a loaded machine) stalls
+        # the silent stream once more, as it should
+        await until(lambda: recorder.states(BOOK)[2:3] == ["synced"])
+        (full,) = [delta for delta in recorder.of(BookDelta) if delta.is_snapshot][1:2]
+        assert (full.bids, full.asks) == ([(47001, 1000)], [(47010, 1000)])
     finally:
         await adapter.__aexit__(None, None, None)
 
