@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hftkit.core.types import Fill, Instrument, Order, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
+from hftkit.metrics import MetricsRegistry
 from hftkit.testing import FailureKind, FakeVenue, RequestKind
 from hftkit.trading.execution import (
     BudgetPolicy,
@@ -50,6 +51,22 @@ def make_engine(
     gate.add_instrument(instrument, limits)
     gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=timeout_s)
     return ExecutionEngine(gateway, config or ExecutionConfig(latency_budget_us=None)), venue, tracker
+
+
+def make_gateway(
+    *, writes_now: bool = False, metrics: MetricsRegistry | None = None, request_timeout_s: float = 5.0
+) -> tuple[OrderGateway, FakeVenue, OrderStateTracker]:
+    """A gateway over one FakeVenue with a one-level book; only answers reach the tracker."""
+    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
+    venue = FakeVenue("fake", [instrument], writes_now=writes_now)
+    venue.set_book(SYMBOL, [(4_999_990, 100)], [(5_000_000, 10)])
+    tracker = OrderStateTracker()
+    gate = RiskGate(TrackerExposure(tracker))
+    gate.add_instrument(instrument)
+    gateway = OrderGateway(
+        {"fake": venue}, tracker, gate, metrics=metrics, request_timeout_s=request_timeout_s
+    )
+    return gateway, venue, tracker
 
 
 def buy(quantity: int, price: int = 5_000_010, **extra: object) -> OrderIntent:
@@ -337,17 +354,10 @@ async def test_an_unknown_outcome_the_adapter_settles_is_left_to_its_events() ->
 
 
 async def test_an_order_written_inside_the_callback_is_stamped_at_every_stage_and_exported() -> None:
-    from hftkit.metrics import MetricsRegistry
     from hftkit.metrics.prometheus import prometheus_text
 
-    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
-    venue = FakeVenue("fake", [instrument], writes_now=True)
-    venue.set_book(SYMBOL, [(4_999_990, 100)], [(5_000_000, 10)])
-    tracker = OrderStateTracker()
-    gate = RiskGate(TrackerExposure(tracker))
-    gate.add_instrument(instrument)
     registry = MetricsRegistry()
-    gateway = OrderGateway({"fake": venue}, tracker, gate, metrics=registry)
+    gateway, venue, tracker = make_gateway(writes_now=True, metrics=registry)
     frame_ns = time.monotonic_ns()
     decided_ns = time.monotonic_ns()
     order = gateway.prepare(buy(1, price=4_999_000))
@@ -396,23 +406,8 @@ CANCEL_SCRIPTS = [
 
 async def _cancel_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
     """One resting order, one scripted cancel, by the awaited path or written inside the call."""
-    instrument = Instrument("fake", SYMBOL, "BTC", "USDT", "0.01", "0.001")
-    venue = FakeVenue("fake", [instrument])
-    venue.set_book(SYMBOL, [(4_999_990, 100)], [(5_000_000, 10)])
-    tracker = OrderStateTracker()
-    gate = RiskGate(TrackerExposure(tracker))
-    gate.add_instrument(instrument)
-    gateway = OrderGateway({"fake": venue}, tracker, gate, request_timeout_s=1.0)
-    order = gateway.prepare(
-        OrderIntent(
-            venue="fake",
-            symbol=SYMBOL,
-            side=Side.BUY,
-            quantity=1,
-            price=4_000_000,
-            time_in_force=TimeInForce.GTC,
-        )
-    )
+    gateway, venue, tracker = make_gateway(request_timeout_s=1.0)
+    order = gateway.prepare(buy(1, price=4_000_000, time_in_force=TimeInForce.GTC))
     assert isinstance(order, Order)
     assert (await gateway.send(order)) is not None
     client_order_id = order.client_order_id

@@ -71,7 +71,6 @@ from hftkit.venues.base import (
     MassQuoteReport,
     OrderAnswer,
     OrderNotFoundError,
-    OrderOutcomeUnknownError,
     OrderRejectedError,
     OrderRequest,
     VenueCapabilities,
@@ -472,27 +471,40 @@ class SimulatedVenue:
     async def _request(self, operation: Callable[[], tuple[list[VenueEvent], Any]]) -> Any:
         """Run ``operation`` at the venue ``order_entry`` after now; its events and its answer
         (a value, or an exception to raise) arrive ``ack`` after that."""
-        sent = self._now()
         entry, ack = self.entry_lane, self.ack_lane
         if entry.constant == 0 and ack.constant == 0:  # no latency: the answer is immediate
+            sent = self._now()
             entry.immediate()
             ack.immediate()
             self.requests += 1
             events, answer = operation()
             for event in events:
                 self._emit(event)
+            if self._round_trips is not None:
+                self._round_trips.append(self._now() - sent)
         else:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._schedule(entry.deliver_at(sent), self._arrive, operation, future)
+            self._request_now(operation, functools.partial(_resolve, future))
             answer = await future
-        if self._round_trips is not None:
-            self._round_trips.append(self._now() - sent)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
+    def _request_now(
+        self, operation: Callable[[], tuple[list[VenueEvent], Any]], on_answer: Callable[[Any], None]
+    ) -> None:
+        """A request written inside the caller's callback (no task, no future): ``operation``
+        runs at the venue ``order_entry`` after now, its events and then its answer reach the
+        strategy ``ack`` after that. With no latency at all it runs at the next step of this
+        instant, never inside the caller's call (``on_answer`` is always told later)."""
+        sent = self._now()
+        self._schedule(self.entry_lane.deliver_at(sent), self._arrive, operation, on_answer, sent)
+
     def _arrive(
-        self, operation: Callable[[], tuple[list[VenueEvent], Any]], future: asyncio.Future[Any]
+        self,
+        operation: Callable[[], tuple[list[VenueEvent], Any]],
+        on_answer: Callable[[Any], None],
+        sent: int,
     ) -> None:
         """A request reaches the venue: run it; its events, then its answer, go back ``ack`` later."""
         self.requests += 1
@@ -500,13 +512,22 @@ class SimulatedVenue:
             events, answer = operation()
         except Exception as error:  # a bug at the venue: the request's answer is the error
             events, answer = [], error
-        self._schedule(self.ack_lane.deliver_at(self._now()), self._deliver_answer, events, future, answer)
+        self._schedule(
+            self.ack_lane.deliver_at(self._now()), self._deliver_answer, events, on_answer, answer, sent
+        )
 
-    def _deliver_answer(self, events: list[VenueEvent], future: asyncio.Future[Any], answer: Any) -> None:
+    def _deliver_answer(
+        self, events: list[VenueEvent], on_answer: Callable[[Any], None], answer: Any, sent: int
+    ) -> None:
         """A request's events reach the strategy, then its answer (``_deliver_private``'s order)."""
         self._deliver_private(events, None)
-        if not future.done():
-            future.set_result(answer)
+        if self._round_trips is not None:
+            self._round_trips.append(self._now() - sent)
+        try:
+            on_answer(answer)
+        except Exception:
+            self.counters["answer_owner_errors"] += 1
+            _log.exception("%s: the owner of a request failed on its answer", self.name)
 
     def _refusal(self, reason: RejectReason, *, cancel: bool = False) -> VenueError:
         code: int | None
@@ -533,7 +554,7 @@ class SimulatedVenue:
         """The live WebSocket adapters' path (``WritesOrdersNow``): sent before returning, the
         answer told ``order_entry`` + ``ack`` later, as ``place_order`` would return or raise it."""
         self._written(request)
-        self._request_now(lambda: self._place(request), on_answer, request.client_order_id)
+        self._request_now(lambda: self._place(request), on_answer)
         return True
 
     def _written(self, request: OrderRequest) -> None:
@@ -555,53 +576,6 @@ class SimulatedVenue:
                 request.quantity,
                 0,
             )
-
-    def _request_now(
-        self,
-        operation: Callable[[], tuple[list[VenueEvent], Any]],
-        on_answer: OrderAnswer,
-        client_order_id: str,
-    ) -> None:
-        """``_request`` for a request written inside the caller's callback: no task and no
-        future. With no latency it runs at the next step of this instant, never inside the
-        caller's call (``on_answer`` is always told later)."""
-        sent = self._now()
-        self._schedule(
-            self.entry_lane.deliver_at(sent), self._arrive_now, operation, on_answer, sent, client_order_id
-        )
-
-    def _arrive_now(
-        self,
-        operation: Callable[[], tuple[list[VenueEvent], Any]],
-        on_answer: OrderAnswer,
-        sent: int,
-        client_order_id: str,
-    ) -> None:
-        self.requests += 1
-        try:
-            events, answer = operation()
-        except Exception as error:  # a bug at the venue: the request's outcome is unknown
-            events, answer = (
-                [],
-                OrderOutcomeUnknownError(
-                    f"the simulated venue failed: {error!r}", venue=self.name, client_order_id=client_order_id
-                ),
-            )
-        self._schedule(
-            self.ack_lane.deliver_at(self._now()), self._answer_now, events, on_answer, answer, sent
-        )
-
-    def _answer_now(
-        self, events: list[VenueEvent], on_answer: OrderAnswer, answer: OrderUpdate | VenueError, sent: int
-    ) -> None:
-        self._deliver_private(events, None)
-        if self._round_trips is not None:
-            self._round_trips.append(self._now() - sent)
-        try:
-            on_answer(answer)
-        except Exception:
-            self.counters["answer_owner_errors"] += 1
-            _log.exception("%s: the owner of a request failed on its answer", self.name)
 
     def _place(self, request: OrderRequest) -> tuple[list[VenueEvent], Any]:
         if request.reduce_only and not self._reduces(request):
@@ -704,9 +678,7 @@ class SimulatedVenue:
 
     def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
         """``CancelsOrdersNow``, as the live WebSocket adapters cancel (see ``place_order_now``)."""
-        self._request_now(
-            functools.partial(self._cancel, symbol, client_order_id), on_answer, client_order_id
-        )
+        self._request_now(functools.partial(self._cancel, symbol, client_order_id), on_answer)
         return True
 
     def _cancel(self, symbol: str, client_order_id: str) -> tuple[list[VenueEvent], Any]:
@@ -840,3 +812,9 @@ class SimulatedVenue:
 def _with_receive(fill: Fill, receive_ns: int) -> Fill:
     """The fill as the strategy hears it (the receive stamp is when it reached this side)."""
     return msgspec.structs.replace(fill, receive_ns=receive_ns)
+
+
+def _resolve(future: asyncio.Future[Any], answer: Any) -> None:
+    """An awaited request's answer, unless its caller gave up waiting (its future is done)."""
+    if not future.done():
+        future.set_result(answer)

@@ -475,13 +475,9 @@ class OrderGateway:
                 )
         except Exception as error:  # asyncio.CancelledError is not: the caller's cancel goes on up
             answer = error
-        else:
-            self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
-        outcome = self._cancel_outcome(client_order_id, answer)
-        if isinstance(outcome, _Settle):
-            order = tracker.get(client_order_id)
-            if order is not None:
-                await self.settle(order)
+        outcome = self._cancel_outcome(venue, client_order_id, answer, sent_ns)
+        if isinstance(outcome, Order):
+            await self.settle(outcome)
             return False
         return outcome
 
@@ -502,14 +498,11 @@ class OrderGateway:
         sent_ns = _perf_ns()
 
         def answered(answer: OrderUpdate | Exception) -> None:
-            if not isinstance(answer, Exception):
-                self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
-            outcome = self._cancel_outcome(client_order_id, answer)
-            order = self.tracker.get(client_order_id) if isinstance(outcome, _Settle) else None
-            if order is not None:  # the venue's truth first; the cancel itself did not succeed
-                self._settle_then(order, None if on_outcome is None else lambda _found: on_outcome(False))
+            outcome = self._cancel_outcome(venue, client_order_id, answer, sent_ns)
+            if isinstance(outcome, Order):  # the venue's truth first; the cancel itself did not succeed
+                self._settle_then(outcome, None if on_outcome is None else lambda _found: on_outcome(False))
             elif on_outcome is not None:
-                on_outcome(outcome is True)
+                on_outcome(outcome)
 
         try:
             written = cancel_now(symbol, client_order_id, answered)
@@ -521,16 +514,19 @@ class OrderGateway:
             self.counters["cancels_sent"] += 1
         return written
 
-    def _cancel_outcome(self, client_order_id: str, answer: OrderUpdate | Exception) -> bool | _Settle:
-        """What one cancel's answer means for the tracker: True when the venue closed the order;
-        ``_SETTLE`` when its true end must be queried (the venue does not have it while the
-        tracker thinks it open, or the outcome is unknown); False otherwise."""
+    def _cancel_outcome(
+        self, venue: str, client_order_id: str, answer: OrderUpdate | Exception, sent_ns: int
+    ) -> bool | Order:
+        """What one cancel's answer (sent at ``sent_ns``) means for the tracker: True when the
+        venue closed the order; the tracked order when its true end must be queried (the venue
+        does not have it while the tracker thinks it open, or the outcome is unknown); False
+        otherwise."""
         tracker = self.tracker
         if isinstance(answer, OrderNotFoundError):
             tracker.cancel_rejected(client_order_id, str(answer))
             order = tracker.get(client_order_id)
             # the venue does not have it: learn its true end
-            return _SETTLE if order is not None and not order.status.is_terminal else False
+            return order if order is not None and not order.status.is_terminal else False
         if isinstance(answer, OrderRejectedError | RateLimitedError):
             self.counters["cancel_rejects"] += 1
             tracker.cancel_rejected(client_order_id, str(answer))
@@ -538,7 +534,9 @@ class OrderGateway:
         if isinstance(answer, Exception):
             self.counters["cancel_outcome_unknown"] += 1
             tracker.request_timed_out(client_order_id, RequestKind.CANCEL)
-            return _SETTLE if tracker.get(client_order_id) is not None else False
+            order = tracker.get(client_order_id)
+            return order if order is not None else False
+        self.cancel_round_trip[venue].record(_perf_ns() - sent_ns)
         tracker.apply_report(answer)  # CANCELED, or FILLED when the fill won
         return True
 

@@ -132,12 +132,17 @@ class SignedFrames:
 
     def frame(self, request_id: int, method: str, params: Mapping[str, object], timestamp: str) -> bytes:
         """The frame built from a dict (the reference the templates are checked against)."""
+        signed = self._authenticated(params, timestamp)
+        signed["signature"] = self._signer.sign_websocket_params(signed)
+        return orjson.dumps({"id": request_id, "method": method, "params": signed})
+
+    def _authenticated(self, params: Mapping[str, object], timestamp: str | None) -> dict[str, object]:
+        """The params with the key, window and timestamp every signed request carries."""
         signed = dict(params)
         signed["apiKey"] = self._api_key
         signed["recvWindow"] = self._recv_window
         signed[_TIMESTAMP] = timestamp
-        signed["signature"] = self._signer.sign_websocket_params(signed)
-        return orjson.dumps({"id": request_id, "method": method, "params": signed})
+        return signed
 
     def shaped_frame(
         self,
@@ -164,10 +169,7 @@ class SignedFrames:
     def _template(
         self, shape: object, method: str, params: Mapping[str, str], variables: Mapping[str, str]
     ) -> _Template:
-        signed: dict[str, object] = dict(params)
-        signed["apiKey"] = self._api_key
-        signed["recvWindow"] = self._recv_window
-        signed[_TIMESTAMP] = None  # variable: its place in both orders is what matters
+        signed = self._authenticated(params, None)  # the timestamp varies: its place is what matters
         variable = {name for name in signed if name in variables or name == _TIMESTAMP}
         if "signature" in signed or not all(
             isinstance(value, str) for name, value in signed.items() if name not in variable
