@@ -15,7 +15,7 @@ from hftkit.trading.execution import ExecutionConfig, ExecutionReport, OrderInte
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy
 from hftkit.trading.risk import InstrumentLimits
 from hftkit.trading.strategy import Decision, Strategy, Subscription, TimerRequest
-from hftkit.venues.base import OrderRequest
+from hftkit.venues.base import OrderAnswer, OrderRequest
 
 BTC = "BTCUSDT"
 ETH = "ETHUSDT"
@@ -393,7 +393,9 @@ async def test_start_adopts_what_rests_at_the_venue_and_its_positions_before_the
     await manager.stop("test over")
 
 
-async def test_several_new_quotes_on_a_batching_venue_go_in_one_request() -> None:
+async def test_several_new_quotes_on_a_batching_venue_go_in_one_request(order_path: str) -> None:
+    """Awaited: one batch for the ladder. Written now: each order is out inside the decision's
+    callback, one request each, and none waits for a batch."""
     from dataclasses import replace
 
     a = venue("a")
@@ -409,13 +411,59 @@ async def test_several_new_quotes_on_a_batching_venue_go_in_one_request() -> Non
     await manager.start()
     a.update_book(BTC, bids=[(5_000_000, 101)])
     await manager.wait_idle()
-    assert [len(batch) for batch in a.batches] == [4]  # one request for the whole ladder
-    assert sorted(a.open_order_ids) == sorted(a.batches[0])
+    if order_path == "awaited":
+        assert [len(batch) for batch in a.batches] == [4]  # one request for the whole ladder
+        assert sorted(a.open_order_ids) == sorted(a.batches[0])
+    else:
+        assert a.batches == []
+        placed = [request.client_order_id for kind, request in a.requests if kind is RequestKind.PLACE]
+        assert len(placed) == 4 and sorted(a.open_order_ids) == sorted(placed)
     assert all(order.status is OrderStatus.NEW for order in manager.tracker.open_orders("a", BTC))
     await manager.stop("test over")
 
 
-async def test_a_batching_venue_refusing_one_order_of_the_batch_rejects_only_that_one() -> None:
+@pytest.mark.parametrize(("written_now", "batches"), [(1, [3]), (3, [])])
+async def test_orders_a_batching_venue_cannot_write_now_go_in_one_batch(
+    written_now: int, batches: list[int]
+) -> None:
+    """The adapter writes the first orders now and declines the rest (its rate budget, its idle
+    connections spent): the rest go in one batch request, or alone when one is left."""
+    from dataclasses import replace
+
+    a = FakeVenue("a", instruments("a"), writes_now=True)
+    a.set_book(BTC, [(5_000_000, 100)], [(5_000_010, 100)])
+    a.capabilities = replace(a.capabilities, max_batch_orders=5)
+    budget = [written_now]
+    write_now = a.place_order_now
+
+    def limited(request: OrderRequest, on_answer: OrderAnswer) -> bool:
+        if not budget[0]:
+            return False
+        budget[0] -= 1
+        return write_now(request, on_answer)
+
+    a.place_order_now = limited  # type: ignore[method-assign]
+    ladder = (
+        Quote(Side.BUY, 4_999_990, 5),
+        Quote(Side.BUY, 4_999_980, 5, level=1),
+        Quote(Side.SELL, 5_000_020, 5),
+        Quote(Side.SELL, 5_000_030, 5, level=1),
+    )
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    a.update_book(BTC, bids=[(5_000_000, 101)])
+    await manager.wait_idle()
+    assert [len(batch) for batch in a.batches] == batches
+    assert len(a.open_order_ids) == 4
+    assert manager.gateway.counters["write_now_deferred"] == 4 - written_now
+    assert all(order.status is OrderStatus.NEW for order in manager.tracker.open_orders("a", BTC))
+    await manager.stop("test over")
+
+
+async def test_a_batching_venue_refusing_one_order_of_the_batch_rejects_only_that_one(
+    order_path: str,
+) -> None:
     from dataclasses import replace
 
     a = venue("a")
@@ -426,7 +474,7 @@ async def test_a_batching_venue_refusing_one_order_of_the_batch_rejects_only_tha
     manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
-    assert [len(batch) for batch in a.batches] == [2]
+    assert [len(batch) for batch in a.batches] == ([2] if order_path == "awaited" else [])
     statuses = sorted(order.status.value for order in manager.tracker.all_orders())
     assert statuses == ["new", "rejected"]
     await manager.stop("test over")

@@ -743,8 +743,9 @@ class TradingEngine:
         actions = plan.actions
         if not actions:
             return
-        # several new orders on a venue that takes them in one request: one batch (after the
-        # cancels and amends of this plan went out, as the loop below sends them first)
+        # several new orders on a venue that takes them in one request: those its adapter cannot
+        # write now go in one batch (after the cancels and amends of this plan went out, as the
+        # loop below sends them first); an order written now waits for no request at all
         batch: list[Order] | None = (
             []
             if adapter is not None
@@ -757,29 +758,37 @@ class TradingEngine:
                 if tracker.request_cancel(action.client_order_id):
                     self._cancel(venue, symbol, action.client_order_id)
             elif type(action) is OrderIntent:
-                if batch is None:
-                    self._place(strategy, action, decided, trigger)
-                else:
-                    prepared = self.gateway.prepare(action)
-                    if not isinstance(prepared, Order):
-                        self.counters["risk_rejects"] += 1
-                        continue
-                    self._owners[prepared.client_order_id] = strategy
-                    batch.append(prepared)
+                self._place(strategy, action, decided, trigger, batch)
             elif type(action) is AmendOrder:
                 self._amend(venue, symbol, action)
         if batch:
-            self._spawn(self._send(self.gateway.send_batch(batch, decided, trigger)))
+            if len(batch) == 1:
+                self._spawn(self._send(self.gateway.send(batch[0], decided, trigger)))
+            else:
+                self._spawn(self._send(self.gateway.send_batch(batch, decided, trigger)))
 
-    def _place(self, strategy: Strategy, intent: OrderIntent, decided: int, trigger: int = 0) -> None:
+    def _place(
+        self,
+        strategy: Strategy,
+        intent: OrderIntent,
+        decided: int,
+        trigger: int = 0,
+        batch: list[Order] | None = None,
+    ) -> None:
+        """A new order: written inside this callback where the venue allows, else into ``batch``
+        (the caller sends it) or by a task of its own."""
         prepared = self.gateway.prepare(intent)
         if not isinstance(prepared, Order):
             self.counters["risk_rejects"] += 1
             return
         self._owners[prepared.client_order_id] = strategy
         self._answers_due += 1  # before the call: a local refusal is answered inside it
-        if not self.gateway.send_now(prepared, decided, trigger, self._answered):
-            self._answers_due -= 1
+        if self.gateway.send_now(prepared, decided, trigger, self._answered):
+            return
+        self._answers_due -= 1
+        if batch is not None:
+            batch.append(prepared)
+        else:
             self._spawn(self._send(self.gateway.send(prepared, decided, trigger)))
 
     def _cancel(self, venue: str, symbol: str, client_order_id: str) -> None:
