@@ -22,6 +22,7 @@ from hftkit.resilience import (
     WeightedLimiter,
     parse_interval_code,
 )
+from hftkit.resilience.weighted import UNBOUNDED
 
 # A broken limiter or scheduler would hang its waiters: fail fast instead of at the global timeout.
 pytestmark = pytest.mark.timeout(20)
@@ -207,6 +208,28 @@ def test_header_from_a_previous_window_is_ignored() -> None:
     assert limiter.stale_observations == 1
     limiter.observe_usage({"REQUEST_WEIGHT": 5000}, observed_at_ns=MINUTE + NS)
     assert limiter.used("REQUEST_WEIGHT") == 5000
+
+
+def test_affordable_counts_the_calls_every_window_could_pay_now_and_takes_nothing() -> None:
+    clock = SimulatedClock(start_ns=0, wall_offset_ns=0)
+    limiter = WeightedLimiter(binance_spot_windows(scale=10), clock)  # weight 600/min, orders 10/10 s
+    assert limiter.affordable(ORDER) == 10  # the 10 s order window is the tightest
+    assert limiter.affordable(DEPTH_1000) == 12
+    for _ in range(7):
+        assert limiter.try_acquire(ORDER)
+    assert limiter.affordable(ORDER) == 3
+    assert limiter.affordable(ORDER) == 3  # reading it took nothing
+    assert limiter.affordable({"REQUEST_WEIGHT": 0}) == UNBOUNDED
+    clock.advance(10 * NS)  # the order window starts afresh
+    assert limiter.affordable(ORDER) == 10
+    limiter.block_for(1.0)
+    assert limiter.affordable(CANCEL) == 0
+
+
+def test_affordable_keeps_the_high_priority_reserve() -> None:
+    limiter = WeightedLimiter([RateWindow.of("W", 10, "1M", reserve_fraction=0.3)], SimulatedClock())
+    assert limiter.affordable({"W": 1}, Priority.NORMAL) == 7
+    assert limiter.affordable({"W": 1}, Priority.HIGH) == 10
 
 
 def test_observed_usage_at_the_limit_blocks_until_the_window_resets() -> None:

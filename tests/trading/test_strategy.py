@@ -422,6 +422,76 @@ async def test_several_new_quotes_on_a_batching_venue_go_in_one_request(order_pa
     await manager.stop("test over")
 
 
+class BudgetedVenue(FakeVenue):
+    """A FakeVenue whose rate budget the test sets (``BudgetsOrders``)."""
+
+    def __init__(self, name: str, budget: int, wait_s: float = 0.01) -> None:
+        super().__init__(name, instruments(name), writes_now=WRITES_NOW[0])
+        self.set_book(BTC, [(5_000_000, 100)], [(5_000_010, 100)])
+        self.budget = budget
+        self.wait_s = wait_s
+
+    def order_budget(self) -> int:
+        return self.budget
+
+    def order_budget_wait_s(self) -> float:
+        return self.wait_s
+
+
+async def test_a_plan_sends_no_more_than_the_rate_budget_and_replans_the_rest_when_it_allows() -> None:
+    """No quote waits in a local queue for the budget (it would be stale when it went out): the
+    plan sends what the budget lets out now, nearest the touch first, and re-plans the rest."""
+    a = BudgetedVenue("a", budget=2)
+    ladder = (
+        Quote(Side.BUY, 4_999_990, 5),
+        Quote(Side.BUY, 4_999_980, 5, level=1),
+        Quote(Side.SELL, 5_000_020, 5),
+        Quote(Side.SELL, 5_000_030, 5, level=1),
+    )
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    await manager.wait_idle()
+    prices = sorted(order.price for order in manager.tracker.open_orders("a", BTC))
+    assert prices == [4_999_990, 5_000_020]  # the two nearest the touch
+    assert manager.counters["quote_actions_deferred"] == 2
+    a.budget = 10  # no market event follows: the engine's own re-plan sends the rest
+    for _ in range(100):
+        if len(manager.tracker.open_orders("a", BTC)) == 4:
+            break
+        await asyncio.sleep(0.01)
+    await manager.wait_idle()
+    prices = sorted(order.price for order in manager.tracker.open_orders("a", BTC))
+    assert prices == [4_999_980, 4_999_990, 5_000_020, 5_000_030]
+    assert manager.counters["quote_replans"] >= 1
+    await manager.stop("test over")
+
+
+async def test_with_a_short_budget_a_requote_cancels_first_and_a_caught_up_plan_drops_the_replan() -> None:
+    a = BudgetedVenue("a", budget=10, wait_s=0.3)  # no re-plan before the test's next event
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=(Quote(Side.BUY, 4_999_990, 5),))
+    manager = TradingEngine.build([a], [maker])
+    await manager.start()
+    await manager.wait_idle()
+    (resting,) = manager.tracker.open_orders("a", BTC)
+    a.budget = 1
+    maker.ladder = (Quote(Side.BUY, 4_999_980, 5),)
+    a.update_book(BTC, bids=[(5_000_000, 101)])
+    await manager.wait_idle()
+    assert a.requests[-1] == (RequestKind.CANCEL, (BTC, resting.client_order_id))
+    assert manager.tracker.open_orders("a", BTC) == []
+    assert manager.counters["quote_actions_deferred"] == 1
+    a.budget = 10
+    maker.ladder = (Quote(Side.BUY, 4_999_970, 5),)
+    a.update_book(BTC, bids=[(5_000_000, 102)])  # an event before the re-plan: it plans the latest
+    await manager.wait_idle()
+    await asyncio.sleep(0.4)  # past the re-plan's time: nothing older is planned again
+    await manager.wait_idle()
+    assert [order.price for order in manager.tracker.open_orders("a", BTC)] == [4_999_970]
+    assert manager.counters["quote_replans"] == 0
+    await manager.stop("test over")
+
+
 @pytest.mark.parametrize(("written_now", "batches"), [(1, [3]), (3, [])])
 async def test_orders_a_batching_venue_cannot_write_now_go_in_one_batch(
     written_now: int, batches: list[int]

@@ -157,6 +157,22 @@ async def test_a_418_blocks_everything_for_the_ban(server, client):
     assert client.stats.bans == 1
 
 
+async def test_the_new_order_budget_is_what_the_windows_let_out_now(server, client):
+    """What the quoting plan is given: new orders the account's windows could pay now (the
+    10 s order window binds first), nothing once the weight left is the cancels' reserve."""
+    instrument = await instrument_of(client)
+    before = client.affordable("new_order")
+    assert 0 < before <= 100  # spot's 100 orders / 10 s
+    await client.new_order(instrument, order("one"))
+    assert client.affordable("new_order") == before - 1
+    assert client.affordable_in_s("new_order") == 0.0
+    server.used_weight = 5400  # 6000 - the 10% kept for cancels
+    await client.server_time()
+    assert client.affordable("new_order") == 0
+    assert client.affordable("cancel_order") > 0
+    assert client.affordable_in_s("new_order") > 0.0
+
+
 async def test_cancels_use_the_reserve_that_new_orders_cannot(server, client):
     instrument = await instrument_of(client)
     await client.new_order(instrument, order("resting"))

@@ -202,6 +202,33 @@ async def test_cancels_overtake_queued_inserts_when_the_budget_is_short():
             await call
 
 
+async def test_the_budget_now_is_the_bucket_and_nothing_while_requests_wait_or_a_throttle_holds():
+    wire = Wire()
+    wire.session.default_message_rate = 5
+    wire.session.attach(wire.send)  # a fresh bucket of 5 tokens at 5/s
+    assert wire.session.budget_now() == 5 and wire.session.budget_wait_s() == 0.0
+    calls = [asyncio.ensure_future(wire.session.call("public/ticker")) for _ in range(6)]
+    await settle()
+    assert len(wire.sent) == 5
+    assert wire.session.budget_now() == 0  # one request waits for a token already
+    assert 0.2 < wire.session.budget_wait_s() <= 0.4  # after the one waiting: two tokens at 5/s
+    while len(wire.sent) < 6:
+        await asyncio.sleep(0.01)
+    assert wire.session.budget_now() == 0 and 0.0 < wire.session.budget_wait_s() <= 0.2
+    await asyncio.sleep(0.25)
+    assert wire.session.budget_now() == 1
+    for request in wire.sent:
+        wire.answer(request["id"], None)
+    await asyncio.gather(*calls)
+    throttled = asyncio.ensure_future(wire.session.call("private/insert", {}))
+    await settle()
+    wire.error(wire.sent[-1]["id"], 4, "throttled")
+    with pytest.raises(ThalexThrottledError):
+        await throttled
+    assert wire.session.budget_now() == 0  # the venue's throttle backoff holds
+    assert wire.session.budget_wait_s() > 0.0
+
+
 async def test_waiters_still_queued_at_session_loss_are_not_sent():
     wire = Wire()
     wire.session.default_message_rate = 1

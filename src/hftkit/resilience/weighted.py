@@ -32,6 +32,7 @@ from hftkit.core.clock import REAL_CLOCK, Clock
 from hftkit.resilience.errors import CapacityExceededError, UnknownWindowError
 
 _NS_PER_SECOND = 1_000_000_000
+UNBOUNDED = 1 << 31  # ``affordable`` for costs no window charges
 _INTERVAL_UNITS_NS = {
     "S": _NS_PER_SECOND,
     "M": 60 * _NS_PER_SECOND,
@@ -258,6 +259,24 @@ class WeightedLimiter:
         while waiters and waiters[0].future.done():
             heapq.heappop(waiters)
         return not waiters or waiters[0].priority < priority
+
+    def affordable(self, costs: WindowCosts | Mapping[str, int], priority: int = Priority.NORMAL) -> int:
+        """How many calls of ``costs`` every window could pay now, taking nothing: 0 while a
+        block holds or waiters queue ahead of ``priority``; ``UNBOUNDED`` for costs of no weight."""
+        costs = self._resolve(costs)
+        if self._waiters and not self._may_pass_queue(priority):
+            return 0
+        now = self._time_ns() + self._shift_ns
+        if now >= self._next_end_ns:
+            self._roll_expired(now)
+        if now < self._blocked_until_ns:
+            return 0
+        used = self._used
+        limits = self._limit_full if priority >= self.reserve_priority else self._limit_normal
+        count = UNBOUNDED
+        for index, weight in costs:
+            count = min(count, max(0, limits[index] - used[index]) // weight)
+        return count
 
     def time_until_available_ns(
         self, costs: WindowCosts | Mapping[str, int], priority: int = Priority.NORMAL

@@ -70,7 +70,7 @@ from hftkit.trading.quoting import AmendOrder, CancelOrder, QuotingPolicy, Quoti
 from hftkit.trading.risk import InstrumentLimits, KillSwitchEvent, KillSwitchShell, RiskGate, RiskInputError
 from hftkit.trading.state import OrderStateTracker, VenuePosition, VenueSnapshot
 from hftkit.trading.strategy import Decision, InstrumentKey, Strategy, TimerRequest
-from hftkit.venues.base import VenueAdapter, VenueEvent
+from hftkit.venues.base import BudgetsOrders, VenueAdapter, VenueEvent
 
 __all__ = ["TradingEngine"]
 
@@ -150,6 +150,13 @@ class TradingEngine:
         self._closed_owners: OrderedDict[str, Strategy] = OrderedDict()
         self.closed_owner_capacity = 10_000
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # venues whose adapter knows its rate budget now: a plan sends no more than that
+        self._order_budgets: dict[str, BudgetsOrders] = {
+            venue: adapter for venue, adapter in self.adapters.items() if isinstance(adapter, BudgetsOrders)
+        }
+        # plans cut short by the budget: the latest ladder per instrument, re-planned by a timer
+        self._deferred: dict[InstrumentKey, tuple[Strategy, tuple[Quote, ...]]] = {}
+        self._replans: dict[InstrumentKey, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # orders written inside a callback (no task) whose answer has not come back yet
         self._answers_due = 0
@@ -363,9 +370,11 @@ class TradingEngine:
             return
         self._running = False
         self._stopped = True
-        for handle in self._timers.values():
+        for handle in (*self._timers.values(), *self._replans.values()):
             handle.cancel()
         self._timers.clear()
+        self._replans.clear()
+        self._deferred.clear()
         for strategy in self.strategies:
             try:
                 strategy.on_stop()
@@ -730,6 +739,7 @@ class TradingEngine:
             self.counters["unmanaged_instrument_decisions"] += 1  # stop could not cancel them
             return
         tracker = self.tracker
+        budgets = self._order_budgets.get(venue)
         # the view only when the plan needs it: an unchanged ladder over unchanged orders (the
         # plan's early exit, a third of a market maker's book updates) builds none
         plan = self.quoting[venue].plan(
@@ -737,9 +747,14 @@ class TradingEngine:
             ladder,
             lambda: tracker.quoting_view(venue, symbol),
             tracker.state_version(venue, symbol),
+            None if budgets is None else budgets.order_budget(),
         )
         if plan.dropped:
             self.counters["quote_levels_dropped"] += plan.dropped  # merged or under venue minimums
+        if plan.deferred:
+            self._defer(strategy, venue, symbol, ladder, plan.deferred)
+        elif self._deferred:
+            self._deferred.pop((venue, symbol), None)  # this plan caught up: no re-plan of an older one
         actions = plan.actions
         if not actions:
             return
@@ -766,6 +781,29 @@ class TradingEngine:
                 self._spawn(self._send(self.gateway.send(batch[0], decided, trigger)))
             else:
                 self._spawn(self._send(self.gateway.send_batch(batch, decided, trigger)))
+
+    def _defer(
+        self, strategy: Strategy, venue: str, symbol: str, ladder: tuple[Quote, ...], deferred: int
+    ) -> None:
+        """The rate budget cut a plan short: re-plan the instrument's latest ladder once the
+        budget lets one more request out (an event before then re-plans it anyway)."""
+        self.counters["quote_actions_deferred"] += deferred
+        key = (venue, symbol)
+        self._deferred[key] = (strategy, ladder)
+        if key in self._replans or not self._running or self._loop is None:
+            return
+        wait_s = self._order_budgets[venue].order_budget_wait_s()
+        self._replans[key] = self._loop.call_later(max(wait_s, 0.001), self._replan, key)
+
+    def _replan(self, key: InstrumentKey) -> None:
+        self._replans.pop(key, None)
+        deferred = self._deferred.pop(key, None)
+        if deferred is None or not self._running or self.trading_halted:
+            return
+        strategy, ladder = deferred
+        self.counters["quote_replans"] += 1
+        self._quote(strategy, key[0], key[1], ladder, _perf_ns())
+        self._drain()
 
     def _place(
         self,

@@ -196,6 +196,22 @@ class CancelsOrdersNow(Protocol):
 
 
 @runtime_checkable
+class BudgetsOrders(Protocol):
+    """An adapter that knows how many order requests its rate budget lets out now: a plan sends
+    no more than that and re-plans the rest when the budget allows, instead of queueing quotes
+    that would be stale by the time the budget lets them out."""
+
+    def order_budget(self) -> int:
+        """Order requests (new orders, cancels) that could be sent now without waiting: 0 while
+        a throttle pause holds or requests already wait for the budget."""
+        ...
+
+    def order_budget_wait_s(self) -> float:
+        """Seconds until the budget lets one more order request out (0.0: now)."""
+        ...
+
+
+@runtime_checkable
 class VenueAdapter(Protocol):
     """What the trading core needs from a venue."""
 

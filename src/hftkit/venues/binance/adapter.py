@@ -503,6 +503,14 @@ class BinanceAdapter:
             on_sent=None if written is None else lambda sent_ns: written(client_order_id, sent_ns),
         )
 
+    def order_budget(self) -> int:
+        """``BudgetsOrders``: new orders the account's rate windows let out now (cancels draw on
+        a reserve of their own)."""
+        return self.rest.affordable("new_order")
+
+    def order_budget_wait_s(self) -> float:
+        return self.rest.affordable_in_s("new_order")
+
     def _orders_ready(self) -> bool:
         return self._ready.is_set() or self._credentials is None or not self.config.user_data
 

@@ -862,6 +862,18 @@ class BinanceRestClient:
         priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
         return self.limiter.try_acquire(self._costs(endpoint, endpoint.weight_for({})), priority)
 
+    def affordable(self, name: str) -> int:
+        """How many ``name`` requests the account's windows could pay now (taking nothing)."""
+        endpoint = self._endpoints[name]
+        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
+        return self.limiter.affordable(self._costs(endpoint, endpoint.weight_for({})), priority)
+
+    def affordable_in_s(self, name: str) -> float:
+        """Seconds until the account's windows could pay one more ``name`` request."""
+        endpoint = self._endpoints[name]
+        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
+        return self.limiter.time_until_available(self._costs(endpoint, endpoint.weight_for({})), priority)
+
     async def admit(self, name: str) -> None:
         """``admit_now``, waiting up to ``max_rate_wait_s``; RateLimitedError beyond it."""
         endpoint = self._endpoints[name]

@@ -355,6 +355,21 @@ class RpcSession:
             and self._bucket.try_acquire()
         )
 
+    def budget_now(self) -> int:
+        """Messages that could go out now without waiting: 0 while a throttle pause holds or
+        requests already wait for a token."""
+        if self._waiters or self._clock.monotonic_ns() < self._blocked_until_ns:
+            return 0
+        return max(0, int(self._bucket.tokens))
+
+    def budget_wait_s(self) -> float:
+        """Seconds until one more message could go out (after those already waiting)."""
+        queued = min(len(self._waiters) + 1, self._bucket.capacity)
+        wait_ns = max(
+            self._blocked_until_ns - self._clock.monotonic_ns(), self._bucket.time_until_available_ns(queued)
+        )
+        return max(0, wait_ns) / _NS_PER_SECOND
+
     async def _admit(self, priority: int) -> None:
         if self._admit_now():
             return
