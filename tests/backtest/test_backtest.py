@@ -249,3 +249,25 @@ def test_a_run_leaves_the_collector_as_it_found_it():
         [sys.executable, "-c", _COLLECTOR_CHECK], capture_output=True, text=True, timeout=60
     )
     assert finished.returncode == 0, finished.stderr
+
+
+def test_the_account_s_rate_windows_bound_the_order_flow_as_they_do_live(tmp_path):
+    """The example maker wants to send more than a USD-M account may (300 new orders a 10 s
+    window, 1200 a minute, a tenth of each kept for cancels): with the live adapter's budget
+    modelled no window sees more, and the quoting plan defers instead; without it, it would."""
+    sent_per_window: dict[bool, tuple[int, int, int]] = {}
+    for limits in (True, False):
+        path = short_config(tmp_path, end="2024-08-08T23:55:40Z")
+        if not limits:
+            path.write_text(path.read_text().replace("backtest:\n", "backtest:\n  rate_limits: false\n"))
+        result = run_backtest(path)
+        sent = result.orders[result.orders["event"] == "sent"]
+        per_10s = sent.groupby(sent["time_ns"] // 10_000_000_000).size().max()
+        per_minute = sent.groupby(sent["time_ns"] // 60_000_000_000).size().max()
+        sent_per_window[limits] = (len(sent), per_10s, per_minute)
+        deferred = result.summary["counters"].get("engine_quote_actions_deferred", 0)
+        assert (deferred > 0) is limits
+    total, per_10s, per_minute = sent_per_window[True]
+    assert per_10s <= 270 and per_minute <= 1080
+    assert sent_per_window[False][1] > 300  # more than the account could send: what used to pass
+    assert total < sent_per_window[False][0]

@@ -177,7 +177,9 @@ def test_local_sweep_runs_every_point_on_worker_processes(local_sweep: tuple[Pat
     assert (table["events"] > 0).all()
     for column in ("pnl_net", "pnl_gross", "fees", "fills", "fill_ratio", "max_drawdown", "inventory.max"):
         assert column in table.columns
-    assert table["orders_sent"].nunique() > 1  # the points really differ
+    # the points really differ (the order count alone may not: each point can spend the whole
+    # rate budget of the account)
+    assert table["pnl_net"].nunique() > 1
 
 
 @pytest.mark.slow

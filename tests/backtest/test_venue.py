@@ -4,16 +4,21 @@ the venue's own refusals) behind the VenueAdapter protocol, with latency on a si
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 import pytest
 
 from hftkit.backtest.latency import LatencyModel
 from hftkit.backtest.loop import SimulatedLoop
+from hftkit.backtest.rate import BucketRate, OrderRate, WindowRate
 from hftkit.backtest.venue import SimulatedVenue
+from hftkit.core.clock import Clock
 from hftkit.core.types import BookDelta, Fill, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
 from hftkit.sim.config import BINANCE_USDM, CATALOGUE
 from hftkit.sim.engine.accounts import FeeSchedule
 from hftkit.venues.base import OrderNotFoundError, OrderRejectedError, OrderRequest, VenueCapabilities
+from hftkit.venues.binance.endpoints import Market
 
 CAPABILITIES = VenueCapabilities(
     amend=False,
@@ -27,7 +32,9 @@ CAPABILITIES = VenueCapabilities(
 BID, ASK = 618_000, 618_001  # 61800.0 / 61800.1 in ticks of 0.1
 
 
-def venue(latency: LatencyModel | None = None) -> tuple[SimulatedVenue, SimulatedLoop, list[object]]:
+def venue(
+    latency: LatencyModel | None = None, order_rate: Callable[[Clock], OrderRate] | None = None
+) -> tuple[SimulatedVenue, SimulatedLoop, list[object]]:
     loop = SimulatedLoop()
     instrument = CATALOGUE[BINANCE_USDM]["BTCUSDT"].instrument("usdm")
     simulated = SimulatedVenue(
@@ -38,6 +45,7 @@ def venue(latency: LatencyModel | None = None) -> tuple[SimulatedVenue, Simulate
         latency=latency,
         fees=FeeSchedule.from_basis_points("2", "5"),
         balances={"USDT": "100000"},
+        order_rate=order_rate,
     )
     events: list[object] = []
     simulated.add_listener(events.append)
@@ -210,3 +218,37 @@ def test_orders_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(en
             OrderRequest(client_order_id="x", symbol="ETHUSDT", side=Side.BUY, quantity=1, price=1), told
         )
     assert simulated.requests == 4
+
+
+def test_the_live_adapter_s_message_budget_holds_on_the_simulated_clock():
+    """Thalex's session bucket (here 5 messages a second): an order written now declines once it
+    is spent, as the live adapter's does, and an awaited one waits for a token in simulated time."""
+    simulated, loop, _ = venue(order_rate=functools.partial(BucketRate, rate=5))
+    told: list[object] = []
+    assert simulated.order_budget() == 5
+    for index in range(5):
+        assert simulated.place_order_now(order(f"n{index}", Side.BUY, BID - 10 - index, 2), told.append)
+    assert simulated.order_budget() == 0
+    assert not simulated.place_order_now(order("late", Side.BUY, BID - 20, 2), told.append)
+    assert not simulated.cancel_order_now("BTCUSDT", "n0", told.append)
+    loop.advance_to(loop.now_ns())  # what was written arrives (no latency: this instant)
+    assert simulated.requests == 5 and len(told) == 5  # the declined ones were never sent
+    assert simulated.order_budget_wait_s() == pytest.approx(0.2)
+    started = loop.now_ns()
+    answer = loop.run_until_complete(simulated.place_order(order("waited", Side.BUY, BID - 20, 2)))
+    assert answer.status is OrderStatus.NEW
+    assert loop.now_ns() - started == 200_000_000  # one token at 5 a second
+
+
+def test_binance_windows_count_new_orders_and_keep_a_reserve_for_cancels():
+    """USD-M: 300 new orders a 10 s window, a tenth of it kept for cancels (the REST client's)."""
+    simulated, _, _ = venue(order_rate=functools.partial(WindowRate, Market.USDM))
+    assert simulated.order_budget() == 270
+    rate = simulated.order_rate
+    assert isinstance(rate, WindowRate)
+    for _ in range(270):
+        assert rate.take_now(cancel=False)
+    assert simulated.order_budget() == 0
+    assert not simulated.place_order_now(order("over", Side.BUY, BID - 10, 2), lambda answer: None)
+    assert rate.take_now(cancel=True)  # a cancel costs no order count, and has its reserve
+    assert 0.0 < simulated.order_budget_wait_s() <= 10.0

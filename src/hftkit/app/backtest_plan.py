@@ -12,6 +12,7 @@ entry points here, where the config format lives.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,10 +23,12 @@ import msgspec
 from hftkit.app import config as node_config
 from hftkit.app.config import ConfigError, LoadedConfig, ThalexVenue
 from hftkit.backtest.config import TimeRange
+from hftkit.backtest.rate import BucketRate, OrderRate, WindowRate
 from hftkit.backtest.results import BacktestResult
 from hftkit.backtest.runner import BacktestPlan, VenueSetup, run_plan
 from hftkit.backtest.sweep import SweepGrid, SweepResult
 from hftkit.backtest.sweep import run_sweep as run_sweep_with
+from hftkit.core.clock import Clock
 from hftkit.core.types import ContractKind, Instrument
 from hftkit.sim.config import BINANCE_SPOT, BINANCE_USDM, CATALOGUE, THALEX
 from hftkit.sim.engine.accounts import FeeSchedule
@@ -38,6 +41,7 @@ __all__ = [
     "NODE_CONFIG_LOADER",
     "NodeConfigLoader",
     "capabilities_for",
+    "order_rate_for",
     "plan_from_config",
     "run_backtest",
     "run_sweep",
@@ -56,6 +60,13 @@ def capabilities_for(venue: node_config.VenueConfig) -> tuple[VenueCapabilities,
     if isinstance(venue, ThalexVenue):
         return THALEX_CAPABILITIES, "thalex"
     return binance_capabilities(Market.SPOT if venue.market == "spot" else Market.USDM), "binance"
+
+
+def order_rate_for(venue: node_config.VenueConfig) -> Callable[[Clock], OrderRate]:
+    """The rate budget the real adapter of this venue keeps to, for a simulated venue's clock."""
+    if isinstance(venue, ThalexVenue):
+        return BucketRate
+    return functools.partial(WindowRate, Market.SPOT if venue.market == "spot" else Market.USDM)
 
 
 def venue_instruments(loaded: LoadedConfig, name: str, symbols: list[str]) -> list[Instrument]:
@@ -165,6 +176,7 @@ def plan_from_config(
                 capabilities=capabilities,
                 error_style=style,
                 fees=FeeSchedule.from_basis_points(fees.maker_bp, fees.taker_bp) if fees else FeeSchedule(),
+                order_rate=order_rate_for(node.venues[name]),
             )
         )
         listed = CATALOGUE[_catalogue_venue(node.venues[name])]

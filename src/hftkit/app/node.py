@@ -441,6 +441,7 @@ class TradingNode:
     def _paper_adapters(self, adapters: dict[str, VenueAdapter]) -> dict[str, VenueAdapter]:
         """``environment: paper``: each venue's real adapter keeps the market data; its orders go
         to an in-process matching engine mirroring that live book (``hftkit.backtest.paper``)."""
+        from hftkit.app.backtest_plan import order_rate_for
         from hftkit.backtest.latency import LatencyModel
         from hftkit.backtest.paper import PaperVenue
         from hftkit.sim.engine.accounts import FeeSchedule
@@ -458,6 +459,7 @@ class TradingNode:
                 fees=None if fees is None else FeeSchedule.from_basis_points(fees.maker_bp, fees.taker_bp),
                 balances=config.backtest.balances,
                 error_style="thalex" if isinstance(config.venues[name], ThalexVenue) else "binance",
+                order_rate=order_rate_for(config.venues[name]) if config.backtest.rate_limits else None,
             )
         return paper
 

@@ -116,3 +116,7 @@ class BacktestOptions(_Strict, frozen=True):
     #: the depth stream the strategy's book follows: 0 = every change (USD-M ``@depth@0ms``, the
     #: recordings' own stream); 100 = merged 100 ms diffs, as a node subscribes by default
     depth_interval_ms: int = 0
+    #: the live adapters' rate budget on the simulated clock (Binance's order and weight windows,
+    #: Thalex's 50 messages a second): a strategy sends no more than a live account could; false:
+    #: no limit (what backtests did before 2026-12-07)
+    rate_limits: bool = True

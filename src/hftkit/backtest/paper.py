@@ -22,8 +22,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from hftkit.backtest.latency import LatencyModel
+from hftkit.backtest.rate import OrderRate
 from hftkit.backtest.venue import RealTimeScheduler, SimulatedVenue
 from hftkit.book.order_book import OrderBook
+from hftkit.core.clock import Clock
 from hftkit.core.types import (
     BalanceUpdate,
     BookDelta,
@@ -64,8 +66,10 @@ class PaperVenue:
         fees: FeeSchedule | None = None,
         balances: Mapping[str, str] | None = None,
         error_style: str = "binance",
+        order_rate: Callable[[Clock], OrderRate] | None = None,
     ) -> None:
         self.market = market
+        self._order_rate = order_rate
         self.name = market.name
         self.capabilities = market.capabilities
         self.counters: Counter[str] = Counter()
@@ -110,6 +114,7 @@ class PaperVenue:
                 balances=self._balances,
                 error_style=self._error_style,  # type: ignore[arg-type]
                 publish_market=False,
+                order_rate=self._order_rate,
             )
             simulated.order_written = self._order_written
             for listener in self._listeners:

@@ -32,9 +32,10 @@ from hftkit.backtest.config import BacktestOptions, DataSource, LatencySettings,
 from hftkit.backtest.data import DEPTH, SEED, TRADE, LoadedSource, Timeline, load_source, parse_time
 from hftkit.backtest.latency import LatencyModel
 from hftkit.backtest.loop import SimulatedLoop
+from hftkit.backtest.rate import OrderRate
 from hftkit.backtest.results import BacktestResult, Journal
 from hftkit.backtest.venue import SimulatedVenue
-from hftkit.core.clock import SimulatedClock
+from hftkit.core.clock import Clock, SimulatedClock
 from hftkit.core.types import Instrument
 from hftkit.metrics import MetricsRegistry
 from hftkit.sim.engine.accounts import FeeSchedule
@@ -57,6 +58,8 @@ class VenueSetup:
     capabilities: VenueCapabilities
     error_style: str = "binance"
     fees: FeeSchedule = field(default_factory=FeeSchedule)
+    #: the live adapter's rate budget, built on the venue's clock (None: unlimited)
+    order_rate: Callable[[Clock], OrderRate] | None = None
 
 
 @dataclass
@@ -146,6 +149,7 @@ def run_plan(plan: BacktestPlan) -> BacktestResult:
             wall_offset_ns=origin,
             journal=journal,
             depth_interval_ns=options.depth_interval_ms * 1_000_000,
+            order_rate=setup.order_rate if options.rate_limits else None,
         )
         for setup in plan.venues
     }

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from hftkit.backtest.latency import Lane, LatencyModel
+from hftkit.backtest.rate import OrderRate
 from hftkit.backtest.results import Journal
 from hftkit.book.order_book import OrderBook
 from hftkit.core.clock import Clock
@@ -53,6 +54,7 @@ from hftkit.core.types import (
     TimeInForce,
     Trade,
 )
+from hftkit.resilience.weighted import UNBOUNDED
 from hftkit.sim.binance.wire import merge_updates
 from hftkit.sim.engine.accounts import Accounts, FeeSchedule
 from hftkit.sim.engine.errors import RejectReason, binance_error, thalex_error
@@ -157,6 +159,7 @@ class SimulatedVenue:
         journal: Journal | None = None,
         publish_market: bool = True,
         depth_interval_ns: int = 0,
+        order_rate: Callable[[Clock], OrderRate] | None = None,
     ) -> None:
         self.name = name
         self.publish_market = publish_market  # paper: the strategy reads the live book instead
@@ -177,6 +180,8 @@ class SimulatedVenue:
         for asset, amount in (balances or {}).items():
             self.accounts.deposit(ACCOUNT, asset, self.accounts.to_units(asset, amount))
         self.account = self.accounts.get(ACCOUNT)
+        # the live adapter's rate budget on this venue's clock (None: unlimited)
+        self.order_rate = None if order_rate is None else order_rate(self.clock)
         self.error_style = error_style
         self.journal = journal
         model = latency or LatencyModel.zero()
@@ -547,12 +552,16 @@ class SimulatedVenue:
         return OrderRejectedError(message, venue=self.name, code=code)
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        await self._spend(cancel=False)
         self._written(request)
         return await self._request(lambda: self._place(request))
 
     def place_order_now(self, request: OrderRequest, on_answer: OrderAnswer) -> bool:
         """The live WebSocket adapters' path (``WritesOrdersNow``): sent before returning, the
-        answer told ``order_entry`` + ``ack`` later, as ``place_order`` would return or raise it."""
+        answer told ``order_entry`` + ``ack`` later, as ``place_order`` would return or raise it.
+        False, nothing sent, when the rate budget would make it wait, as live."""
+        if self.order_rate is not None and not self.order_rate.take_now(False):
+            return False
         self._written(request)
         self._request_now(lambda: self._place(request), on_answer)
         return True
@@ -636,11 +645,14 @@ class SimulatedVenue:
         self._publish(symbol, result.book_update, result.trades)
 
     async def place_orders(self, requests: Sequence[OrderRequest]) -> list[OrderUpdate | VenueError]:
-        """One request per batch of ``max_batch_orders`` (each order judged on its own)."""
+        """One request per batch of ``max_batch_orders`` (each order judged on its own, and
+        counted in the rate budget as one order)."""
         size = max(1, self.capabilities.max_batch_orders)
         results: list[OrderUpdate | VenueError] = []
         for start in range(0, len(requests), size):
             chunk = list(requests[start : start + size])
+            for _ in chunk:
+                await self._spend(cancel=False)
             written = self.order_written
             for request in chunk:
                 if written is not None:
@@ -674,10 +686,13 @@ class SimulatedVenue:
         return results
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
+        await self._spend(cancel=True)
         return await self._request(functools.partial(self._cancel, symbol, client_order_id))
 
     def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
         """``CancelsOrdersNow``, as the live WebSocket adapters cancel (see ``place_order_now``)."""
+        if self.order_rate is not None and not self.order_rate.take_now(True):
+            return False
         self._request_now(functools.partial(self._cancel, symbol, client_order_id), on_answer)
         return True
 
@@ -691,7 +706,21 @@ class SimulatedVenue:
         update = self._update(order)
         return [update], update
 
+    async def _spend(self, cancel: bool) -> None:
+        """Wait for one request's cost in the rate budget, as the live adapter's awaited path does."""
+        if self.order_rate is not None:
+            await self.order_rate.acquire(cancel)
+
+    def order_budget(self) -> int:
+        """``BudgetsOrders``: new orders the modelled rate budget lets out now."""
+        return UNBOUNDED if self.order_rate is None else self.order_rate.budget()
+
+    def order_budget_wait_s(self) -> float:
+        return 0.0 if self.order_rate is None else self.order_rate.wait_s()
+
     async def cancel_all(self, symbol: str | None = None) -> int:
+        await self._spend(cancel=True)
+
         def cancel_all() -> tuple[list[VenueEvent], Any]:
             result = self.matching.cancel_all(ACCOUNT, symbol)
             events: list[VenueEvent] = []
@@ -705,6 +734,8 @@ class SimulatedVenue:
         return await self._request(cancel_all)
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
+        await self._spend(cancel=False)
+
         def amend() -> tuple[list[VenueEvent], Any]:
             result = self.matching.amend(
                 ACCOUNT,

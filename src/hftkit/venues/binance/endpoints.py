@@ -11,6 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from hftkit.core.clock import Clock
+from hftkit.resilience.weighted import Priority, RateWindow, WeightedLimiter
+
 
 class Market(Enum):
     SPOT = "spot"
@@ -204,3 +207,30 @@ RATE_LIMITS: dict[Market, tuple[RateLimitWindow, ...]] = {
     Market.SPOT: SPOT_RATE_LIMITS,
     Market.USDM: USDM_RATE_LIMITS,
 }
+
+
+def account_limiter(
+    market: Market, clock: Clock, *, cancel_reserve_fraction: float = 0.1, reset_guard_ns: int = 0
+) -> WeightedLimiter:
+    """The account's budget as one limiter over the market's windows, a share of each kept for
+    cancels (``Priority.HIGH``): the REST client's, and the backtest's model of the same."""
+    return WeightedLimiter(
+        [
+            RateWindow(window.header, window.limit, window.seconds * 1_000_000_000, cancel_reserve_fraction)
+            for window in RATE_LIMITS[market]
+        ],
+        clock,
+        reset_guard_ns=reset_guard_ns,
+        reserve_priority=Priority.HIGH,
+    )
+
+
+def request_weights(market: Market, endpoint: Endpoint, weight: int) -> dict[str, int]:
+    """What one request to ``endpoint`` costs in each window of ``market`` (header -> units)."""
+    weights: dict[str, int] = {}
+    for window in RATE_LIMITS[market]:
+        if window.kind == "REQUEST_WEIGHT":
+            weights[window.header] = weight
+        elif endpoint.orders:
+            weights[window.header] = endpoint.orders
+    return weights

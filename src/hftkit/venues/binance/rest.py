@@ -40,9 +40,7 @@ from hftkit.resilience import (
     BreakerRegistry,
     CircuitBreaker,
     Priority,
-    RateWindow,
     RetryPolicy,
-    WeightedLimiter,
 )
 from hftkit.transport.endpoints import EndpointSelector
 from hftkit.transport.http import (
@@ -72,6 +70,8 @@ from hftkit.venues.binance.endpoints import (
     USDM_REST_URLS,
     Endpoint,
     Market,
+    account_limiter,
+    request_weights,
     window_header,
 )
 
@@ -283,23 +283,15 @@ class BinanceRestClient:
         self._api_key = credentials.api_key if credentials is not None else Secret("")
         urls = tuple(config.base_urls) or (SPOT_REST_URLS if market is Market.SPOT else USDM_REST_URLS)
         self.selector = EndpointSelector(urls, clock=clock)
-        windows = RATE_LIMITS[market]
-        self.limiter = WeightedLimiter(
-            [
-                RateWindow(
-                    window.header,
-                    window.limit,
-                    window.seconds * 1_000_000_000,
-                    config.cancel_reserve_fraction,
-                )
-                for window in windows
-            ],
+        self._market = market
+        self.limiter = account_limiter(
+            market,
             VenueClock(clock, self.clock_offset),
+            cancel_reserve_fraction=config.cancel_reserve_fraction,
             reset_guard_ns=config.reset_guard_ms * 1_000_000,
-            reserve_priority=Priority.HIGH,
         )
+        windows = RATE_LIMITS[market]
         self._weight_window = next(window.header for window in windows if window.kind == "REQUEST_WEIGHT")
-        self._order_windows = tuple(window.header for window in windows if window.kind == "ORDERS")
         self._window_headers = tuple(window.header for window in windows)
         self._in_flight = dict.fromkeys(self._window_headers, 0)
         self._costs_cache: dict[tuple[int, int], Any] = {}
@@ -841,11 +833,7 @@ class BinanceRestClient:
             ) from None
 
     def _weights(self, endpoint: Endpoint, weight: int) -> dict[str, int]:
-        weights = {self._weight_window: weight}
-        if endpoint.orders:
-            for name in self._order_windows:
-                weights[name] = endpoint.orders
-        return weights
+        return request_weights(self._market, endpoint, weight)
 
     def _costs(self, endpoint: Endpoint, weight: int) -> Any:
         key = (weight, endpoint.orders)

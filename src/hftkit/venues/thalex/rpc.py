@@ -163,7 +163,7 @@ class RpcSession:
         self._pending: dict[int, _Pending] = {}
         self._late: OrderedDict[int, _Pending] = OrderedDict()
         self._late_memory = late_memory
-        self._bucket = _bucket(message_rate, clock, used=0)
+        self._bucket = message_bucket(message_rate, clock, used=0)
         self._sent_this_connection = 0
         self._blocked_until_ns = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -199,7 +199,7 @@ class RpcSession:
         self._send = send
         self._sent_this_connection = 0
         self._blocked_until_ns = 0
-        self._bucket = _bucket(self.default_message_rate, self._clock, used=0)
+        self._bucket = message_bucket(self.default_message_rate, self._clock, used=0)
 
     def detach(self, reason: str) -> None:
         """The connection is gone: fail everything in flight or queued, with the right certainty."""
@@ -229,7 +229,7 @@ class RpcSession:
         """Size the bucket to the session's own rate, charging what this connection already sent."""
         if rate <= 0:
             raise ValueError(f"message rate must be positive, got {rate!r}")
-        self._bucket = _bucket(rate, self._clock, used=self._sent_this_connection)
+        self._bucket = message_bucket(rate, self._clock, used=self._sent_this_connection)
 
     # -- requests ------------------------------------------------------------------------
     async def call(
@@ -494,7 +494,7 @@ class RpcSession:
         return histogram
 
 
-def _bucket(rate: float, clock: Clock, *, used: int) -> TokenBucket:
+def message_bucket(rate: float, clock: Clock, *, used: int) -> TokenBucket:
     """A bucket of one second's burst at ``rate``, minus what this connection already sent."""
     capacity = max(1, int(rate))
     return TokenBucket(rate, capacity, clock, initial_tokens=max(0, capacity - used))
