@@ -108,11 +108,16 @@ async def test_a_real_prometheus_scrapes_a_running_node_and_answers_queries(tmp_
             "sent": 'sum(orders_sent_total{venue="thalex"})',
             "tick_to_trade": 'tick_to_trade_ns_count{venue="thalex"}',
             "up": 'up{job="hftkit"}',
+            # the engine's and the gateway's own counts (orders sent, risk rejects, deferrals)
+            "gateway_sent": 'gateway_events_total{event="orders_sent"}',
         }
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as client:
             while time.monotonic() < deadline and not (
-                len(found) == len(queries) and found["sent"] > 0 and found["tick_to_trade"] > 0
+                len(found) == len(queries)
+                and found["sent"] > 0
+                and found["tick_to_trade"] > 0
+                and found["gateway_sent"] > 0
             ):
                 await asyncio.sleep(0.5)
                 for name, query in queries.items():
@@ -134,4 +139,5 @@ async def test_a_real_prometheus_scrapes_a_running_node_and_answers_queries(tmp_
             process.wait(timeout=20)
     assert found.get("up") == 1.0 and found.get("ready") == 1.0, found
     assert found.get("sent", 0) > 0 and found.get("tick_to_trade", 0) > 0, found
+    assert found.get("gateway_sent", 0) > 0, found
     assert summary.verdict.passed, summary.verdict.as_json()

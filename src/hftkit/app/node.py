@@ -170,6 +170,7 @@ class TradingNode:
         self._connection_state: dict[str, bool] = {}
         self._fills: Counter[InstrumentKey] = Counter()
         self._on_tick: list[Callable[[], None]] = []
+        self._exported_counts: dict[tuple[str, str], int] = {}  # engine counts already on /metrics
         self._final_rows: tuple[list[tuple[str, ...]], list[tuple[str, ...]]] | None = None
 
     # building ---------------------------------------------------------------------------------------
@@ -605,10 +606,29 @@ class TradingNode:
             if rounds % 10 == 0:  # the slower figures: positions, PnL, rate budget, breakers
                 self._export_positions()
                 self._export_venue_status()
+                self._export_engine_counters()
                 self._export_journal_status()
                 self._storage_tick()
             rounds += 1
             await asyncio.sleep(period_s)
+
+    def _export_engine_counters(self) -> None:
+        """The engine's and the order gateway's event counts (risk rejects, quote actions the
+        rate budget deferred, orders a venue could not take now, ...) as Prometheus counters."""
+        engine = self.engine
+        if engine is None:
+            return
+        exported = self._exported_counts
+        for family, counts in (
+            ("engine_events_total", engine.counters),
+            ("gateway_events_total", engine.gateway.counters),
+        ):
+            for event, value in counts.items():
+                key = (family, event)
+                added = value - exported.get(key, 0)
+                if added > 0:
+                    self.metrics.counter(family, "engine and order gateway events", event=event).inc(added)
+                    exported[key] = value
 
     def _export_venue_status(self) -> None:
         for venue, adapter in self.adapters.items():
