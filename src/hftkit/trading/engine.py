@@ -74,6 +74,9 @@ from hftkit.venues.base import BudgetsOrders, VenueAdapter, VenueEvent
 
 __all__ = ["TradingEngine"]
 
+#: the soonest a plan the rate budget cut short is re-planned: a budget that says "now" while
+#: requests already queue for it is re-asked at this pace, not in a busy loop
+REPLAN_FLOOR_S = 0.005
 _log = logging.getLogger(__name__)
 # the order path's one clock: frames are stamped on receipt with ``time.monotonic_ns()``
 _perf_ns = time.monotonic_ns
@@ -793,7 +796,7 @@ class TradingEngine:
         if key in self._replans or not self._running or self._loop is None:
             return
         wait_s = self._order_budgets[venue].order_budget_wait_s()
-        self._replans[key] = self._loop.call_later(max(wait_s, 0.001), self._replan, key)
+        self._replans[key] = self._loop.call_later(max(wait_s, REPLAN_FLOOR_S), self._replan, key)
 
     def _replan(self, key: InstrumentKey) -> None:
         self._replans.pop(key, None)
