@@ -17,7 +17,13 @@ from hftkit.core.clock import Clock
 from hftkit.core.types import BookDelta, Fill, OrderStatus, OrderType, OrderUpdate, Side, TimeInForce
 from hftkit.sim.config import BINANCE_USDM, CATALOGUE
 from hftkit.sim.engine.accounts import FeeSchedule
-from hftkit.venues.base import OrderNotFoundError, OrderRejectedError, OrderRequest, VenueCapabilities
+from hftkit.venues.base import (
+    AmendRequest,
+    OrderNotFoundError,
+    OrderRejectedError,
+    OrderRequest,
+    VenueCapabilities,
+)
 from hftkit.venues.binance.endpoints import Market
 
 CAPABILITIES = VenueCapabilities(
@@ -175,7 +181,9 @@ def test_a_batched_depth_stream_delivers_one_merged_diff_per_window():
 
 
 @pytest.mark.parametrize("entry_ns, ack_ns", [(0, 0), (1_000_000, 2_000_000)])
-def test_orders_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(entry_ns: int, ack_ns: int):
+def test_orders_amends_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(
+    entry_ns: int, ack_ns: int
+):
     """The live WebSocket adapters' path (``place_order_now``/``cancel_order_now``): the answer
     is told later, never inside the call (even with no latency), after the same entry + ack
     delay, and says what the awaited request returns or raises."""
@@ -198,6 +206,18 @@ def test_orders_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(en
 
     answers.clear()
     started = loop.now_ns()
+    moved = AmendRequest(client_order_id="n", symbol="BTCUSDT", price=BID - 1, quantity=3)
+    assert simulated.amend_order_now(moved, told)
+    assert answers == []
+    settle()
+    assert [(at - started, update.status, update.price, update.quantity) for at, update in answers] == [
+        (entry_ns + ack_ns, OrderStatus.NEW, BID - 1, 3)
+    ]
+    (resting,) = simulated.matching.open_orders("simulated")
+    assert (resting.price, resting.quantity) == (BID - 1, 3)
+
+    answers.clear()
+    started = loop.now_ns()
     assert simulated.cancel_order_now("BTCUSDT", "n", told)
     assert answers == []
     settle()
@@ -217,7 +237,7 @@ def test_orders_and_cancels_written_now_arrive_and_answer_as_the_awaited_ones(en
         simulated.place_order_now(
             OrderRequest(client_order_id="x", symbol="ETHUSDT", side=Side.BUY, quantity=1, price=1), told
         )
-    assert simulated.requests == 4
+    assert simulated.requests == 5
 
 
 def test_the_live_adapter_s_message_budget_holds_on_the_simulated_clock():

@@ -459,6 +459,58 @@ async def test_a_cancel_written_inside_the_call_ends_exactly_as_the_awaited_canc
     assert awaited[3]["cancel_round_trips"] == (1 if script is None else 0)
 
 
+async def _amend_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
+    """One resting order, one scripted amend (new price, new total), awaited or written now."""
+    gateway, venue, tracker = make_gateway(request_timeout_s=1.0)
+    order = gateway.prepare(buy(1, price=4_000_000, time_in_force=TimeInForce.GTC))
+    assert isinstance(order, Order)
+    assert (await gateway.send(order)) is not None
+    client_order_id = order.client_order_id
+    if script == "already_gone":  # closed at the venue, its end not yet told to the tracker
+        venue._orders.pop(client_order_id)
+    elif isinstance(script, FailureKind):
+        venue.fail_next(script, RequestKind.AMEND)
+    if written_now:
+        venue.writes_now = True
+        assert tracker.request_amend(client_order_id, 3_999_000, 2)
+        outcomes: list[bool] = []
+        assert gateway.amend_now("fake", SYMBOL, client_order_id, 3_999_000, 2, outcomes.append)
+        assert venue.requests[-1][0] is RequestKind.AMEND  # written before it returned
+        assert not outcomes  # told later, never inside the call
+        for _ in range(200):
+            if outcomes:
+                break
+            await asyncio.sleep(0.005)
+        assert len(outcomes) == 1
+        result = outcomes[0]
+    else:
+        result = await gateway.amend("fake", SYMBOL, client_order_id, 3_999_000, 2)
+    tracked = tracker.get(client_order_id)
+    assert tracked is not None
+    counted = {
+        name: gateway.counters[name] for name in ("amends_sent", "amend_rejects", "amend_outcome_unknown")
+    }
+    return result, tracked.status, tracked.price, tracked.quantity, counted
+
+
+@pytest.mark.parametrize("script", CANCEL_SCRIPTS, ids=lambda script: str(getattr(script, "value", script)))
+async def test_an_amend_written_inside_the_call_ends_exactly_as_the_awaited_amend(
+    script: FailureKind | str | None,
+) -> None:
+    awaited = await _amend_outcome(False, script)
+    written_now = await _amend_outcome(True, script)
+    assert written_now == awaited
+    expected = {
+        None: (True, OrderStatus.NEW, 3_999_000, 2),
+        FailureKind.REJECT: (False, OrderStatus.NEW, 4_000_000, 1),
+        FailureKind.RATE_LIMITED: (False, OrderStatus.NEW, 4_000_000, 1),
+        FailureKind.UNKNOWN_LOST: (False, OrderStatus.NEW, 4_000_000, 1),  # the query: unchanged
+        FailureKind.TRANSPORT_ERROR: (False, OrderStatus.NEW, 4_000_000, 1),
+        "already_gone": (False, OrderStatus.CANCELED, 4_000_000, 1),  # the query: the venue closed it
+    }[script]
+    assert awaited[:4] == expected
+
+
 async def test_a_venue_that_cannot_cancel_now_leaves_the_cancel_to_the_awaited_path() -> None:
     engine, venue, tracker = make_engine()  # a FakeVenue without writes_now
     gateway = engine.gateway

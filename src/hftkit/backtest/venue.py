@@ -735,25 +735,31 @@ class SimulatedVenue:
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
         await self._spend(cancel=False)
+        return await self._request(functools.partial(self._amend, request))
 
-        def amend() -> tuple[list[VenueEvent], Any]:
-            result = self.matching.amend(
-                ACCOUNT,
-                request.symbol,
-                price=request.price,
-                quantity=request.quantity,
-                client_order_id=request.client_order_id,
-            )
-            if not result.accepted or result.order is None:
-                return [], self._refusal(result.reason or RejectReason.UNKNOWN_ORDER)
-            order = result.order
-            self._journal_order(order, "amended" if order.is_open else order.status.value)
-            events: list[VenueEvent] = [self._update(order)]
-            events.extend(self._execution_events(result.executions))
-            self._after_book(request.symbol, result)
-            return events, self._update(order)
+    def amend_order_now(self, request: AmendRequest, on_answer: OrderAnswer) -> bool:
+        """``AmendsOrdersNow``, as the live WebSocket adapters amend (see ``place_order_now``)."""
+        if self.order_rate is not None and not self.order_rate.take_now(False):
+            return False
+        self._request_now(functools.partial(self._amend, request), on_answer)
+        return True
 
-        return await self._request(amend)
+    def _amend(self, request: AmendRequest) -> tuple[list[VenueEvent], Any]:
+        result = self.matching.amend(
+            ACCOUNT,
+            request.symbol,
+            price=request.price,
+            quantity=request.quantity,
+            client_order_id=request.client_order_id,
+        )
+        if not result.accepted or result.order is None:
+            return [], self._refusal(result.reason or RejectReason.UNKNOWN_ORDER)
+        order = result.order
+        self._journal_order(order, "amended" if order.is_open else order.status.value)
+        events: list[VenueEvent] = [self._update(order)]
+        events.extend(self._execution_events(result.executions))
+        self._after_book(request.symbol, result)
+        return events, self._update(order)
 
     async def mass_quote(self, quotes: Sequence[MassQuote]) -> MassQuoteReport:
         """Emulated: each side given replaces our resting orders of that side (cancel, then place)."""

@@ -341,6 +341,17 @@ class FakeVenue:
 
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
         self.requests.append((RequestKind.AMEND, request))
+        return await self._amend(request)
+
+    def amend_order_now(self, request: AmendRequest, on_answer: OrderAnswer) -> bool:
+        """With ``writes_now``: the amend is on the wire when this returns; its answer comes later."""
+        if not self.writes_now:
+            return False
+        self.requests.append((RequestKind.AMEND, request))
+        self._answer_later(self._amend(request), request.client_order_id, on_answer)
+        return True
+
+    async def _amend(self, request: AmendRequest) -> OrderUpdate:
         failure = await self._before(RequestKind.AMEND)
         self._raise_for(failure, request.client_order_id)
         order = self._orders.get(request.client_order_id)

@@ -860,14 +860,22 @@ class TradingEngine:
             if not decision.accepted:
                 self.counters["risk_rejects"] += 1
                 return
-        if self.tracker.request_amend(action.client_order_id, action.price, action.quantity):
-            self._spawn(
-                self._send(
-                    self.gateway.amend(
-                        venue, symbol, action.client_order_id, action.price, action.quantity, requested=True
-                    )
+        if not self.tracker.request_amend(action.client_order_id, action.price, action.quantity):
+            return
+        # written inside this callback where the venue allows, else by a task
+        self._answers_due += 1
+        if self.gateway.amend_now(
+            venue, symbol, action.client_order_id, action.price, action.quantity, self._answered
+        ):
+            return
+        self._answers_due -= 1
+        self._spawn(
+            self._send(
+                self.gateway.amend(
+                    venue, symbol, action.client_order_id, action.price, action.quantity, requested=True
                 )
             )
+        )
 
     async def _send(self, request: Coroutine[Any, Any, Any]) -> None:
         try:

@@ -33,6 +33,7 @@ from hftkit.trading.risk import RejectReason, RiskDecision, RiskGate
 from hftkit.trading.state import OrderStateTracker, RequestKind
 from hftkit.venues.base import (
     AmendRequest,
+    AmendsOrdersNow,
     CancelsOrdersNow,
     OrderNotFoundError,
     OrderRejectedError,
@@ -174,6 +175,11 @@ class OrderGateway:
             venue: adapter.cancel_order_now
             for venue, adapter in self.adapters.items()
             if isinstance(adapter, CancelsOrdersNow)
+        }
+        self._amend_now = {
+            venue: adapter.amend_order_now
+            for venue, adapter in self.adapters.items()
+            if isinstance(adapter, AmendsOrdersNow)
         }
         self._settlers: set[asyncio.Task[OrderUpdate | None]] = set()
         for venue, adapter in self.adapters.items():
@@ -556,28 +562,78 @@ class OrderGateway:
         if not requested and not tracker.request_amend(client_order_id, price, quantity):
             return False
         self.counters["amends_sent"] += 1
+        request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
+        answer: OrderUpdate | Exception
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                update = await self.adapters[venue].amend_order(
-                    AmendRequest(
-                        client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity
-                    )
-                )
-        except (OrderRejectedError, OrderNotFoundError, RateLimitedError) as error:
-            self.counters["amend_rejects"] += 1
-            tracker.amend_rejected(client_order_id, str(error))
+                answer = await self.adapters[venue].amend_order(request)
+        except Exception as error:  # refused, not found, timeout, disconnect, anything unforeseen
+            answer = error
+        outcome = self._amend_outcome(client_order_id, answer)
+        if isinstance(outcome, Order):
+            await self.settle(outcome)
             return False
-        except Exception:
+        return outcome
+
+    def amend_now(
+        self,
+        venue: str,
+        symbol: str,
+        client_order_id: str,
+        price: int,
+        quantity: int,
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> bool:
+        """Write an amend (already marked in the tracker) before returning, where the venue's
+        adapter can (True): its outcome is handled exactly as ``amend`` handles it, then
+        ``on_outcome`` hears what ``amend`` would have returned. False, with nothing sent and
+        nothing counted: the caller awaits ``amend`` instead."""
+        amend_now = self._amend_now.get(venue)
+        if amend_now is None:
+            return False
+        request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
+
+        def answered(answer: OrderUpdate | Exception) -> None:
+            outcome = self._amend_outcome(client_order_id, answer)
+            if isinstance(outcome, Order):  # the venue's truth first; the amend itself did not succeed
+                self._settle_then(outcome, None if on_outcome is None else lambda _found: on_outcome(False))
+            elif on_outcome is not None:
+                on_outcome(outcome)
+
+        try:
+            written = amend_now(request, answered)
+        except Exception as error:  # refused before anything was sent: ended as the awaited path ends it
+            self.counters["amends_sent"] += 1
+            answered(error)
+            return True
+        if written:
+            self.counters["amends_sent"] += 1
+        return written
+
+    def _amend_outcome(self, client_order_id: str, answer: OrderUpdate | Exception) -> bool | Order:
+        """What one amend's answer means for the tracker: True when the venue confirmed it; the
+        tracked order when its true state must be queried (the venue does not have it while the
+        tracker thinks it open, or the outcome is unknown); False otherwise."""
+        tracker = self.tracker
+        if isinstance(answer, OrderNotFoundError):
+            self.counters["amend_rejects"] += 1
+            tracker.amend_rejected(client_order_id, str(answer))
+            order = tracker.get(client_order_id)
+            # the venue does not have it: learn its true end (a fill or a cancel it has not told)
+            return order if order is not None and not order.status.is_terminal else False
+        if isinstance(answer, OrderRejectedError | RateLimitedError):
+            self.counters["amend_rejects"] += 1
+            tracker.amend_rejected(client_order_id, str(answer))
+            return False
+        if isinstance(answer, Exception):
             self.counters["amend_outcome_unknown"] += 1
             tracker.request_timed_out(client_order_id, RequestKind.AMEND)
             order = tracker.get(client_order_id)
-            if order is not None:
-                await self.settle(order)
-            return False
-        if update.status.is_terminal:
-            tracker.apply_report(update)
+            return False if order is None else order
+        if answer.status.is_terminal:
+            tracker.apply_report(answer)
         else:
-            tracker.amend_acknowledged(client_order_id, update.price, update.quantity)
+            tracker.amend_acknowledged(client_order_id, answer.price, answer.quantity)
         return True
 
 

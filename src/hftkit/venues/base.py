@@ -196,6 +196,19 @@ class CancelsOrdersNow(Protocol):
 
 
 @runtime_checkable
+class AmendsOrdersNow(Protocol):
+    """An adapter that writes an amend inside the caller's callback, as ``WritesOrdersNow`` does
+    a new order: a re-quote moves its order in one request with no task hop."""
+
+    def amend_order_now(self, request: AmendRequest, on_answer: OrderAnswer) -> bool:
+        """Write the amend before returning (True) and tell ``on_answer`` exactly once, later and
+        never from inside this call, what ``amend_order`` would have returned or raised. False,
+        with nothing sent, when it cannot be written without waiting: use ``amend_order``. An
+        amend refused locally raises its ``VenueError``."""
+        ...
+
+
+@runtime_checkable
 class BudgetsOrders(Protocol):
     """An adapter that knows how many order requests its rate budget lets out now: a plan sends
     no more than that and re-plans the rest when the budget allows, instead of queueing quotes

@@ -56,6 +56,8 @@ class VenueCase:
     immediate_writes: Callable[[Adapter], int] = lambda adapter: 0
     # cancels written inside the call too (cancel_order_now); else that call declines (False)
     cancels_now: bool = False
+    # amends written inside the call (amend_order_now); else amends are awaited (amend_order)
+    amends_now: bool = False
 
 
 # -- Binance ---------------------------------------------------------------------------------------
@@ -273,6 +275,7 @@ THALEX_IMMEDIATE_CASE = dataclasses.replace(
     immediate=True,
     immediate_writes=lambda adapter: adapter.rpc.stats.requests_sent,
     cancels_now=True,
+    amends_now=True,
 )
 
 CASES = (BINANCE_SPOT_CASE, BINANCE_USDM_CASE, THALEX_CASE)

@@ -339,6 +339,22 @@ class Harness:
             raise outcome
         return outcome
 
+    async def amend(self, request: AmendRequest) -> OrderUpdate:
+        """An amend the way the case sends it: written inside the call (``amend_order_now``,
+        answered later) where the case's transport can, else awaited (``amend_order``)."""
+        adapter = self.adapter
+        if not (self.case.immediate and self.case.amends_now):
+            return await adapter.amend_order(request)
+        answered: asyncio.Future[OrderUpdate | Exception] = asyncio.get_running_loop().create_future()
+        writes = self.case.immediate_writes(adapter)
+        assert adapter.amend_order_now(request, answered.set_result), "not written"
+        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the amend"
+        assert not answered.done()  # told later, never inside the call
+        outcome = await asyncio.wait_for(answered, 10)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
     def resting(self, tag: str, side: Side = Side.BUY, ticks_away: int = 20) -> OrderRequest:
         """A limit order well behind the touch: it rests and nothing the mover does fills it."""
         engine = self.venue.engine
@@ -473,7 +489,7 @@ class VenueBehaviourSuite:
             quantity=request.quantity * 2,
         )
         if harness.case.amend:
-            amended = await adapter.amend_order(amend)
+            amended = await harness.amend(amend)
             assert (amended.price, amended.quantity) == (amend.price, amend.quantity)
             assert (order.price, order.quantity) == (amend.price, amend.quantity)
             assert order.is_open

@@ -92,6 +92,8 @@ class ThalexAdapter:
     #: ``private/cancel`` the same way (``CancelsOrdersNow``): a re-quote's cancel leaves with no
     #: task hop either; it raises ``OrderNotFoundError`` for an order it has no name for.
     cancel_order_now: Callable[[str, str, OrderAnswer], bool]
+    #: ``private/amend`` the same way (``AmendsOrdersNow``): a re-quote moves its order at once
+    amend_order_now: Callable[[AmendRequest, OrderAnswer], bool]
     #: ``BudgetsOrders``: the session's messages that could go out now, and the wait for one more
     order_budget: Callable[[], int]
     order_budget_wait_s: Callable[[], float]
@@ -169,6 +171,7 @@ class ThalexAdapter:
         )
         self.place_order_now = self._orders.place_order_now
         self.cancel_order_now = self._orders.cancel_order_now
+        self.amend_order_now = self._orders.amend_order_now
         self.order_budget = self._rpc.budget_now
         self.order_budget_wait_s = self._rpc.budget_wait_s
         self._register_private_handlers()

@@ -444,13 +444,35 @@ class OrderEntry:
     async def amend_order(self, request: AmendRequest) -> OrderUpdate:
         """``private/amend``: new price and new *total* amount (same price, smaller size keeps priority)."""
         self._require_ready()
+        params = self._amend_params(request)
+        return await self._order_call("private/amend", params, request.client_order_id, Priority.NORMAL)
+
+    def amend_order_now(self, request: AmendRequest, on_answer: OrderAnswer) -> bool:
+        """``private/amend`` written before returning, as ``cancel_order_now`` writes a cancel.
+        False (nothing sent) when the session is not ready or the message rate would make it
+        wait: ``amend_order`` queues it."""
+        if self._readiness is not Readiness.READY:
+            return False
+        params = self._amend_params(request)
+        client_order_id = request.client_order_id
+        try:
+            return self._rpc.call_now(
+                "private/amend",
+                params,
+                _WrittenAnswer(self, "private/amend", client_order_id, on_answer),
+                priority=Priority.NORMAL,
+            )
+        except NotSentError as error:
+            raise self._order_failure(error, "private/amend", client_order_id) from error
+
+    def _amend_params(self, request: AmendRequest) -> dict[str, Any]:
         instrument = self._instrument(request.symbol)
         if request.quantity <= 0 or request.price <= 0:
             raise OrderRejectedError("amend needs a positive price and quantity", venue=self.name)
         params = self._reference(request.client_order_id)
         params["price"] = _number(instrument.ticks_to_price(request.price))
         params["amount"] = _number(instrument.lots_to_quantity(request.quantity))
-        return await self._order_call("private/amend", params, request.client_order_id, Priority.NORMAL)
+        return params
 
     async def cancel_order(self, symbol: str, client_order_id: str) -> OrderUpdate:
         """``private/cancel``; an order the venue no longer has raises OrderNotFoundError."""
