@@ -490,6 +490,7 @@ async def _amend_outcome(written_now: bool, script: FailureKind | str | None) ->
     counted = {
         name: gateway.counters[name] for name in ("amends_sent", "amend_rejects", "amend_outcome_unknown")
     }
+    counted["amend_round_trips"] = gateway.amend_round_trip["fake"].count  # answers, not failures
     return result, tracked.status, tracked.price, tracked.quantity, counted
 
 
@@ -509,6 +510,7 @@ async def test_an_amend_written_inside_the_call_ends_exactly_as_the_awaited_amen
         "already_gone": (False, OrderStatus.CANCELED, 4_000_000, 1),  # the query: the venue closed it
     }[script]
     assert awaited[:4] == expected
+    assert awaited[4]["amend_round_trips"] == (1 if script is None else 0)
 
 
 async def test_a_venue_that_cannot_cancel_now_leaves_the_cancel_to_the_awaited_path() -> None:

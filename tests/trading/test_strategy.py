@@ -387,11 +387,15 @@ async def test_start_adopts_what_rests_at_the_venue_and_its_positions_before_the
     adopted = manager.tracker.get("old-1")
     assert adopted is not None and manager.counters["start_reconciliation_differences"] >= 2
     assert manager.position("a", BTC) == 7
-    # the ladder is planned against what rests: the stale order is cancelled, never quoted beside
+    # the ladder is planned against what rests: the stale order is moved into it (the venue
+    # amends), never quoted beside
     a.update_book(BTC, bids=[(5_000_000, 101)])
     await manager.wait_idle()
-    assert "old-1" not in a.open_order_ids
-    assert len(a.open_order_ids) == len(LADDER)
+    assert len(a.open_order_ids) == len(LADDER) and "old-1" in a.open_order_ids
+    resting = sorted(
+        (order.side.value, order.price, order.quantity) for order in manager.tracker.open_orders("a", BTC)
+    )
+    assert resting == sorted((quote.side.value, quote.price, quote.size) for quote in LADDER)
     await manager.stop("test over")
 
 
@@ -472,7 +476,8 @@ async def test_a_plan_sends_no_more_than_the_rate_budget_and_replans_the_rest_wh
 async def test_with_a_short_budget_a_requote_cancels_first_and_a_caught_up_plan_drops_the_replan() -> None:
     a = BudgetedVenue("a", budget=10, wait_s=0.3)  # no re-plan before the test's next event
     maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=(Quote(Side.BUY, 4_999_990, 5),))
-    manager = TradingEngine.build([a], [maker])
+    # a re-quote by cancel and new order (an amend would move it in one request)
+    manager = TradingEngine.build([a], [maker], quoting=QuotingPolicy())
     await manager.start()
     await manager.wait_idle()
     (resting,) = manager.tracker.open_orders("a", BTC)

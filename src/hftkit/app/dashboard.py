@@ -34,6 +34,7 @@ STAGES = (
     ("tick_to_trade_ns", "tick-to-trade"),
     ("order_round_trip_ns", "round trip"),
     ("cancel_round_trip_ns", "cancel round trip"),
+    ("amend_round_trip_ns", "amend round trip"),
     ("gc_pause_ns", "gc pause"),
 )
 _STAGE_ORDER = {name: index for index, (name, _) in enumerate(STAGES)}

@@ -66,7 +66,7 @@ from hftkit.trading.execution import (
     TrackerExposure,
 )
 from hftkit.trading.positions import Position
-from hftkit.trading.quoting import AmendOrder, CancelOrder, QuotingPolicy, QuotingService
+from hftkit.trading.quoting import AmendOrder, CancelOrder, QuotingPolicy, QuotingService, amend_support
 from hftkit.trading.risk import InstrumentLimits, KillSwitchEvent, KillSwitchShell, RiskGate, RiskInputError
 from hftkit.trading.state import OrderStateTracker, VenuePosition, VenueSnapshot
 from hftkit.trading.strategy import Decision, InstrumentKey, Strategy, TimerRequest
@@ -232,9 +232,11 @@ class TradingEngine:
         # the engine's halt state, read when an execution runs (the engine exists by then)
         engine_execution = ExecutionEngine(gateway, execution, is_halted=lambda: engine.trading_halted)
         services = {}
-        for venue in by_name:
-            policy = quoting.get(venue, QuotingPolicy()) if isinstance(quoting, Mapping) else quoting
-            services[venue] = QuotingService(policy or QuotingPolicy())
+        for venue, adapter in by_name.items():
+            policy = quoting.get(venue) if isinstance(quoting, Mapping) else quoting
+            # no policy given: the venue's own amend (a re-quote moves an order in one request)
+            policy = policy or QuotingPolicy(amend=amend_support(adapter.capabilities))
+            services[venue] = QuotingService(policy)
         engine = cls(
             adapters,
             strategies,

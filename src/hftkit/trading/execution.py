@@ -144,6 +144,9 @@ class OrderGateway:
         self.cancel_round_trip: dict[str, LatencyHistogram] = {
             venue: self.metrics.histogram("cancel_round_trip_ns", venue=venue) for venue in self.adapters
         }
+        self.amend_round_trip: dict[str, LatencyHistogram] = {
+            venue: self.metrics.histogram("amend_round_trip_ns", venue=venue) for venue in self.adapters
+        }
         self.risk_check: LatencyHistogram = self.metrics.histogram("risk_check_ns")
         # the stages of tick-to-trade per venue: the triggering frame's receipt -> the strategy's
         # decision -> the gateway's send -> the adapter wrote the order's bytes (tick_to_trade)
@@ -564,12 +567,13 @@ class OrderGateway:
         self.counters["amends_sent"] += 1
         request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
         answer: OrderUpdate | Exception
+        sent_ns = _perf_ns()
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 answer = await self.adapters[venue].amend_order(request)
         except Exception as error:  # refused, not found, timeout, disconnect, anything unforeseen
             answer = error
-        outcome = self._amend_outcome(client_order_id, answer)
+        outcome = self._amend_outcome(venue, client_order_id, answer, sent_ns)
         if isinstance(outcome, Order):
             await self.settle(outcome)
             return False
@@ -592,9 +596,10 @@ class OrderGateway:
         if amend_now is None:
             return False
         request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
+        sent_ns = _perf_ns()
 
         def answered(answer: OrderUpdate | Exception) -> None:
-            outcome = self._amend_outcome(client_order_id, answer)
+            outcome = self._amend_outcome(venue, client_order_id, answer, sent_ns)
             if isinstance(outcome, Order):  # the venue's truth first; the amend itself did not succeed
                 self._settle_then(outcome, None if on_outcome is None else lambda _found: on_outcome(False))
             elif on_outcome is not None:
@@ -610,10 +615,12 @@ class OrderGateway:
             self.counters["amends_sent"] += 1
         return written
 
-    def _amend_outcome(self, client_order_id: str, answer: OrderUpdate | Exception) -> bool | Order:
-        """What one amend's answer means for the tracker: True when the venue confirmed it; the
-        tracked order when its true state must be queried (the venue does not have it while the
-        tracker thinks it open, or the outcome is unknown); False otherwise."""
+    def _amend_outcome(
+        self, venue: str, client_order_id: str, answer: OrderUpdate | Exception, sent_ns: int
+    ) -> bool | Order:
+        """What one amend's answer (sent at ``sent_ns``) means for the tracker: True when the
+        venue confirmed it; the tracked order when its true state must be queried (the venue does
+        not have it while the tracker thinks it open, or the outcome is unknown); False otherwise."""
         tracker = self.tracker
         if isinstance(answer, OrderNotFoundError):
             self.counters["amend_rejects"] += 1
@@ -630,6 +637,7 @@ class OrderGateway:
             tracker.request_timed_out(client_order_id, RequestKind.AMEND)
             order = tracker.get(client_order_id)
             return False if order is None else order
+        self.amend_round_trip[venue].record(_perf_ns() - sent_ns)
         if answer.status.is_terminal:
             tracker.apply_report(answer)
         else:

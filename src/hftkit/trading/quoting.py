@@ -32,6 +32,7 @@ from typing import Protocol
 import msgspec
 
 from hftkit.core.types import Instrument, OrderIntent, OrderStatus, OrderType, Quote, Side, TimeInForce
+from hftkit.venues.base import VenueCapabilities
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +53,14 @@ class AmendSupport(enum.Enum):
     NONE = "none"  # cancel + place only
     SIZE_DOWN = "size_down"  # same price, smaller size, keeps queue priority (Binance keepPriority)
     FULL = "full"  # any new price and total size (Thalex private/amend)
+
+
+def amend_support(capabilities: VenueCapabilities) -> AmendSupport:
+    """What a venue's amend can do, from its adapter's capabilities: a re-quote moves an order in
+    one request (one unit of the rate budget) instead of a cancel and a new order."""
+    if capabilities.amend:
+        return AmendSupport.FULL
+    return AmendSupport.SIZE_DOWN if capabilities.amend_keeps_priority_on_size_down else AmendSupport.NONE
 
 
 @dataclass(frozen=True, slots=True)

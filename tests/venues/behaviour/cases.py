@@ -170,6 +170,7 @@ def _binance_case(
         immediate=immediate,
         immediate_writes=_binance_api_writes if order_transport == "websocket_api" else _binance_lean_writes,
         cancels_now=immediate and order_transport == "websocket_api",
+        amends_now=immediate and order_transport == "websocket_api" and market is Market.USDM,
         amend=market is Market.USDM,  # USD-M modify (WS API order.modify, else PUT /fapi/v1/order)
         positions=market is Market.USDM,
         account_stream="user",

@@ -959,6 +959,45 @@ class BinanceAdapter:
         """USD-M: a new price and total quantity in place (``order.modify`` on the WebSocket API
         session, else ``PUT /fapi/v1/order``); the order loses its queue priority. Spot has no such
         amend (only a size cut, keepPriority): cancel and place there."""
+        instrument, last = self._amendable(request)
+        await self._wait_ready()
+        api = self.order_api
+        if api is not None and api.ready:
+            await self.rest.admit("modify_order")
+
+            def modify(on_answer: OrderAnswer) -> None:
+                self._modify_over_api(api, instrument, request, last.side, on_answer)
+
+            as_request = self._modify_request(request, last.side)
+            amended = await self._awaited_over_api(modify, instrument, as_request, "modify_order")
+            if amended is not None:
+                return amended  # else the session went down before the write: REST below
+        response = await self.rest.modify_order(
+            instrument, request.client_order_id, last.side, request.price, request.quantity
+        )
+        update = self._order_update(instrument, response, last.side)
+        self._track(update)
+        return update
+
+    def amend_order_now(self, request: AmendRequest, on_answer: OrderAnswer) -> bool:
+        """USD-M ``order.modify`` on the WebSocket API session, written before returning; the
+        answer goes to ``on_answer`` from the frame that carries it. False (nothing sent): no
+        session, the account not reconciled, or no rate budget now: ``amend_order`` waits or
+        uses REST."""
+        instrument, last = self._amendable(request)
+        api = self.order_api
+        if not self._orders_ready() or api is None or not api.ready:
+            return False
+        if not self.rest.admit_now("modify_order"):
+            return False
+        try:
+            self._modify_over_api(api, instrument, request, last.side, on_answer)
+        except SessionNotReadyError:
+            return False
+        return True
+
+    def _amendable(self, request: AmendRequest) -> tuple[Instrument, OrderUpdate]:
+        """The instrument and the open order an amend names, or the refusal that ends it here."""
         if self.market is not Market.USDM:
             raise UnsupportedOperationError(
                 "Binance spot does not amend price and size (capabilities.amend is False): cancel and place",
@@ -970,34 +1009,30 @@ class BinanceAdapter:
             raise OrderNotFoundError(f"no open order {request.client_order_id!r} to amend", venue=self.name)
         if request.quantity <= 0 or request.price <= 0:
             raise OrderRejectedError("amend needs a positive price and quantity", venue=self.name)
-        await self._wait_ready()
-        api = self.order_api
-        if api is not None and api.ready:
-            await self.rest.admit("modify_order")
-            as_request = OrderRequest(
-                symbol=request.symbol,
-                client_order_id=request.client_order_id,
-                side=last.side,
-                quantity=request.quantity,
-                price=request.price,
-            )
-            params = modify_params(
-                instrument, request.client_order_id, last.side, request.price, request.quantity
-            )
+        return instrument, last
 
-            def modify(on_answer: OrderAnswer) -> None:
-                answer = _ApiAnswer(self, instrument, as_request, "modify_order", on_answer)
-                api.request_now("order.modify", params, answer)
-
-            amended = await self._awaited_over_api(modify, instrument, as_request, "modify_order")
-            if amended is not None:
-                return amended  # else the session went down before the write: REST below
-        response = await self.rest.modify_order(
-            instrument, request.client_order_id, last.side, request.price, request.quantity
+    @staticmethod
+    def _modify_request(request: AmendRequest, side: Side) -> OrderRequest:
+        """The request a modify's answer is read against."""
+        return OrderRequest(
+            symbol=request.symbol,
+            client_order_id=request.client_order_id,
+            side=side,
+            quantity=request.quantity,
+            price=request.price,
         )
-        update = self._order_update(instrument, response, last.side)
-        self._track(update)
-        return update
+
+    def _modify_over_api(
+        self,
+        api: WebSocketApiSession,
+        instrument: Instrument,
+        request: AmendRequest,
+        side: Side,
+        on_answer: OrderAnswer,
+    ) -> None:
+        params = modify_params(instrument, request.client_order_id, side, request.price, request.quantity)
+        answer = _ApiAnswer(self, instrument, self._modify_request(request, side), "modify_order", on_answer)
+        api.request_now("order.modify", params, answer)
 
     def cancel_order_now(self, symbol: str, client_order_id: str, on_answer: OrderAnswer) -> bool:
         """``order.cancel`` on the WebSocket API session, written before returning; the answer goes
