@@ -404,30 +404,42 @@ CANCEL_SCRIPTS = [
 ]
 
 
-async def _cancel_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
-    """One resting order, one scripted cancel, by the awaited path or written inside the call."""
+async def _scripted_resting_order(
+    script: FailureKind | str | None, kind: RequestKind
+) -> tuple[OrderGateway, FakeVenue, OrderStateTracker, str]:
+    """One resting order; the next ``kind`` request on it meets ``script`` (or the order is gone)."""
     gateway, venue, tracker = make_gateway(request_timeout_s=1.0)
     order = gateway.prepare(buy(1, price=4_000_000, time_in_force=TimeInForce.GTC))
     assert isinstance(order, Order)
     assert (await gateway.send(order)) is not None
-    client_order_id = order.client_order_id
     if script == "already_gone":  # closed at the venue, its end not yet told to the tracker
-        venue._orders.pop(client_order_id)
+        venue._orders.pop(order.client_order_id)
     elif isinstance(script, FailureKind):
-        venue.fail_next(script, RequestKind.CANCEL)
+        venue.fail_next(script, kind)
+    return gateway, venue, tracker, order.client_order_id
+
+
+async def _the_one_outcome(outcomes: list[bool]) -> bool:
+    """A request written now is told its outcome later, never inside the call, exactly once."""
+    assert not outcomes
+    for _ in range(200):
+        if outcomes:
+            break
+        await asyncio.sleep(0.005)
+    assert len(outcomes) == 1
+    return outcomes[0]
+
+
+async def _cancel_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
+    """One resting order, one scripted cancel, by the awaited path or written inside the call."""
+    gateway, venue, tracker, client_order_id = await _scripted_resting_order(script, RequestKind.CANCEL)
     if written_now:
         venue.writes_now = True
         tracker.request_cancel(client_order_id)
         outcomes: list[bool] = []
         assert gateway.cancel_now("fake", SYMBOL, client_order_id, outcomes.append)
         assert venue.requests[-1] == (RequestKind.CANCEL, (SYMBOL, client_order_id))  # before it returned
-        assert not outcomes  # told later, never inside the call
-        for _ in range(200):
-            if outcomes:
-                break
-            await asyncio.sleep(0.005)
-        assert len(outcomes) == 1
-        result = outcomes[0]
+        result = await _the_one_outcome(outcomes)
     else:
         result = await gateway.cancel("fake", SYMBOL, client_order_id)
     tracked = tracker.get(client_order_id)
@@ -461,28 +473,14 @@ async def test_a_cancel_written_inside_the_call_ends_exactly_as_the_awaited_canc
 
 async def _amend_outcome(written_now: bool, script: FailureKind | str | None) -> tuple[object, ...]:
     """One resting order, one scripted amend (new price, new total), awaited or written now."""
-    gateway, venue, tracker = make_gateway(request_timeout_s=1.0)
-    order = gateway.prepare(buy(1, price=4_000_000, time_in_force=TimeInForce.GTC))
-    assert isinstance(order, Order)
-    assert (await gateway.send(order)) is not None
-    client_order_id = order.client_order_id
-    if script == "already_gone":  # closed at the venue, its end not yet told to the tracker
-        venue._orders.pop(client_order_id)
-    elif isinstance(script, FailureKind):
-        venue.fail_next(script, RequestKind.AMEND)
+    gateway, venue, tracker, client_order_id = await _scripted_resting_order(script, RequestKind.AMEND)
     if written_now:
         venue.writes_now = True
         assert tracker.request_amend(client_order_id, 3_999_000, 2)
         outcomes: list[bool] = []
         assert gateway.amend_now("fake", SYMBOL, client_order_id, 3_999_000, 2, outcomes.append)
         assert venue.requests[-1][0] is RequestKind.AMEND  # written before it returned
-        assert not outcomes  # told later, never inside the call
-        for _ in range(200):
-            if outcomes:
-                break
-            await asyncio.sleep(0.005)
-        assert len(outcomes) == 1
-        result = outcomes[0]
+        result = await _the_one_outcome(outcomes)
     else:
         result = await gateway.amend("fake", SYMBOL, client_order_id, 3_999_000, 2)
     tracked = tracker.get(client_order_id)

@@ -121,6 +121,13 @@ class Exploding(Strategy):
 
 
 LADDER = (Quote(Side.BUY, 4_999_990, 5), Quote(Side.SELL, 5_000_020, 5))
+#: two levels a side: four new orders in one plan
+TWO_LEVELS = (
+    Quote(Side.BUY, 4_999_990, 5),
+    Quote(Side.BUY, 4_999_980, 5, level=1),
+    Quote(Side.SELL, 5_000_020, 5),
+    Quote(Side.SELL, 5_000_030, 5, level=1),
+)
 
 
 def placed(fake: FakeVenue) -> list[object]:
@@ -406,13 +413,7 @@ async def test_several_new_quotes_on_a_batching_venue_go_in_one_request(order_pa
 
     a = venue("a")
     a.capabilities = replace(a.capabilities, max_batch_orders=5)
-    ladder = (
-        Quote(Side.BUY, 4_999_990, 5),
-        Quote(Side.BUY, 4_999_980, 5, level=1),
-        Quote(Side.SELL, 5_000_020, 5),
-        Quote(Side.SELL, 5_000_030, 5, level=1),
-    )
-    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=TWO_LEVELS)
     manager = TradingEngine.build([a], [maker])
     await manager.start()
     a.update_book(BTC, bids=[(5_000_000, 101)])
@@ -448,13 +449,7 @@ async def test_a_plan_sends_no_more_than_the_rate_budget_and_replans_the_rest_wh
     """No quote waits in a local queue for the budget (it would be stale when it went out): the
     plan sends what the budget lets out now, nearest the touch first, and re-plans the rest."""
     a = BudgetedVenue("a", budget=2)
-    ladder = (
-        Quote(Side.BUY, 4_999_990, 5),
-        Quote(Side.BUY, 4_999_980, 5, level=1),
-        Quote(Side.SELL, 5_000_020, 5),
-        Quote(Side.SELL, 5_000_030, 5, level=1),
-    )
-    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=TWO_LEVELS)
     manager = TradingEngine.build([a], [maker])
     await manager.start()
     await manager.wait_idle()
@@ -520,13 +515,7 @@ async def test_orders_a_batching_venue_cannot_write_now_go_in_one_batch(
         return write_now(request, on_answer)
 
     a.place_order_now = limited  # type: ignore[method-assign]
-    ladder = (
-        Quote(Side.BUY, 4_999_990, 5),
-        Quote(Side.BUY, 4_999_980, 5, level=1),
-        Quote(Side.SELL, 5_000_020, 5),
-        Quote(Side.SELL, 5_000_030, 5, level=1),
-    )
-    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=ladder)
+    maker = Recorder("maker", [Subscription("a", (BTC,))], ladder=TWO_LEVELS)
     manager = TradingEngine.build([a], [maker])
     await manager.start()
     a.update_book(BTC, bids=[(5_000_000, 101)])

@@ -752,7 +752,7 @@ class TradingEngine:
             ladder,
             lambda: tracker.quoting_view(venue, symbol),
             tracker.state_version(venue, symbol),
-            None if budgets is None else budgets.order_budget(),
+            None if budgets is None else budgets.order_budget,
         )
         if plan.dropped:
             self.counters["quote_levels_dropped"] += plan.dropped  # merged or under venue minimums

@@ -21,7 +21,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from hftkit.venues.base import (
     AmendRequest,
     AmendsOrdersNow,
     CancelsOrdersNow,
+    OrderAnswer,
     OrderNotFoundError,
     OrderRejectedError,
     OrderRequest,
@@ -477,18 +478,29 @@ class OrderGateway:
             tracker.request_cancel(client_order_id)
         self.counters["cancels_sent"] += 1
         sent_ns = _perf_ns()
+        return await self._awaited(
+            self.adapters[venue].cancel_order(symbol, client_order_id),
+            lambda answer: self._cancel_outcome(venue, client_order_id, answer, sent_ns),
+        )
+
+    async def _awaited(
+        self,
+        request: Awaitable[OrderUpdate],
+        outcome: Callable[[OrderUpdate | Exception], bool | Order],
+    ) -> bool:
+        """A cancel's or an amend's request, bounded by the request timeout; its ``outcome``,
+        after the venue's truth was queried where that outcome names an order to settle."""
+        answer: OrderUpdate | Exception
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                answer: OrderUpdate | Exception = await self.adapters[venue].cancel_order(
-                    symbol, client_order_id
-                )
+                answer = await request
         except Exception as error:  # asyncio.CancelledError is not: the caller's cancel goes on up
             answer = error
-        outcome = self._cancel_outcome(venue, client_order_id, answer, sent_ns)
-        if isinstance(outcome, Order):
-            await self.settle(outcome)
+        result = outcome(answer)
+        if isinstance(result, Order):
+            await self.settle(result)
             return False
-        return outcome
+        return result
 
     def cancel_now(
         self,
@@ -505,22 +517,39 @@ class OrderGateway:
         if cancel_now is None:
             return False
         sent_ns = _perf_ns()
+        return self._written_now(
+            lambda answered: cancel_now(symbol, client_order_id, answered),
+            lambda answer: self._cancel_outcome(venue, client_order_id, answer, sent_ns),
+            "cancels_sent",
+            on_outcome,
+        )
+
+    def _written_now(
+        self,
+        write: Callable[[OrderAnswer], bool],
+        outcome: Callable[[OrderUpdate | Exception], bool | Order],
+        counter: str,
+        on_outcome: Callable[[bool], None] | None,
+    ) -> bool:
+        """A cancel or an amend written inside the caller's callback (``write``): its answer ends
+        as the awaited path's does (``outcome``, then the venue's truth where that names an order
+        to settle), then ``on_outcome`` hears the result. False: nothing was written."""
 
         def answered(answer: OrderUpdate | Exception) -> None:
-            outcome = self._cancel_outcome(venue, client_order_id, answer, sent_ns)
-            if isinstance(outcome, Order):  # the venue's truth first; the cancel itself did not succeed
-                self._settle_then(outcome, None if on_outcome is None else lambda _found: on_outcome(False))
+            result = outcome(answer)
+            if isinstance(result, Order):  # the venue's truth first; the request itself did not succeed
+                self._settle_then(result, None if on_outcome is None else lambda _found: on_outcome(False))
             elif on_outcome is not None:
-                on_outcome(outcome)
+                on_outcome(result)
 
         try:
-            written = cancel_now(symbol, client_order_id, answered)
+            written = write(answered)
         except Exception as error:  # refused before anything was sent: ended as the awaited path ends it
-            self.counters["cancels_sent"] += 1
+            self.counters[counter] += 1
             answered(error)
             return True
         if written:
-            self.counters["cancels_sent"] += 1
+            self.counters[counter] += 1
         return written
 
     def _cancel_outcome(
@@ -566,18 +595,11 @@ class OrderGateway:
             return False
         self.counters["amends_sent"] += 1
         request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
-        answer: OrderUpdate | Exception
         sent_ns = _perf_ns()
-        try:
-            async with asyncio.timeout(self.request_timeout_s):
-                answer = await self.adapters[venue].amend_order(request)
-        except Exception as error:  # refused, not found, timeout, disconnect, anything unforeseen
-            answer = error
-        outcome = self._amend_outcome(venue, client_order_id, answer, sent_ns)
-        if isinstance(outcome, Order):
-            await self.settle(outcome)
-            return False
-        return outcome
+        return await self._awaited(
+            self.adapters[venue].amend_order(request),
+            lambda answer: self._amend_outcome(venue, client_order_id, answer, sent_ns),
+        )
 
     def amend_now(
         self,
@@ -597,23 +619,12 @@ class OrderGateway:
             return False
         request = AmendRequest(client_order_id=client_order_id, symbol=symbol, price=price, quantity=quantity)
         sent_ns = _perf_ns()
-
-        def answered(answer: OrderUpdate | Exception) -> None:
-            outcome = self._amend_outcome(venue, client_order_id, answer, sent_ns)
-            if isinstance(outcome, Order):  # the venue's truth first; the amend itself did not succeed
-                self._settle_then(outcome, None if on_outcome is None else lambda _found: on_outcome(False))
-            elif on_outcome is not None:
-                on_outcome(outcome)
-
-        try:
-            written = amend_now(request, answered)
-        except Exception as error:  # refused before anything was sent: ended as the awaited path ends it
-            self.counters["amends_sent"] += 1
-            answered(error)
-            return True
-        if written:
-            self.counters["amends_sent"] += 1
-        return written
+        return self._written_now(
+            lambda answered: amend_now(request, answered),
+            lambda answer: self._amend_outcome(venue, client_order_id, answer, sent_ns),
+            "amends_sent",
+            on_outcome,
+        )
 
     def _amend_outcome(
         self, venue: str, client_order_id: str, answer: OrderUpdate | Exception, sent_ns: int

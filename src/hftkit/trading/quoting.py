@@ -568,11 +568,12 @@ class QuotingService:
         desired: Sequence[Quote],
         open_orders: Iterable[OpenOrderView] | Callable[[], Iterable[OpenOrderView]],
         state_version: int | None = None,
-        budget: int | None = None,
+        budget: int | Callable[[], int] | None = None,
     ) -> QuotePlan:
         """Plan one instrument. ``open_orders`` may be a zero-argument callable (for example
-        ``lambda: tracker.quoting_view(venue, symbol)``): it is only called when the early exit
-        does not apply, so an unchanged tick costs no view at all."""
+        ``lambda: tracker.quoting_view(venue, symbol)``), and so may ``budget`` (the venue's rate
+        budget now): each is only called when the early exit does not apply, so an unchanged
+        tick costs no view and no budget read at all."""
         key = instrument.key
         ladder = desired if type(desired) is tuple else tuple(desired)
         if state_version is not None:
@@ -582,7 +583,7 @@ class QuotingService:
                 return QuotePlan(actions=[], unchanged=True)
         self.plans += 1
         orders = open_orders() if callable(open_orders) else open_orders
-        plan = plan_quotes(instrument, ladder, orders, self.policy, budget)
+        plan = plan_quotes(instrument, ladder, orders, self.policy, budget() if callable(budget) else budget)
         if state_version is not None:
             if plan.actions or plan.deferred:
                 self._in_sync.pop(key, None)

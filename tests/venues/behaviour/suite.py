@@ -33,7 +33,7 @@ from hftkit.sim.config import config_from_mapping
 from hftkit.sim.engine.matching import SimOrder
 from hftkit.sim.engine.venue import OrderEvent, OrderEventKind, SimVenue
 from hftkit.sim.runner import Simulator
-from hftkit.venues.base import AmendRequest, OrderNotFoundError, OrderRequest, VenueAdapter
+from hftkit.venues.base import AmendRequest, OrderAnswer, OrderNotFoundError, OrderRequest, VenueAdapter
 from hftkit.venues.binance.adapter import UnsupportedOperationError
 
 DEPTH = 10  # levels compared between the adapter's book and the simulator's
@@ -309,10 +309,19 @@ class Harness:
         adapter = self.adapter
         if not self.case.immediate:
             return await adapter.place_order(request)
+        return await self._written_now(lambda answer: adapter.place_order_now(request, answer), "order")
+
+    async def _written_now(
+        self, write: Callable[[OrderAnswer], bool], what: str, told_later: bool = False
+    ) -> OrderUpdate:
+        """A request written inside the call by the case's own immediate transport (one write on
+        it), its answer awaited; ``told_later``: also checked not told inside the call."""
         answered: asyncio.Future[OrderUpdate | Exception] = asyncio.get_running_loop().create_future()
-        writes = self.case.immediate_writes(adapter)
-        assert adapter.place_order_now(request, answered.set_result), "the immediate path did not write"
-        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the order"
+        writes = self.case.immediate_writes(self.adapter)
+        assert write(answered.set_result), f"the immediate path did not write the {what}"
+        assert self.case.immediate_writes(self.adapter) == writes + 1, f"another transport carried the {what}"
+        if told_later:
+            assert not answered.done()  # told later, never inside the call
         outcome = await asyncio.wait_for(answered, 10)
         if isinstance(outcome, Exception):
             raise outcome
@@ -330,14 +339,9 @@ class Harness:
             assert not adapter.cancel_order_now(self.symbol, client_order_id, answered.set_result)
             assert self.case.immediate_writes(adapter) == writes and not answered.done()
             return await adapter.cancel_order(self.symbol, client_order_id)
-        writes = self.case.immediate_writes(adapter)
-        assert adapter.cancel_order_now(self.symbol, client_order_id, answered.set_result), "not written"
-        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the cancel"
-        assert not answered.done()  # told later, never inside the call
-        outcome = await asyncio.wait_for(answered, 10)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return await self._written_now(
+            lambda answer: adapter.cancel_order_now(self.symbol, client_order_id, answer), "cancel", True
+        )
 
     async def amend(self, request: AmendRequest) -> OrderUpdate:
         """An amend the way the case sends it: written inside the call (``amend_order_now``,
@@ -345,15 +349,7 @@ class Harness:
         adapter = self.adapter
         if not (self.case.immediate and self.case.amends_now):
             return await adapter.amend_order(request)
-        answered: asyncio.Future[OrderUpdate | Exception] = asyncio.get_running_loop().create_future()
-        writes = self.case.immediate_writes(adapter)
-        assert adapter.amend_order_now(request, answered.set_result), "not written"
-        assert self.case.immediate_writes(adapter) == writes + 1, "another transport carried the amend"
-        assert not answered.done()  # told later, never inside the call
-        outcome = await asyncio.wait_for(answered, 10)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return await self._written_now(lambda answer: adapter.amend_order_now(request, answer), "amend", True)
 
     def resting(self, tag: str, side: Side = Side.BUY, ticks_away: int = 20) -> OrderRequest:
         """A limit order well behind the touch: it rests and nothing the mover does fills it."""

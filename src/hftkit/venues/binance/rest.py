@@ -295,6 +295,7 @@ class BinanceRestClient:
         self._window_headers = tuple(window.header for window in windows)
         self._in_flight = dict.fromkeys(self._window_headers, 0)
         self._costs_cache: dict[tuple[int, int], Any] = {}
+        self._request_costs_cache: dict[str, tuple[Any, Priority]] = {}
         self.breakers = BreakerRegistry(
             lambda name: CircuitBreaker(
                 f"{venue}:{name}",
@@ -846,21 +847,29 @@ class BinanceRestClient:
     def admit_now(self, name: str) -> bool:
         """Take one ``name`` request's weight and order count from the account's windows now;
         False when it would wait. The WebSocket API draws from the same windows as REST."""
-        endpoint = self._endpoints[name]
-        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
-        return self.limiter.try_acquire(self._costs(endpoint, endpoint.weight_for({})), priority)
+        costs, priority = self._request_costs(name)
+        return self.limiter.try_acquire(costs, priority)
 
     def affordable(self, name: str) -> int:
         """How many ``name`` requests the account's windows could pay now (taking nothing)."""
-        endpoint = self._endpoints[name]
-        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
-        return self.limiter.affordable(self._costs(endpoint, endpoint.weight_for({})), priority)
+        costs, priority = self._request_costs(name)
+        return self.limiter.affordable(costs, priority)
 
     def affordable_in_s(self, name: str) -> float:
         """Seconds until the account's windows could pay one more ``name`` request."""
-        endpoint = self._endpoints[name]
-        priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
-        return self.limiter.time_until_available(self._costs(endpoint, endpoint.weight_for({})), priority)
+        costs, priority = self._request_costs(name)
+        return self.limiter.time_until_available(costs, priority)
+
+    def _request_costs(self, name: str) -> tuple[Any, Priority]:
+        """One ``name`` request's costs in the windows (its weight without params) and its
+        priority (cancels draw on their reserve), resolved once per window sizing."""
+        found = self._request_costs_cache.get(name)
+        if found is None:
+            endpoint = self._endpoints[name]
+            priority = Priority.HIGH if endpoint.is_cancel else Priority.NORMAL
+            found = (self._costs(endpoint, endpoint.weight_for({})), priority)
+            self._request_costs_cache[name] = found
+        return found
 
     async def admit(self, name: str) -> None:
         """``admit_now``, waiting up to ``max_rate_wait_s``; RateLimitedError beyond it."""
@@ -877,6 +886,7 @@ class BinanceRestClient:
             if header in self._in_flight and limit.limit > 0:
                 self.limiter.set_limit(header, limit.limit)
                 self._costs_cache.clear()
+                self._request_costs_cache.clear()
                 resized.append(header)
         return resized
 

@@ -454,16 +454,18 @@ class OrderEntry:
         if self._readiness is not Readiness.READY:
             return False
         params = self._amend_params(request)
-        client_order_id = request.client_order_id
+        return self._call_now("private/amend", params, request.client_order_id, Priority.NORMAL, on_answer)
+
+    def _call_now(
+        self, method: str, params: dict[str, Any], client_order_id: str, priority: int, on_answer: OrderAnswer
+    ) -> bool:
+        """An order's cancel or amend written on the session now; its answer to ``on_answer``."""
         try:
             return self._rpc.call_now(
-                "private/amend",
-                params,
-                _WrittenAnswer(self, "private/amend", client_order_id, on_answer),
-                priority=Priority.NORMAL,
+                method, params, _WrittenAnswer(self, method, client_order_id, on_answer), priority=priority
             )
         except NotSentError as error:
-            raise self._order_failure(error, "private/amend", client_order_id) from error
+            raise self._order_failure(error, method, client_order_id) from error
 
     def _amend_params(self, request: AmendRequest) -> dict[str, Any]:
         instrument = self._instrument(request.symbol)
@@ -487,15 +489,7 @@ class OrderEntry:
         if self._readiness is not Readiness.READY:
             return False
         params = self._reference(client_order_id)  # OrderNotFoundError: nothing to name it by
-        try:
-            return self._rpc.call_now(
-                "private/cancel",
-                params,
-                _WrittenAnswer(self, "private/cancel", client_order_id, on_answer),
-                priority=Priority.HIGH,
-            )
-        except NotSentError as error:
-            raise self._order_failure(error, "private/cancel", client_order_id) from error
+        return self._call_now("private/cancel", params, client_order_id, Priority.HIGH, on_answer)
 
     async def cancel_all(self, symbol: str | None = None) -> int:
         """Every order (``private/cancel_all``), or this adapter's orders of one symbol: live,
