@@ -35,7 +35,10 @@ async def main(path: str) -> None:
                     status=OrderStatus.NEW,
                 )
             )
-        await asyncio.sleep(0)
+        # A moment's idle loop, as a node has between frames. A loop that never blocks starves the
+        # store's thread: each sqlite call ends by retaking the GIL, and the loop's zero-timeout
+        # polls drop and retake it first every time, so no commit lands for seconds (seen in CI).
+        await asyncio.sleep(0.0005)
         committed = journal.committed_sequence
         if committed != reported:
             reported = committed

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import pytest
@@ -145,6 +146,22 @@ async def test_the_journal_numbers_commits_and_reads_back_in_order(tmp_path: Pat
     other = await reopened.store.read("another-node")  # type: ignore[attr-defined]
     assert other == []
     await reopened.close()
+
+
+@pytest.mark.parametrize(("chosen", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+def test_commits_wait_for_fsync_unless_the_config_chose_normal(
+    tmp_path: Path, chosen: Literal["full", "normal"] | None, pragma: int
+) -> None:
+    store = (
+        SqliteJournalStore(tmp_path / "n.journal")
+        if chosen is None
+        else (SqliteJournalStore(tmp_path / "n.journal", synchronous=chosen))
+    )
+    store.open_sync()
+    try:
+        assert store.connection().execute("PRAGMA synchronous").fetchone()[0] == pragma
+    finally:
+        store.close_sync()
 
 
 async def test_a_full_disk_is_counted_reported_and_never_blocks_appends(tmp_path: Path) -> None:
