@@ -395,3 +395,26 @@ async def test_aclose_cancels_queued_waiters_and_the_server() -> None:
     results = await asyncio.gather(*waiters, return_exceptions=True)
     assert all(isinstance(result, asyncio.CancelledError) for result in results)
     assert limiter.waiting == 0
+
+
+def test_a_waiter_on_the_millisecond_loop_clock_sleeps_once_per_window_not_in_a_spin() -> None:
+    # uvloop's timers tick in milliseconds and may end a sleep before the window's turn (read
+    # from the finer monotonic clock); the server re-checked and slept again until the millisecond
+    # turned, a hundred wake-ups and more per wait. A tick past the turn makes it one sleep.
+    uvloop = pytest.importorskip("uvloop")
+    sleeps = 0
+
+    async def counted_sleep(seconds: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await asyncio.sleep(seconds)
+
+    async def wait_for_three_windows() -> None:
+        limiter = WeightedLimiter([RateWindow.of("W", 1, 0.0104)], sleep=counted_sleep)
+        assert limiter.try_acquire({"W": 1})
+        for _ in range(3):
+            await limiter.acquire({"W": 1})
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(wait_for_three_windows())
+    assert 1 <= sleeps <= 6, sleeps

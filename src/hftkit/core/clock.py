@@ -5,6 +5,12 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
+# uvloop's timers and ``loop.time()`` move in whole milliseconds: a timer or ``asyncio.sleep`` can
+# end up to this much before a deadline read from a finer clock. A wait that re-checks such a
+# deadline and sleeps again for the remainder spins the loop until the millisecond turns over
+# (a hundred wake-ups and more), so waits that re-check add this tick instead.
+LOOP_TICK_S = 0.001
+
 
 @runtime_checkable
 class Clock(Protocol):

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
-from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.clock import LOOP_TICK_S, REAL_CLOCK, Clock
 from hftkit.resilience.errors import CapacityExceededError, UnknownWindowError
 
 _NS_PER_SECOND = 1_000_000_000
@@ -455,7 +455,9 @@ class WeightedLimiter:
                 head.future.set_result(None)
                 continue
             wait_ns = self.time_until_available_ns(head.costs, head.priority)
-            await self._sleep(max(wait_ns, 1) / _NS_PER_SECOND)
+            # a tick past the window's turn: woken early by the loop's millisecond timers, the
+            # waiter would re-check and sleep again until the millisecond turned (a busy loop)
+            await self._sleep(max(wait_ns, 1) / _NS_PER_SECOND + LOOP_TICK_S)
 
 
 class _Waiter:
