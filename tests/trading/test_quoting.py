@@ -453,3 +453,31 @@ def test_plan_turns_any_open_set_into_the_desired_set_with_minimal_actions(
         if policy.amend is AmendSupport.SIZE_DOWN and policy.price_tolerance:
             continue  # documented: maximum keep set first, amends among the rest (may be one above)
         assert len(side_actions) == brute_force_minimum(uncovered, actionable, policy)
+
+
+def test_a_plan_starved_by_the_budget_is_reused_until_the_budget_or_the_inputs_change() -> None:
+    service = QuotingService()
+    desired = tuple(ladder(BUY, [100, 99]))
+    budget_reads: list[int] = []
+    budget_now = 0
+
+    def budget() -> int:
+        budget_reads.append(budget_now)
+        return budget_now
+
+    first = service.plan(PLAIN, desired, [], state_version=3, budget=budget)
+    assert first.deferred == 2 and not first.actions and service.plans == 1
+    again = service.plan(PLAIN, desired, [], state_version=3, budget=budget)
+    assert again.deferred == 2 and not again.actions and again.unchanged  # counted again, not re-planned
+    assert service.plans == 1 and service.skipped == 1 and len(budget_reads) == 2
+    budget_now = 1  # one request affordable now: planned afresh, the best level goes out
+    refilled = service.plan(PLAIN, desired, [], state_version=3, budget=budget)
+    assert [action.price for action in refilled.places] == [100] and refilled.deferred == 1
+    assert service.plans == 2 and len(budget_reads) == 3  # the budget was read once for that plan
+    budget_now = 0
+    service.plan(PLAIN, desired, [], state_version=4, budget=budget)  # starved again, new state
+    moved = tuple(ladder(BUY, [101, 99]))
+    assert service.plan(PLAIN, moved, [], state_version=4, budget=budget).deferred == 2
+    assert service.plans == 4  # another ladder is another plan
+    assert service.plan(PLAIN, moved, [], state_version=5, budget=budget).deferred == 2
+    assert service.plans == 5  # and so is another order state

@@ -552,13 +552,17 @@ def _pair_amends(
 
 class QuotingService:
     """``plan_quotes`` plus an early exit: when the ladder and the instrument's order-state
-    version are the same as at the last plan that found nothing to do, skip the work."""
+    version are the same as at the last plan that sent nothing, skip the work. A plan that sent
+    nothing because the rate budget was spent is reused while the budget is still what it was:
+    a maker re-quoting faster than its venue allows re-plans on every book update until the
+    budget refills, and the plan is the same each time (a quarter of the example backtest's)."""
 
     __slots__ = ("_in_sync", "plans", "policy", "skipped")
 
     def __init__(self, policy: QuotingPolicy | None = None) -> None:
         self.policy = policy or QuotingPolicy()
-        self._in_sync: dict[tuple[str, str], tuple[int, tuple[Quote, ...]]] = {}
+        # instrument -> (state version, ladder, the plan that sent nothing, the budget it had)
+        self._in_sync: dict[tuple[str, str], tuple[int, tuple[Quote, ...], QuotePlan, int | None]] = {}
         self.plans = 0
         self.skipped = 0
 
@@ -576,19 +580,38 @@ class QuotingService:
         tick costs no view and no budget read at all."""
         key = instrument.key
         ladder = desired if type(desired) is tuple else tuple(desired)
+        budget_now: int | None = None
+        budget_read = False
         if state_version is not None:
             last = self._in_sync.get(key)
             if last is not None and last[0] == state_version and (last[1] is ladder or last[1] == ladder):
-                self.skipped += 1
-                return QuotePlan(actions=[], unchanged=True)
+                cached = last[2]
+                if not cached.deferred:
+                    self.skipped += 1
+                    return QuotePlan(actions=[], unchanged=True)
+                budget_now = budget() if callable(budget) else budget
+                budget_read = True
+                # still starved: the same plan, all of it deferred again (and counted again, as a
+                # fresh plan's would be)
+                if budget_now == last[3]:
+                    self.skipped += 1
+                    return QuotePlan(
+                        actions=[],
+                        kept=cached.kept,
+                        deferred=cached.deferred,
+                        dropped=cached.dropped,
+                        unchanged=True,
+                    )
         self.plans += 1
         orders = open_orders() if callable(open_orders) else open_orders
-        plan = plan_quotes(instrument, ladder, orders, self.policy, budget() if callable(budget) else budget)
+        if not budget_read:
+            budget_now = budget() if callable(budget) else budget
+        plan = plan_quotes(instrument, ladder, orders, self.policy, budget_now)
         if state_version is not None:
-            if plan.actions or plan.deferred:
+            if plan.actions:
                 self._in_sync.pop(key, None)
             else:
-                self._in_sync[key] = (state_version, ladder)
+                self._in_sync[key] = (state_version, ladder, plan, budget_now)
         return plan
 
     def forget(self, instrument: Instrument) -> None:
