@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from hftkit.app.operations import Health, OperationsServer
-from hftkit.app.runtime import GcMonitor, rss_bytes
+from hftkit.app.runtime import GcMonitor, freeze_after_start, freeze_started, rss_bytes
 from hftkit.metrics import MetricsRegistry
 
 
@@ -54,6 +54,28 @@ async def test_metrics_carry_latency_rss_and_gc_pauses():
         assert rss_bytes() > 10_000_000
     finally:
         monitor.uninstall()
+
+
+def test_the_node_s_own_start_up_collections_are_timed_apart_from_the_pauses_it_suffers() -> None:
+    metrics = MetricsRegistry()
+    monitor = GcMonitor(metrics)
+    monitor.install()
+    try:
+        gc.collect(1)  # a collection the interpreter would run by itself: a pause
+        paused = metrics.get("gc_pause_ns", generation=1)
+        assert paused is not None and paused.snapshot().count == 1
+        frozen = monitor.freeze(freeze_after_start)  # the node's own full collection and freeze
+        assert frozen == gc.get_freeze_count() > 0
+        assert metrics.get("gc_pause_ns", generation=2) is None  # not a pause the node suffered
+        startup = metrics.get("gc_startup_collect_ns")
+        assert startup is not None and startup.snapshot().count == 1
+        monitor.freeze(freeze_started)
+        assert startup.snapshot().count == 2 and paused.snapshot().count == 1
+        gc.collect(1)
+        assert paused.snapshot().count == 2  # pauses are recorded again afterwards
+    finally:
+        monitor.uninstall()
+        gc.unfreeze()
 
 
 @pytest.mark.slow

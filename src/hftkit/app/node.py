@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hftkit.app import config as node_config
 from hftkit.app.config import BinanceVenue, ConfigError, LoadedConfig, ThalexVenue
 from hftkit.app.operations import Health, OperationsServer
-from hftkit.app.runtime import GcMonitor, freeze_after_start, install_stop_signals, remove_stop_signals
+from hftkit.app.runtime import (
+    GcMonitor,
+    freeze_after_start,
+    freeze_started,
+    install_stop_signals,
+    remove_stop_signals,
+)
 from hftkit.app.venues import build_adapter
 from hftkit.core.types import BookDelta, ConnectionEvent, Fill, Instrument, Order, OrderStatus, Side, Trade
 from hftkit.metrics import MetricsRegistry
@@ -537,11 +543,13 @@ class TradingNode:
                 engine.tracker.add_fill_listener(self._on_fill)
                 if market_storage is not None:
                     market_storage.bind(engine)
+                if self.config.runtime.gc_freeze:  # the full collection before any quote: no order waits
+                    monitor.freeze(freeze_after_start)
                 await engine.start()
                 if self.journal is not None:  # the positions start-up reconciliation settled on
                     self.journal.record_positions(engine.tracker, "reconciled")
-                if self.config.runtime.gc_freeze:
-                    monitor.record_freeze(freeze_after_start())
+                if self.config.runtime.gc_freeze:  # and what trading's start made: a young collection
+                    monitor.freeze(freeze_started)
                 self.phase = "running"
                 watchdog = asyncio.create_task(self._watchdog(), name="node:watchdog")
                 try:
