@@ -172,3 +172,34 @@ def test_invalid_configuration_is_refused() -> None:
         HedgerConfig(group="BTC", hedge_on=(), threshold=Decimal(1))
     with pytest.raises(ValueError, match="threshold"):
         HedgerConfig(group="BTC", hedge_on=(("a", "X"),), threshold=Decimal(-1))
+
+
+def test_the_router_s_latency_is_re_read_once_per_refresh_not_per_hedge() -> None:
+    # a percentile of a histogram cost about as much as the rest of a hedge's decision
+    strategy, context = hedger(cooldown_s=0.0, latency_refresh_s=1.0)
+    reads: list[str] = []
+    order_latency = context.order_latency
+
+    def counted(venue: str) -> LatencyHistogram | None:
+        reads.append(venue)
+        return order_latency(venue)
+
+    context.order_latency = counted  # type: ignore[method-assign]
+    context.latency["a"].record(40_000_000)  # a: 40 ms, b: unmeasured (the router's default)
+    context.aggregate = Decimal("0.030")
+    first = strategy.maybe_hedge()
+    assert first is not None and sorted(reads) == ["a", "b"]
+    a_alone = next(item for item in strategy.last_routing.assessments if item.venue == "a")  # type: ignore[union-attr]
+    assert a_alone.latency_ms == pytest.approx(40.0, rel=0.01)
+    strategy.in_flight.clear()
+    context.now = 500_000_000  # half a second later: the same figures, nothing read
+    context.latency["a"].record(1_000_000)
+    context.latency["a"].record(1_000_000)
+    assert strategy.maybe_hedge() is not None and len(reads) == 2
+    strategy.in_flight.clear()
+    context.now = 1_000_000_000  # a second after the first read: read again
+    assert strategy.maybe_hedge() is not None and len(reads) == 4
+    a_now = next(item for item in strategy.last_routing.assessments if item.venue == "a")  # type: ignore[union-attr]
+    assert a_now.latency_ms == pytest.approx(1.0, rel=0.01)  # the new median
+    with pytest.raises(ValueError, match="latency_refresh_s"):
+        HedgerConfig(group="BTC", hedge_on=(("a", "BTCUSDT"),), threshold=Decimal(1), latency_refresh_s=-1.0)

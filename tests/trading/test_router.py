@@ -164,3 +164,89 @@ def test_split_fills_the_parent_and_never_costs_more_than_the_best_single_venue(
     if decision.best_single_cost is not None:
         scale = max(1.0, abs(decision.best_single_cost))
         assert decision.total_cost <= decision.best_single_cost + 1e-9 * scale
+
+
+class CountingBook:
+    """A book that records how deep the router read it."""
+
+    def __init__(self, inner: OrderBook) -> None:
+        self.inner = inner
+        self.reads: list[int] = []
+
+    def asks(self, n: int | None = None) -> list[tuple[int, int]]:
+        self.reads.append(-1 if n is None else n)
+        return self.inner.asks(n)
+
+    def bids(self, n: int | None = None) -> list[tuple[int, int]]:
+        self.reads.append(-1 if n is None else n)
+        return self.inner.bids(n)
+
+    def best_bid(self) -> tuple[int, int] | None:
+        return self.inner.best_bid()
+
+    def best_ask(self) -> tuple[int, int] | None:
+        return self.inner.best_ask()
+
+
+def test_a_deep_book_is_read_only_as_deep_as_the_parent_needs() -> None:
+    # reading a hundred levels of a real USD-M book sorts the side (the book's window holds
+    # fewer): a hedge of a few lots reads the first levels, a larger one doubles until it fits
+    deep = book([(4_999_000, 1)], [(5_000_000 + step, 1) for step in range(500)])
+    router = SmartOrderRouter()
+    small = CountingBook(deep)
+    decision = router.route(Side.BUY, "0.003", [RouteCandidate(instrument("a"), small)])  # type: ignore[arg-type]
+    assert small.reads == [16] and decision.filled == Decimal("0.003")
+    large = CountingBook(deep)
+    decision = router.route(Side.BUY, "0.040", [RouteCandidate(instrument("a"), large)])  # type: ignore[arg-type]
+    assert large.reads == [16, 32, 64] and decision.allocations[0].limit_price == 5_000_039
+    beyond = CountingBook(deep)
+    decision = router.route(Side.BUY, "1", [RouteCandidate(instrument("a"), beyond)])  # type: ignore[arg-type]
+    assert beyond.reads == [16, 32, 64, 100] and decision.filled == Decimal("0.100")  # max_levels
+
+
+class WholeBook(CountingBook):
+    """A book that hands over the same levels (all of them) however few are asked for."""
+
+    def __init__(self, inner: OrderBook, levels: list[tuple[int, int]]) -> None:
+        super().__init__(inner)
+        self.levels = levels
+
+    def asks(self, n: int | None = None) -> list[tuple[int, int]]:
+        return self.levels
+
+    def bids(self, n: int | None = None) -> list[tuple[int, int]]:
+        return self.levels
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=150),
+    other=st.lists(st.integers(1, 5), min_size=1, max_size=150),
+    lots=st.integers(1, 400),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+)
+def test_reading_only_the_levels_needed_routes_as_reading_them_all(
+    sizes: list[int], other: list[int], lots: int, side: Side
+) -> None:
+    def levels(offset: int, values: list[int]) -> list[tuple[int, int]]:
+        sign = 1 if side is Side.BUY else -1
+        return [(5_000_000 + sign * (offset + 2 * index), size) for index, size in enumerate(values)]
+
+    def candidates(whole: bool) -> list[RouteCandidate]:
+        made = []
+        for name, offset, values in (("a", 0, sizes), ("b", 1, other)):
+            taken = levels(offset, values)
+            the_book = book([(4_000_000, 1)], taken) if side is Side.BUY else book(taken, [(6_000_000, 1)])
+            reader: OrderBook | WholeBook = the_book
+            if whole:  # a book that always hands over every level it holds up to max_levels
+                reader = WholeBook(the_book, the_book.asks(100) if side is Side.BUY else the_book.bids(100))
+            made.append(RouteCandidate(instrument(name), reader, fee_bps=1.0))  # type: ignore[arg-type]
+        return made
+
+    quantity = Decimal(lots) * Decimal("0.001")
+    shallow = SmartOrderRouter().route(side, quantity, candidates(False))
+    everything = SmartOrderRouter().route(side, quantity, candidates(True))
+    assert shallow.allocations == everything.allocations
+    assert shallow.total_cost == everything.total_cost
+    assert shallow.best_single_venue == everything.best_single_venue
+    assert shallow.best_single_cost == everything.best_single_cost

@@ -50,6 +50,9 @@ class HedgerConfig:
     cooldown_s: float = 1.0
     check_interval_s: float = 1.0
     slippage_bps: float = 5.0
+    # how often the router's latency per venue is re-read from the measured round trips: a
+    # percentile of a histogram costs about as much as the rest of a hedge's decision
+    latency_refresh_s: float = 1.0
     fee_bps: Mapping[str, float] = field(default_factory=dict)  # taker fee per venue
     router: RouterConfig = field(default_factory=RouterConfig)
 
@@ -60,7 +63,7 @@ class HedgerConfig:
             raise ValueError(f"HedgerConfig.threshold must be >= 0, got {self.threshold!r}")
         if self.max_hedge is not None and not (self.max_hedge.is_finite() and self.max_hedge > 0):
             raise ValueError(f"HedgerConfig.max_hedge must be > 0, got {self.max_hedge!r}")
-        for name in ("cooldown_s", "check_interval_s", "slippage_bps"):
+        for name in ("cooldown_s", "check_interval_s", "slippage_bps", "latency_refresh_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"HedgerConfig.{name} must be >= 0, got {value!r}")
@@ -86,6 +89,7 @@ class CrossVenueHedger(Strategy):
         self.hedged_lots_by_venue: dict[str, int] = {}
         self.reports: list[ExecutionReport] = []
         self._sequence = 0
+        self._latency_ms: dict[str, tuple[int, float | None]] = {}  # venue -> (read at ns, latency)
 
     def subscriptions(self) -> list[Subscription]:
         by_venue: dict[str, tuple[set[str], set[str]]] = {}
@@ -145,18 +149,12 @@ class CrossVenueHedger(Strategy):
             book = context.book(venue, symbol)
             if book is None:
                 continue
-            histogram = context.order_latency(venue)
-            latency = (
-                None
-                if histogram is None
-                else latency_ms_from_histogram(histogram, self.config.router.latency_percentile)
-            )
             candidates.append(
                 RouteCandidate(
                     instrument=context.instrument(venue, symbol),
                     book=book,
                     fee_bps=self.config.fee_bps.get(venue, 0.0),
-                    latency_ms=latency,
+                    latency_ms=self._latency(venue, now),
                 )
             )
         if not candidates:
@@ -189,6 +187,20 @@ class CrossVenueHedger(Strategy):
             )
         self.hedges_started += 1
         return Decision(orders=orders)
+
+    def _latency(self, venue: str, now: int) -> float | None:
+        """The venue's measured round trip for the router, re-read every ``latency_refresh_s``."""
+        cached = self._latency_ms.get(venue)
+        if cached is not None and now - cached[0] < self.config.latency_refresh_s * 1e9:
+            return cached[1]
+        histogram = self.context.order_latency(venue)
+        latency = (
+            None
+            if histogram is None
+            else latency_ms_from_histogram(histogram, self.config.router.latency_percentile)
+        )
+        self._latency_ms[venue] = (now, latency)
+        return latency
 
     def on_execution(self, report: ExecutionReport) -> Decision | None:
         if report.tag not in self.in_flight:

@@ -20,7 +20,8 @@ whole parent would cost there alone) and says in words why it chose what it chos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
@@ -100,7 +101,7 @@ class VenueAssessment(msgspec.Struct, frozen=True, kw_only=True):
     venue: str
     symbol: str
     touch: float | None  # best price on the side taken
-    depth: Decimal  # base quantity offered within the levels read
+    depth: Decimal  # base quantity offered within the levels read (enough for the parent, or max_levels)
     available: Decimal | None
     fee_bps: float
     latency_ms: float
@@ -157,13 +158,25 @@ class RoutingDecision(msgspec.Struct, frozen=True, kw_only=True):
 class _Venue:
     __slots__ = ("adverse", "base_per_lot", "candidate", "cap_lots", "fee", "latency_ms", "levels", "tick")
 
-    def __init__(self, candidate: RouteCandidate, side: Side, config: RouterConfig) -> None:
+    def __init__(
+        self, candidate: RouteCandidate, side: Side, config: RouterConfig, requested: Decimal
+    ) -> None:
         instrument = candidate.instrument
         self.candidate = candidate
         self.tick = float(instrument.tick_size)
         self.base_per_lot = instrument.lot_size * instrument.contract_size
         book = candidate.book
-        self.levels = book.asks(config.max_levels) if side is Side.BUY else book.bids(config.max_levels)
+        if candidate.available is None:
+            self.cap_lots: int | None = None
+        else:
+            self.cap_lots = max(
+                0, int((candidate.available / self.base_per_lot).to_integral_value(ROUND_DOWN))
+            )
+        self.levels = _levels_to_fill(
+            book.asks if side is Side.BUY else book.bids,
+            int((requested / self.base_per_lot).to_integral_value(ROUND_DOWN)),
+            config.max_levels,
+        )
         self.fee = candidate.fee_bps / 10_000
         self.latency_ms = (
             candidate.latency_ms if candidate.latency_ms is not None else config.default_latency_ms
@@ -178,18 +191,39 @@ class _Venue:
         self.adverse = self.latency_ms * (
             config.adverse_bps_per_ms / 10_000 * mid + config.adverse_cost_per_ms
         )
-        if candidate.available is None:
-            self.cap_lots: int | None = None
-        else:
-            self.cap_lots = max(
-                0, int((candidate.available / self.base_per_lot).to_integral_value(ROUND_DOWN))
-            )
 
     def unit_cost(self, price: int, side: Side) -> float:
         value = price * self.tick
         if side is Side.BUY:
             return value * (1 + self.fee) + self.adverse
         return -value * (1 - self.fee) + self.adverse
+
+    def units(self, side: Side, index: int) -> Iterator[tuple[float, float, int, int, int]]:
+        """This book's units cheapest first (its levels are best first, so their costs rise)."""
+        latency_ms = self.latency_ms
+        for price, size in self.levels:
+            if size > 0:
+                yield (self.unit_cost(price, side), latency_ms, index, price, size)
+
+
+# Levels read first: inside the book's sorted window (a slice, where a deeper read sorts the
+# side), and more than a hedge usually takes.
+FIRST_READ_LEVELS = 16
+
+
+def _levels_to_fill(
+    read: Callable[[int], list[tuple[int, int]]], lots: int, max_levels: int
+) -> list[tuple[int, int]]:
+    """The best levels holding ``lots`` (or every level up to ``max_levels``): a venue never takes
+    more than the parent's lots, so the levels past them cannot change the split. Read in
+    doubling depth from ``FIRST_READ_LEVELS``: a deep read sorts the side (a hundred levels of a
+    USD-M book cost more than the rest of a route)."""
+    depth = min(FIRST_READ_LEVELS, max_levels)
+    while True:
+        levels = read(depth)
+        if len(levels) < depth or depth >= max_levels or sum(size for _, size in levels) >= lots:
+            return levels
+        depth = min(depth * 2, max_levels)
 
 
 class SmartOrderRouter:
@@ -205,7 +239,7 @@ class SmartOrderRouter:
         requested = Decimal(quantity)
         if not requested.is_finite() or requested <= 0:
             raise ValueError(f"quantity must be a positive number, got {quantity!r}")
-        venues = [_Venue(candidate, side, self.config) for candidate in candidates]
+        venues = [_Venue(candidate, side, self.config, requested) for candidate in candidates]
         names = [venue.candidate.instrument.venue for venue in venues]
         if len(set(names)) != len(names):
             raise ValueError(f"one candidate per venue, got {names}")
@@ -253,14 +287,10 @@ class SmartOrderRouter:
         self, side: Side, requested: Decimal, venues: list[_Venue], excluded: dict[int, str]
     ) -> tuple[list[int], list[list[tuple[int, int]]]]:
         """Lots per venue and the (price, lots) taken from each level, cheapest units first."""
-        units: list[tuple[float, float, int, int, int]] = []
-        for index, venue in enumerate(venues):
-            if index in excluded:
-                continue
-            for price, size in venue.levels:
-                if size > 0:
-                    units.append((venue.unit_cost(price, side), venue.latency_ms, index, price, size))
-        units.sort()
+        # each book's units already rise in cost: merge them lazily, reading only what is taken
+        units = heapq.merge(
+            *(venue.units(side, index) for index, venue in enumerate(venues) if index not in excluded)
+        )
         remaining = requested
         lots = [0] * len(venues)
         prices: list[list[tuple[int, int]]] = [[] for _ in venues]
