@@ -10,7 +10,7 @@ import pytest
 from hftkit.book.order_book import OrderBook
 from hftkit.core.types import Fill, Instrument, Order, OrderStatus, Quote, Side, Trade
 from hftkit.testing import FailureKind, FakeVenue, RequestKind
-from hftkit.trading.engine import TradingEngine
+from hftkit.trading.engine import CANCEL_ALL_ATTEMPTS, TradingEngine
 from hftkit.trading.execution import ExecutionConfig, ExecutionReport, OrderIntent
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy
 from hftkit.trading.risk import InstrumentLimits
@@ -208,7 +208,8 @@ async def test_stop_cancels_every_managed_order_and_reconciles() -> None:
     assert not a.connected and not manager.running
 
 
-async def test_stop_survives_a_failing_cancel_all() -> None:
+@pytest.mark.parametrize("failures", [1, CANCEL_ALL_ATTEMPTS])
+async def test_stop_retries_a_failing_cancel_all_and_survives_one_that_keeps_failing(failures: int) -> None:
     a, b = venue("a"), venue("b")
     manager = TradingEngine.build(
         [a, b],
@@ -219,12 +220,16 @@ async def test_stop_survives_a_failing_cancel_all() -> None:
     )
     await manager.start()
     await manager.wait_idle()
-    a.fail_next(FailureKind.REJECT, RequestKind.CANCEL_ALL)
+    a.fail_next(FailureKind.REJECT, RequestKind.CANCEL_ALL, count=failures)
     await manager.stop()
-    assert manager.counters["cancel_all_failures"] == 1
-    assert b.open_order_ids == []  # the other venue was still cleaned up
-    assert len(a.open_order_ids) == 2  # and the tracker still knows what is left open on a
-    assert len(manager.tracker.open_orders("a", BTC)) == 2
+    assert manager.counters["cancel_all_failures"] == failures
+    assert manager.counters["cancel_all_retries"] == min(failures, CANCEL_ALL_ATTEMPTS - 1)
+    assert b.open_order_ids == []  # the other venue was cleaned up meanwhile
+    if failures < CANCEL_ALL_ATTEMPTS:  # refused once (a throttle, a hiccup): tried again, nothing rests
+        assert a.open_order_ids == [] and manager.tracker.open_orders("a", BTC) == []
+    else:  # refused every time: the tracker still knows what is left open on a
+        assert len(a.open_order_ids) == 2
+        assert len(manager.tracker.open_orders("a", BTC)) == 2
 
 
 async def test_a_raising_strategy_is_counted_and_does_not_stop_the_others() -> None:

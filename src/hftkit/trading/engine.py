@@ -77,6 +77,9 @@ __all__ = ["TradingEngine"]
 #: the soonest a plan the rate budget cut short is re-planned: a budget that says "now" while
 #: requests already queue for it is re-asked at this pace, not in a busy loop
 REPLAN_FLOOR_S = 0.005
+#: a cancel_all that leaves orders open is tried again, this many times in all, growing pauses apart
+CANCEL_ALL_ATTEMPTS = 3
+CANCEL_ALL_RETRY_S = 0.2
 _log = logging.getLogger(__name__)
 # the order path's one clock: frames are stamped on receipt with ``time.monotonic_ns()``
 _perf_ns = time.monotonic_ns
@@ -435,21 +438,33 @@ class TradingEngine:
         return sum(results)
 
     async def _cancel_symbol(self, venue: str, symbol: str) -> int:
+        """``cancel_all`` until the venue reports nothing open (``CANCEL_ALL_ATTEMPTS`` at most),
+        then reconcile the tracker with what it reports: a refused or throttled cancel, or an
+        order the adapter had lost track of (its ``open_orders`` tracks it again), is retried
+        rather than left resting."""
         adapter = self.adapters[venue]
-        taken_ns = self.clock.monotonic_ns()
         cancelled = 0
-        try:
-            cancelled = await adapter.cancel_all(symbol)
-            self.counters["cancel_all_calls"] += 1
-        except Exception as error:
-            self.counters["cancel_all_failures"] += 1
-            _log.error("cancel_all %s:%s failed: %r", venue, symbol, error)
-        try:
-            still_open = await adapter.open_orders(symbol)
-        except Exception as error:
-            self.counters["reconcile_failures"] += 1
-            _log.error("open orders of %s:%s unavailable after cancel_all: %r", venue, symbol, error)
-            return cancelled
+        for attempt in range(1, CANCEL_ALL_ATTEMPTS + 1):
+            taken_ns = self.clock.monotonic_ns()
+            try:
+                cancelled += await adapter.cancel_all(symbol)
+                self.counters["cancel_all_calls"] += 1
+            except Exception as error:
+                self.counters["cancel_all_failures"] += 1
+                _log.error("cancel_all %s:%s failed: %r", venue, symbol, error)
+            try:
+                still_open = await adapter.open_orders(symbol)
+            except Exception as error:
+                self.counters["reconcile_failures"] += 1
+                _log.error("open orders of %s:%s unavailable after cancel_all: %r", venue, symbol, error)
+                return cancelled
+            if not still_open or attempt == CANCEL_ALL_ATTEMPTS:
+                break
+            self.counters["cancel_all_retries"] += 1
+            _log.warning(
+                "%s:%s: %d orders still open after cancel_all; trying again", venue, symbol, len(still_open)
+            )
+            await asyncio.sleep(CANCEL_ALL_RETRY_S * attempt)
         report = self.tracker.reconcile(
             VenueSnapshot(
                 venue=venue,
