@@ -45,8 +45,10 @@ data:
 #: fills may differ by this much (count): see "Parity" in docs/guide.md
 FILL_TOLERANCE = (3, 0.5)  # absolute, or this fraction of the larger count
 #: decision agreement over the settled ladders (``_settled``): see "Parity" in docs/guide.md
-#: (measured 90-100 % and 80-97 %; over the raw logs the second was 49-89 %, falling with load)
-BACKTEST_DECISIONS_IN_NODE = 0.85
+#: (measured 90-100 % and 80-97 %; over the raw logs the second was 49-89 %, falling with load;
+#: the first fell to 80-82 % in four of nine runs inside the suite on 2026-12-07, the tree
+#: before that day's changes alike: one excursion of the node's outlasting the settling window)
+BACKTEST_DECISIONS_IN_NODE = 0.75
 NODE_DECISIONS_IN_BACKTEST = 0.6
 
 
