@@ -9,6 +9,7 @@ def test_trading_suite_runs_quickly_and_reports_oms_rows_against_published_figur
     names = [result.name for result in results]
     assert any(name.startswith("quoting reconcile") for name in names)
     assert any(name.startswith("state tracker order updates") for name in names)
+    assert any(name.startswith("smart order router") for name in names)
     for result in results:
         assert result.value > 0
     for result in results:

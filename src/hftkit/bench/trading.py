@@ -1,4 +1,4 @@
-"""``hftkit bench trading``: quoting reconcile latency and order-state-tracker throughput.
+"""``hftkit bench trading``: quoting reconcile latency, order-state-tracker throughput, a route.
 
 The baselines are figures a reference system publishes (8.7 ms per reconcile, 1,500 state
 updates/s); they are quoted, not measured here, and every row says so. Rows come from the
@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from hftkit.bench import trading_risk, trading_strategy
+from hftkit.bench import trading_risk, trading_router, trading_strategy
 from hftkit.bench.harness import BenchOptions, BenchResult, compare, time_per_call
 from hftkit.core import REAL_CLOCK, Fill, Instrument, Order, OrderType, Quote, Side
 from hftkit.trading.quoting import AmendSupport, QuotingPolicy, QuotingService, plan_quotes
@@ -216,6 +216,7 @@ ROW_PRODUCERS: list[Callable[[BenchOptions], list[BenchResult]]] = [
     state_rows,
     trading_risk.run,
     trading_strategy.market_maker_rows,
+    trading_router.route_rows,
 ]
 """Row producers run in order: the OMS and quoting rows here, the risk gate's in its module."""
 
