@@ -166,12 +166,6 @@ class _Venue:
         self.tick = float(instrument.tick_size)
         self.base_per_lot = instrument.lot_size * instrument.contract_size
         book = candidate.book
-        if candidate.available is None:
-            self.cap_lots: int | None = None
-        else:
-            self.cap_lots = max(
-                0, int((candidate.available / self.base_per_lot).to_integral_value(ROUND_DOWN))
-            )
         self.levels = _levels_to_fill(
             book.asks if side is Side.BUY else book.bids,
             int((requested / self.base_per_lot).to_integral_value(ROUND_DOWN)),
@@ -191,6 +185,12 @@ class _Venue:
         self.adverse = self.latency_ms * (
             config.adverse_bps_per_ms / 10_000 * mid + config.adverse_cost_per_ms
         )
+        if candidate.available is None:
+            self.cap_lots: int | None = None
+        else:
+            self.cap_lots = max(
+                0, int((candidate.available / self.base_per_lot).to_integral_value(ROUND_DOWN))
+            )
 
     def unit_cost(self, price: int, side: Side) -> float:
         value = price * self.tick
