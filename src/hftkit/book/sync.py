@@ -164,6 +164,7 @@ class BookSynchronizer:
         "_unsynced_since_ns",
         "book",
         "counters",
+        "is_synced",
         "last_gap_reason",
         "max_buffer",
         "max_id_advance",
@@ -202,6 +203,7 @@ class BookSynchronizer:
         self.resync_on_crossed = resync_on_crossed
         self.counters = SyncCounters()
         self.state = SyncState.AWAITING_SNAPSHOT
+        self.is_synced = False  # state is SYNCED, kept as an attribute: read per book event
         self._buffer: deque[_Event] = deque()
         self._last_id = -1
         # ids of the last applied event: a stale event overlapping them is a contradiction
@@ -215,10 +217,6 @@ class BookSynchronizer:
         self._snapshot_requested = False
         self._unsynced_since_ns: int | None = clock.monotonic_ns()
         self.last_gap_reason = ""
-
-    @property
-    def is_synced(self) -> bool:
-        return self.state is SyncState.SYNCED
 
     @property
     def needs_snapshot(self) -> bool:
@@ -309,6 +307,7 @@ class BookSynchronizer:
                 self.on_book(self.book)
             return SyncAction.APPLIED
         self.state = SyncState.BRIDGING
+        self.is_synced = False
         buffer = self._buffer
         self._buffer = deque()
         action = SyncAction.BUFFERED
@@ -490,6 +489,7 @@ class BookSynchronizer:
 
     def _become_synced(self) -> SyncAction:
         self.state = SyncState.SYNCED
+        self.is_synced = True
         if self._unsynced_since_ns is not None:
             elapsed = self._clock.monotonic_ns() - self._unsynced_since_ns
             self._unsynced_since_ns = None
@@ -506,6 +506,7 @@ class BookSynchronizer:
         self.last_gap_reason = reason
         self.counters.resyncs += 1
         self.state = SyncState.AWAITING_SNAPSHOT
+        self.is_synced = False
         self._stale_run = 0
         self._tickers.clear()
         if self._unsynced_since_ns is None:

@@ -199,7 +199,7 @@ class Instrument:
         return isinstance(other, Instrument) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return hash((self.venue, self.symbol))  # not via ``key``: one Python call, not two
 
     def __repr__(self) -> str:
         return (

@@ -730,7 +730,7 @@ class TradingEngine:
         for venue, symbol in decision.cancel_all:
             if venue in self.adapters:
                 self._spawn(self._cancel_symbol(venue, symbol))
-        if (decision.quotes or decision.orders) and self.trading_halted:
+        if (decision.quotes or decision.orders) and (self.risk.tripped or not self._running):  # halted
             self.counters["decisions_blocked"] += 1
             return
         for (venue, symbol), ladder in decision.quotes.items():
@@ -908,9 +908,11 @@ class TradingEngine:
 
         def reported(report: ExecutionReport) -> None:
             self._answer_arrived()
-            self._drain()
+            if self._pending_orders or self._pending_fills:  # a call saved on every answer
+                self._drain()
             self._dispatch(strategy, strategy.on_execution, report)
-            self._drain()
+            if self._pending_orders or self._pending_fills:
+                self._drain()
 
         self._answers_due += 1
         rest = self.execution.execute_now(intent, decided, own, trigger, reported)

@@ -1078,7 +1078,11 @@ class OrderStateTracker:
 
     def _notify(self, order: Order, previous: OrderStatus) -> None:
         for listener in self._order_listeners:
-            self._call_listener(listener, order, previous)
+            try:  # _call_listener's body, inline: this runs on every status change
+                listener(order, previous)
+            except Exception:
+                self.counters["listener_errors"] += 1
+                self._log_once(("listener", listener), "listener %r raised", listener, exc_info=True)
 
     def _call_listener(self, listener: Callable[..., None], *arguments: object) -> None:
         try:

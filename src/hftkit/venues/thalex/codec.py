@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -396,7 +396,7 @@ def decoder_for(kind: type[_T]) -> Callable[[bytes], _T]:
     decode = _decoders.get(kind)
     if decode is None:
         decode = _decoders[kind] = msgspec.json.Decoder(kind).decode
-    return cast("Callable[[bytes], _T]", decode)
+    return decode  # no typing.cast: a Python call on every answer's decode
 
 
 decode_book_notification = decoder_for(ThalexBookNotification)
@@ -522,7 +522,7 @@ class ThalexCodec:
         self.instruments = instruments
         self.unknown_instruments = 0
         # per instrument: C converters of [price, amount, ...] rows (when hftkit._native is built)
-        self._native_grids: dict[Instrument, tuple[Any, Any]] = {}
+        self._native_grids: dict[str, tuple[Instrument, Any, Any]] = {}
 
     def _levels(
         self, instrument: Instrument, rows: list[tuple[float, float, float]]
@@ -541,12 +541,14 @@ class ThalexCodec:
                 )
                 for price, amount, _outright in rows
             ]
-        grids = self._native_grids.get(instrument)
-        if grids is None:
+        # keyed by name and checked by identity: an Instrument hashes through Python code
+        grids = self._native_grids.get(instrument.symbol)
+        if grids is None or grids[0] is not instrument:
             # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything
             # else goes to book_level_steps, which raises the classified error.
             ticks, lots = instrument.ticks, instrument.lots
-            grids = self._native_grids[instrument] = (
+            grids = self._native_grids[instrument.symbol] = (
+                instrument,
                 NATIVE.Grid(
                     ticks.decimals, ticks.step_units, 1, partial(book_level_steps, instrument, price=True)
                 ),
@@ -554,7 +556,7 @@ class ThalexCodec:
                     lots.decimals, lots.step_units, 0, partial(book_level_steps, instrument, price=False)
                 ),
             )
-        return NATIVE.convert_levels(grids[0], grids[1], rows, 3)
+        return NATIVE.convert_levels(grids[1], grids[2], rows, 3)
 
     def _instrument(self, name: str) -> Instrument | None:
         instrument = self.instruments.get(name)

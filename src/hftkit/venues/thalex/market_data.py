@@ -213,7 +213,11 @@ class MarketData:
             return
         if delta is None:
             return
-        trades = [] if is_snapshot or not state.trades else self._codec.book_trades(symbol, wire, receive_ns)
+        trades = (
+            self._codec.book_trades(symbol, wire, receive_ns)
+            if wire.trades and state.trades and not is_snapshot
+            else ()
+        )
         if is_snapshot:
             state.expect_full = False
             if sync.on_snapshot(-1, delta.bids, delta.asks) is not SyncAction.APPLIED:
