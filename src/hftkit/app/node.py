@@ -45,6 +45,7 @@ from hftkit.app.runtime import (
 )
 from hftkit.app.venues import build_adapter
 from hftkit.core.types import BookDelta, ConnectionEvent, Fill, Instrument, Order, OrderStatus, Side, Trade
+from hftkit.metrics import Counter as MetricsCounter
 from hftkit.metrics import MetricsRegistry
 from hftkit.trading.engine import TradingEngine
 from hftkit.trading.execution import ExecutionConfig, TrackerExposure
@@ -175,6 +176,7 @@ class TradingNode:
         self._stop_reason = "time"
         self._connection_state: dict[str, bool] = {}
         self._fills: Counter[InstrumentKey] = Counter()
+        self._fill_counters: dict[InstrumentKey, MetricsCounter] = {}
         self._on_tick: list[Callable[[], None]] = []
         self._exported_counts: dict[tuple[str, str], int] = {}  # engine counts already on /metrics
         self._final_rows: tuple[list[tuple[str, ...]], list[tuple[str, ...]]] | None = None
@@ -711,8 +713,14 @@ class TradingNode:
         return listener
 
     def _on_fill(self, fill: Fill, position: Position) -> None:
-        self._fills[(fill.venue, fill.symbol)] += 1
-        self.metrics.counter("fills_total", "fills of our orders", venue=fill.venue, symbol=fill.symbol).inc()
+        key = (fill.venue, fill.symbol)
+        self._fills[key] += 1
+        counter = self._fill_counters.get(key)
+        if counter is None:  # a registry lookup checks labels and builds keys: once per instrument
+            counter = self._fill_counters[key] = self.metrics.counter(
+                "fills_total", "fills of our orders", venue=fill.venue, symbol=fill.symbol
+            )
+        counter.inc()
 
     def health(self) -> Health:
         """Ready = every venue connected and synced, and the kill switch clear."""

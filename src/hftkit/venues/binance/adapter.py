@@ -100,7 +100,8 @@ from hftkit.venues.binance.ws_api import (
 log = logging.getLogger(__name__)
 
 _order_decoder = msgspec.json.Decoder(codec.OrderResponse)
-_OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_NEW})
+# a tuple: membership by identity, where a set would hash the member through Enum's Python __hash__
+_OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_NEW)
 _TERMINAL_MEMORY = 4096
 
 

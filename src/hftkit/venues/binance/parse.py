@@ -89,7 +89,7 @@ class _BoundedGrid(DecimalGrid):
 class BinanceParser:
     """Per-instrument converter of Binance payloads to ticks/lots and core events."""
 
-    __slots__ = ("_native_raw", "instrument", "levels", "price", "size", "venue")
+    __slots__ = ("_native_raw", "instrument", "levels", "price", "price_steps", "size", "size_steps", "venue")
 
     def __init__(self, instrument: Instrument, cache_capacity: int = 65_536) -> None:
         self.instrument = instrument
@@ -103,6 +103,9 @@ class BinanceParser:
             # which converts exactly or raises the classified error.
             native_price = NATIVE.Grid(price_grid.decimals, price_grid.step_units, 1, self.price)
             native_size = NATIVE.Grid(size_grid.decimals, size_grid.step_units, 0, self.size)
+            # one value (a trade's, a ticker's): the C grid, no Python call on its fast path
+            self.price_steps: Callable[[str], int] = native_price
+            self.size_steps: Callable[[str], int] = native_size
             self.levels: Callable[[Iterable[PriceLevel]], list[Level]] = partial(
                 NATIVE.convert_levels, native_price, native_size
             )
@@ -110,6 +113,8 @@ class BinanceParser:
                 NATIVE.convert_raw_levels, native_price, native_size
             )
         else:
+            self.price_steps = self.price
+            self.size_steps = self.size
             self.levels = self._levels_python
             self._native_raw = None
 
@@ -186,10 +191,10 @@ class BinanceParser:
             venue=self.venue,
             symbol=ticker.symbol,
             update_id=ticker.update_id,
-            bid_price=self.price(ticker.bid_price),
-            bid_size=self.size(ticker.bid_quantity),
-            ask_price=self.price(ticker.ask_price),
-            ask_size=self.size(ticker.ask_quantity),
+            bid_price=self.price_steps(ticker.bid_price),
+            bid_size=self.size_steps(ticker.bid_quantity),
+            ask_price=self.price_steps(ticker.ask_price),
+            ask_size=self.size_steps(ticker.ask_quantity),
             event_time_ms=ticker.event_time,
             receive_ns=receive_ns,
         )
@@ -200,8 +205,8 @@ class BinanceParser:
             venue=self.venue,
             symbol=trade.symbol,
             trade_id=trade_id,
-            price=self.price(trade.price),
-            size=self.size(trade.quantity),
+            price=self.price_steps(trade.price),
+            size=self.size_steps(trade.quantity),
             # the buyer resting as maker means the seller took liquidity
             aggressor=Side.SELL if trade.buyer_is_maker else Side.BUY,
             event_time_ms=trade.event_time,

@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import msgspec
 
@@ -300,7 +301,7 @@ class MarketStreamSession:
                     stall_timeout_s=stall_timeout_s,
                     stall_probe_s=config.stall_probe_s,
                 ),
-                lambda payload, receive_ns: self._on_frame(route, payload, receive_ns),
+                partial(self._on_frame, route),  # not a lambda: one Python call per frame, not two
                 on_state=lambda state, reason: self._on_state(route, state, reason),
                 random_source=self._random,
                 name=f"{self.venue}{route.name}",

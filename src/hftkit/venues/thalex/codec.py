@@ -107,13 +107,10 @@ class Frame(msgspec.Struct, frozen=True):
         return self.channel_name is not None
 
 
-_frame_decoder = msgspec.json.Decoder(Frame)
-
-
-def decode_frame(payload: bytes) -> Frame:
-    """Route a frame by its shape; raises one of ``hftkit.codec.DECODE_FAILURES`` on bad input
-    (msgspec's errors, or RecursionError for nesting deeper than the stack allows)."""
-    return _frame_decoder.decode(payload)
+# Route a frame by its shape; raises one of ``hftkit.codec.DECODE_FAILURES`` on bad input
+# (msgspec's errors, or RecursionError for nesting deeper than the stack allows). The decoder's
+# own bound method, no wrapper: every frame of the session passes here.
+decode_frame = msgspec.json.Decoder(Frame).decode
 
 
 def encode_request(method: str, params: Mapping[str, Any] | None, request_id: int | None) -> bytes:
