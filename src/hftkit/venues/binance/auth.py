@@ -161,9 +161,11 @@ class SignedFrames:
         if template is None:
             template = self._template(shape, method, params(), variables)
         values = {**variables, _TIMESTAMP: timestamp}
-        payload = template.payload_format % tuple([values[name] for name in template.payload_names])
+        # map over C callables, not comprehensions: each comprehension is a Python frame (3.11)
+        value = values.__getitem__
+        payload = template.payload_format % tuple(map(value, template.payload_names))
         signature = self._signer.sign(payload.encode())
-        texts = [orjson.dumps(values[name]) for name in template.frame_names]
+        texts = map(orjson.dumps, map(value, template.frame_names))
         return template.frame_format % (request_id, *texts, signature.encode())
 
     def _template(

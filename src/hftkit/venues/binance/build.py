@@ -13,6 +13,7 @@ from urllib.parse import quote
 import orjson
 
 from hftkit.core.clock import REAL_CLOCK, Clock
+from hftkit.core.numbers import DecimalGrid
 from hftkit.core.secrets import REDACTED
 from hftkit.core.types import Instrument, OrderType, Side, TimeInForce
 from hftkit.venues.base import OrderRequest
@@ -22,8 +23,13 @@ from hftkit.venues.binance.endpoints import ENDPOINTS, Endpoint, Market
 _SECRET_PARAMS = frozenset({"signature", "apiKey"})
 _SECRET_HEADERS = frozenset({"x-mbx-apikey"})
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
-_SIDES = {Side.BUY: "BUY", Side.SELL: "SELL"}
-_TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+# keyed by the members' values (``side._value_``): a member hashes through Enum's Python __hash__
+_SIDES = {Side.BUY._value_: "BUY", Side.SELL._value_: "SELL"}
+_TIME_IN_FORCE = {
+    TimeInForce.GTC._value_: "GTC",
+    TimeInForce.IOC._value_: "IOC",
+    TimeInForce.FOK._value_: "FOK",
+}
 
 
 def order_params(market: Market, instrument: Instrument, request: OrderRequest) -> dict[str, str]:
@@ -31,7 +37,7 @@ def order_params(market: Market, instrument: Instrument, request: OrderRequest) 
     ``order.place`` carry them (the same fields as the REST query of a single order)."""
     order = {
         "symbol": instrument.symbol,
-        "side": _SIDES[request.side],
+        "side": _SIDES[request.side._value_],
         "quantity": instrument.lots.to_text(request.quantity),
         "newClientOrderId": request.client_order_id,
         "newOrderRespType": "RESULT",
@@ -44,7 +50,7 @@ def order_params(market: Market, instrument: Instrument, request: OrderRequest) 
     else:
         maker = request.order_type is OrderType.LIMIT_MAKER
         order["type"] = "LIMIT"
-        order["timeInForce"] = "GTX" if maker else _TIME_IN_FORCE[request.time_in_force]
+        order["timeInForce"] = "GTX" if maker else _TIME_IN_FORCE[request.time_in_force._value_]
         order["price"] = instrument.ticks.to_text(request.price)
     if request.reduce_only and market is Market.USDM:
         order["reduceOnly"] = "true"
@@ -68,11 +74,25 @@ def order_shape(request: OrderRequest) -> tuple[object, ...]:
 def order_variables(instrument: Instrument, request: OrderRequest) -> dict[str, str]:
     """The params of ``order_params`` that change between orders of one ``order_shape`` (a
     market order has no price: its template ignores it)."""
+    lots, ticks = instrument.lots, instrument.ticks
     return {
         "newClientOrderId": request.client_order_id,
-        "quantity": instrument.lots.to_text(request.quantity),
-        "price": instrument.ticks.to_text(request.price),
+        # the texts of recent quantities and prices: a dict hit, where formatting is two calls
+        "quantity": _TEXTS.get((lots, request.quantity)) or _text(lots, request.quantity),
+        "price": _TEXTS.get((ticks, request.price)) or _text(ticks, request.price),
     }
+
+
+_TEXTS: dict[tuple[DecimalGrid, int], str] = {}  # keyed by the grid object: it hashes by identity
+_TEXT_MEMORY = 65_536
+
+
+def _text(grid: DecimalGrid, steps: int) -> str:
+    text = grid.to_text(steps)
+    if len(_TEXTS) >= _TEXT_MEMORY:
+        _TEXTS.clear()
+    _TEXTS[(grid, steps)] = text
+    return text
 
 
 def modify_params(
@@ -82,7 +102,7 @@ def modify_params(
     return {
         "symbol": instrument.symbol,
         "origClientOrderId": client_order_id,
-        "side": _SIDES[side],
+        "side": _SIDES[side._value_],
         "quantity": instrument.lots.to_text(quantity),
         "price": instrument.ticks.to_text(price),
     }
@@ -221,9 +241,9 @@ class RequestBuilder:
             "symbol=",
             instrument.symbol,
             "&side=",
-            _SIDES[side],
+            _SIDES[side._value_],
             "&quantity=",
-            instrument.lots.to_text(quantity),
+            _TEXTS.get((instrument.lots, quantity)) or _text(instrument.lots, quantity),
             "&newClientOrderId=",
             encode_value(client_order_id),
         ]
@@ -236,7 +256,7 @@ class RequestBuilder:
                 parts.append("&type=LIMIT&timeInForce=GTX&price=")
             parts.append(instrument.ticks.to_text(price))
         else:
-            parts += ["&type=LIMIT&timeInForce=", _TIME_IN_FORCE[time_in_force], "&price="]
+            parts += ["&type=LIMIT&timeInForce=", _TIME_IN_FORCE[time_in_force._value_], "&price="]
             parts.append(instrument.ticks.to_text(price))
         if self.market is Market.USDM:
             if reduce_only:

@@ -295,6 +295,7 @@ class BinanceRestClient:
         self._window_headers = tuple(window.header for window in windows)
         self._in_flight = dict.fromkeys(self._window_headers, 0)
         self._costs_cache: dict[tuple[int, int], Any] = {}
+        self._weights_cache: dict[tuple[str, int], Mapping[str, int]] = {}
         self._request_costs_cache: dict[str, tuple[Any, Priority]] = {}
         self.breakers = BreakerRegistry(
             lambda name: CircuitBreaker(
@@ -833,8 +834,13 @@ class BinanceRestClient:
                 retry_after_s=self.limiter.time_until_available(costs, priority),
             ) from None
 
-    def _weights(self, endpoint: Endpoint, weight: int) -> dict[str, int]:
-        return request_weights(self._market, endpoint, weight)
+    def _weights(self, endpoint: Endpoint, weight: int) -> Mapping[str, int]:
+        """Read-only and shared: one per (endpoint, weight), not built again for every order."""
+        key = (endpoint.name, weight)
+        weights = self._weights_cache.get(key)
+        if weights is None:
+            weights = self._weights_cache[key] = request_weights(self._market, endpoint, weight)
+        return weights
 
     def _costs(self, endpoint: Endpoint, weight: int) -> Any:
         key = (weight, endpoint.orders)
