@@ -730,7 +730,7 @@ class TradingEngine:
         for venue, symbol in decision.cancel_all:
             if venue in self.adapters:
                 self._spawn(self._cancel_symbol(venue, symbol))
-        if (decision.quotes or decision.orders) and (self.risk.tripped or not self._running):  # halted
+        if (decision.quotes or decision.orders) and self.trading_halted:
             self.counters["decisions_blocked"] += 1
             return
         for (venue, symbol), ladder in decision.quotes.items():

@@ -244,7 +244,7 @@ class OrderGateway:
             self.counters["risk_rejects"] += 1
             return decision
         order = Order(
-            client_order_id=f"{self._prefix}{next(self._sequence)}",  # next_client_order_id, inline
+            client_order_id=self.next_client_order_id(),
             venue=intent.venue,
             symbol=intent.symbol,
             side=intent.side,
@@ -315,8 +315,7 @@ class OrderGateway:
         if place_now is None:
             return False
         client_order_id = order.client_order_id
-        sent_ns = _perf_ns()  # _stamp, inline
-        self._triggers[client_order_id] = (trigger_ns, sent_ns)
+        sent_ns = self._stamp(order, trigger_ns)
 
         def answered(answer: OrderUpdate | VenueError) -> None:
             self._triggers.pop(client_order_id, None)

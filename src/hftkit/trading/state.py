@@ -379,7 +379,7 @@ class OrderStateTracker:
         instrument.version += 1
         self.version += 1
         if self._order_listeners:
-            self._notify(order, PENDING_NEW)
+            self._notify(self._order_listeners, order, PENDING_NEW)
         return order
 
     def acknowledge(self, client_order_id: str, venue_order_id: str | None = None) -> bool:
@@ -449,8 +449,7 @@ class OrderStateTracker:
             position.apply(fill.side, fill.price, fill.quantity, fill.fee, fill.fee_asset)
             self._fill_order(record, fill.quantity)
         if self._fill_listeners:
-            for listener in self._fill_listeners:
-                self._call_listener(listener, fill, position)
+            self._notify(self._fill_listeners, fill, position)
         return True
 
     def _find_for_fill(self, fill: Fill) -> TrackedOrder | None:
@@ -493,7 +492,7 @@ class OrderStateTracker:
         record.instrument.version += 1  # type: ignore[union-attr]
         self.version += 1
         if self._order_listeners:
-            self._notify(order, previous)
+            self._notify(self._order_listeners, order, previous)
 
     def apply_report(self, report: OrderUpdate) -> bool:
         """Apply the venue's view of one order (execution report, order update, query result)."""
@@ -544,7 +543,7 @@ class OrderStateTracker:
         if changed:
             order.updated_ns = self._now()
             self._touch(record)
-            self._notify(order, previous)
+            self._notify(self._order_listeners, order, previous)
         else:
             self.counters["duplicate_reports"] += 1
         return changed
@@ -646,7 +645,7 @@ class OrderStateTracker:
             return self._set_status(record, self._settled(record))
         order.updated_ns = self._now()
         self._touch(record)
-        self._notify(order, previous)
+        self._notify(self._order_listeners, order, previous)
         return True
 
     def amend_rejected(self, client_order_id: str, reason: str = "") -> bool:
@@ -880,8 +879,7 @@ class OrderStateTracker:
             )
         )
         self.counters["synthetic_fills"] += 1
-        for listener in self._fill_listeners:
-            self._call_listener(listener, fill, position)
+        self._notify(self._fill_listeners, fill, position)
 
     def _confirm_synthetic(self, record: TrackedOrder, fill: Fill) -> Position:
         """A real fill arrived for lots a reconciliation already credited: the credit is confirmed
@@ -1009,7 +1007,7 @@ class OrderStateTracker:
         record.instrument.version += 1  # type: ignore[union-attr]
         self.version += 1
         if self._order_listeners:
-            self._notify(order, previous)
+            self._notify(self._order_listeners, order, previous)
         return True
 
     def _force_status(self, record: TrackedOrder, status: OrderStatus) -> None:
@@ -1034,7 +1032,7 @@ class OrderStateTracker:
         record.instrument.version += 1  # type: ignore[union-attr]
         self.version += 1
         if self._order_listeners:
-            self._notify(order, previous)
+            self._notify(self._order_listeners, order, previous)
 
     def _attach(self, record: TrackedOrder) -> None:
         order = record.order
@@ -1076,20 +1074,15 @@ class OrderStateTracker:
         record.instrument.version += 1  # type: ignore[union-attr]
         self.version += 1
 
-    def _notify(self, order: Order, previous: OrderStatus) -> None:
-        for listener in self._order_listeners:
-            try:  # _call_listener's body, inline: this runs on every status change
-                listener(order, previous)
+    def _notify(self, listeners: list[Callable[..., None]], *arguments: object) -> None:
+        """Tell every listener; one that raises is counted and logged once, never propagated.
+        The loop is here, not per listener: it runs on every status change and every fill."""
+        for listener in listeners:
+            try:
+                listener(*arguments)
             except Exception:
                 self.counters["listener_errors"] += 1
                 self._log_once(("listener", listener), "listener %r raised", listener, exc_info=True)
-
-    def _call_listener(self, listener: Callable[..., None], *arguments: object) -> None:
-        try:
-            listener(*arguments)
-        except Exception:
-            self.counters["listener_errors"] += 1
-            self._log_once(("listener", listener), "listener %r raised", listener, exc_info=True)
 
     def _index_venue_id(self, record: TrackedOrder, venue_order_id: str) -> None:
         order = record.order
@@ -1152,7 +1145,7 @@ class OrderStateTracker:
         if status.is_terminal:
             self._retire(record)
         self._touch(record)
-        self._notify(order, PENDING_NEW)
+        self._notify(self._order_listeners, order, PENDING_NEW)
         return record
 
     def _late_event(self, client_order_id: str, event: str, venue_order_id: str | None = None) -> bool:

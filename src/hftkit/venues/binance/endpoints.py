@@ -7,6 +7,7 @@ parameter declares a function of the params.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -33,6 +34,8 @@ class RateLimitWindow:
 _INTERVAL_SUFFIXES = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
 
 
+# cached: every answer names the same few windows (a peer's made-up ones stay bounded)
+@functools.lru_cache(maxsize=64)
 def window_header(rate_limit_type: str, interval: str, interval_num: int) -> str | None:
     """The response header that counts a window the venue describes as ``rateLimits`` do
     (exchangeInfo, WebSocket API answers): REQUEST_WEIGHT/MINUTE/1 -> ``x-mbx-used-weight-1m``."""

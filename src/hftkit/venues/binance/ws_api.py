@@ -295,20 +295,10 @@ def rate_usage(answer: codec.WebSocketApiResponse) -> dict[str, int]:
     """The venue's counts by window, named as the REST headers name them (one limiter for both)."""
     usage: dict[str, int] = {}
     for limit in answer.rate_limits or ():
-        window = (limit.rate_limit_type, limit.interval, limit.interval_num)
-        header = _HEADERS.get(window, _UNSEEN)
-        if header is _UNSEEN:  # every answer names the same few windows: named once each
-            header = window_header(*window)
-            if len(_HEADERS) < _HEADER_MEMORY:
-                _HEADERS[window] = header
+        header = window_header(limit.rate_limit_type, limit.interval, limit.interval_num)
         if header is not None:
             usage[header] = limit.count
     return usage
-
-
-_HEADERS: dict[tuple[str, str, int], str | None] = {}
-_HEADER_MEMORY = 64  # a hostile peer's made-up windows cannot grow it without bound
-_UNSEEN = ""
 
 
 __all__ = [
