@@ -255,6 +255,26 @@ def test_decoder_counts_malformed_and_off_grid_lines_and_keeps_going() -> None:
     assert decoder.problems[DecodeProblem.OFF_GRID] == 1
 
 
+def test_decoder_converts_a_diff_from_its_raw_levels_and_counts_bad_ones() -> None:
+    decoder = RecordingDecoder(USDM_BTC)
+    line = (
+        b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
+        b'"U":5,"u":7,"pu":4,"b":[["61000.1","0.010"],["61000.0","0"]],"a":[["61000.2","1.5"]]}}'
+    )
+    assert decoder.decode(line) == RecordedDiff(
+        first_update_id=5,
+        last_update_id=7,
+        previous_update_id=4,
+        bids=((610001, 10), (610000, 0)),
+        asks=((610002, 1500),),
+    )
+    assert decoder.decode(line.replace(b'"61000.2"', b'"61000.25"')) is None  # off the tick grid
+    assert decoder.decode(line.replace(b'"61000.2"', b'"0.0"')) is None  # no level at price 0
+    assert decoder.decode(line.replace(b'"61000.2"', b"61000.2")) is None  # a number, not text
+    assert decoder.problems[DecodeProblem.OFF_GRID] == 2
+    assert decoder.problems[DecodeProblem.MALFORMED] == 1
+
+
 def diff(first: int, last: int, previous: int = -1, bids=((100, 1),)) -> RecordedDiff:  # type: ignore[no-untyped-def]
     return RecordedDiff(
         first_update_id=first, last_update_id=last, previous_update_id=previous, bids=bids, asks=()

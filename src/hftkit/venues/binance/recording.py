@@ -29,7 +29,6 @@ import msgspec
 
 from hftkit.book.sync import BINANCE_FUTURES_RULES, BINANCE_SPOT_RULES, SequenceRules
 from hftkit.core.errors import HftkitError
-from hftkit.core.numbers import ConversionCache
 from hftkit.core.types import ContractKind, Instrument, Side
 from hftkit.datasets import iter_recording
 from hftkit.venues.binance.codec import (
@@ -38,9 +37,10 @@ from hftkit.venues.binance.codec import (
     DepthSnapshot,
     DepthUpdate,
     PriceLevel,
+    RawDepthUpdate,
     TradeEvent,
 )
-from hftkit.venues.binance.parse import instrument_from_snapshot
+from hftkit.venues.binance.parse import BinanceParser, instrument_from_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class RecordedFrame(msgspec.Struct):
 
 FRAME_DECODER = msgspec.json.Decoder(RecordedFrame)
 DEPTH_DECODER = msgspec.json.Decoder(DepthUpdate)
+RAW_DEPTH_DECODER = msgspec.json.Decoder(RawDepthUpdate)  # levels converted from the raw bytes
 SNAPSHOT_DECODER = msgspec.json.Decoder(DepthSnapshot)
 TRADE_DECODER = msgspec.json.Decoder(TradeEvent)
 AGGREGATE_TRADE_DECODER = msgspec.json.Decoder(AggregateTradeEvent)
@@ -235,10 +236,15 @@ class RecordingDecoder:
     def __init__(self, instrument: Instrument, *, keep_tickers: bool = False) -> None:
         self.instrument = instrument
         self.keep_tickers = keep_tickers
-        # small caches: a replay converts a few thousand levels a second, and a 65k-entry cache per
-        # grid (the default) is ~8 MB each, filled over many minutes: it reads as a leak
-        self._price = ConversionCache(instrument.ticks, RECORDING_CACHE_CAPACITY)
-        self._size = ConversionCache(instrument.lots, RECORDING_CACHE_CAPACITY)
+        # the stream parser's conversions (C grids where built: a diff's levels straight from its
+        # raw JSON bytes); small caches behind them: a replay converts a few thousand levels a
+        # second, and a 65k-entry cache per grid (the parser's default) is ~8 MB each, filled
+        # over many minutes: it reads as a leak
+        parser = BinanceParser(instrument, RECORDING_CACHE_CAPACITY)
+        self._levels = parser.levels
+        self._raw_levels = parser.raw_levels
+        self._price = parser.price_steps
+        self._size = parser.size_steps
         self.problems: dict[DecodeProblem, int] = dict.fromkeys(DecodeProblem, 0)
         self._symbol = instrument.symbol.upper()
 
@@ -256,12 +262,12 @@ class RecordingDecoder:
                 snapshot = SNAPSHOT_DECODER.decode(body)
                 return RecordedSnapshot(
                     last_update_id=snapshot.last_update_id,
-                    bids=self._levels(snapshot.bids),
-                    asks=self._levels(snapshot.asks),
+                    bids=tuple(self._levels(snapshot.bids)),
+                    asks=tuple(self._levels(snapshot.asks)),
                 )
             kind = _stream_kinds.get(stream) or stream_kind(stream)
             if kind is DEPTH:
-                diff = DEPTH_DECODER.decode(frame.data)
+                diff = RAW_DEPTH_DECODER.decode(frame.data)
                 if diff.symbol.upper() != self._symbol:
                     self._problem(DecodeProblem.OTHER_SYMBOL)
                     return None
@@ -269,8 +275,8 @@ class RecordingDecoder:
                     first_update_id=diff.first_update_id,
                     last_update_id=diff.last_update_id,
                     previous_update_id=diff.previous_update_id,
-                    bids=self._levels(diff.bids),
-                    asks=self._levels(diff.asks),
+                    bids=tuple(self._raw_levels(diff.bids)),
+                    asks=tuple(self._raw_levels(diff.asks)),
                 )
             if kind is BOOK_TICKER:
                 if not self.keep_tickers:
@@ -316,23 +322,6 @@ class RecordingDecoder:
         except HftkitError:  # off-grid or malformed decimal text
             self._problem(DecodeProblem.OFF_GRID)
             return None
-
-    def _levels(self, levels: list[PriceLevel]) -> Levels:
-        # the caches' bare dict lookups first (a diff carries ~70 levels): a third of the cost
-        # of calling the caches per value
-        price_hit, size_hit = self._price.lookup, self._size.lookup
-        price, size = self._price, self._size
-        converted: list[tuple[int, int]] = []
-        append = converted.append
-        for price_text, size_text in levels:
-            ticks = price_hit(price_text)
-            if ticks is None:
-                ticks = price(price_text)
-            lots = size_hit(size_text)
-            if lots is None:
-                lots = size(size_text)
-            append((ticks, lots))
-        return tuple(converted)
 
     def _problem(self, problem: DecodeProblem) -> None:
         self.problems[problem] += 1
