@@ -1266,6 +1266,314 @@ static PyTypeObject CreditsType = {
 };
 
 /* ------------------------------------------------------------------------------------- */
+/* The simulator's replayed depth (hftkit.sim.engine.liquidity / book): every level of every
+ * recorded diff sets a background size in the matching engine's book, and every changed level
+ * goes out in the batch's update. ``set_background`` takes the easy levels of
+ * ``BackgroundLiquidity._set_side`` (plain int pairs, background only: no order of ours queued
+ * there, and not crossing the other side) and stops at the first level it does not take,
+ * returning its index, before changing anything for it: the Python loop, the reference, runs
+ * that one level and calls again after it. ``changed_sizes`` is ``_flush``'s per-side loop. */
+
+static PyObject *NAME_BACKGROUND;
+static PyObject *NAME_TAIL;
+static PyObject *NAME_QUEUE;
+static PyObject *NAME_OWN;
+
+/* 1 with *value set, 0 when the attribute is not an int64 (the caller leaves it to Python), -1 on error. */
+static int
+int64_attribute(PyObject *object, PyObject *name, long long *value)
+{
+    PyObject *attribute = PyObject_GetAttr(object, name);
+    if (attribute == NULL) {
+        return -1;
+    }
+    const int fast = as_int64(attribute, value);
+    Py_DECREF(attribute);
+    return fast;
+}
+
+static int
+set_int64_attribute(PyObject *object, PyObject *name, long long value)
+{
+    PyObject *number = PyLong_FromLongLong(value);
+    if (number == NULL) {
+        return -1;
+    }
+    const int status = PyObject_SetAttr(object, name, number);
+    Py_DECREF(number);
+    return status;
+}
+
+/* Whether a level at ``price`` on the bid (``is_bid``) or ask side reaches the other side's best
+ * (keys best last: bids by price, asks by -price): 1 yes, 0 no, -1 when a key is not an int64. */
+static int
+crosses_opposite(PyObject *opposite_keys, long long price, int is_bid)
+{
+    const Py_ssize_t length = PyList_GET_SIZE(opposite_keys);
+    if (length == 0) {
+        return 0;
+    }
+    long long best;
+    if (!as_int64(PyList_GET_ITEM(opposite_keys, length - 1), &best) || best == LLONG_MIN) {
+        return -1;
+    }
+    return is_bid ? -best <= price : best >= price;
+}
+
+/* keys.insert(bisect_right(keys, key), key) with key = price or -price. */
+static int
+insert_key(PyObject *keys, PyObject *price, int negate)
+{
+    Key key;
+    int status = -1;
+    if (key_init(&key, price, negate) < 0) {
+        return -1;
+    }
+    const Py_ssize_t at = bisect(keys, &key, price, negate, 1);
+    PyObject *object = at < 0 ? NULL : key_object(&key, price, negate);
+    if (object != NULL) {
+        status = PyList_Insert(keys, at, object);
+    }
+    Py_XDECREF(key.object);
+    return status;
+}
+
+/* BookSide.remove's key part: pop the best, else delete at bisect_left. */
+static int
+remove_key(PyObject *keys, PyObject *price, int negate)
+{
+    Key key;
+    int status = -1;
+    if (key_init(&key, price, negate) < 0) {
+        return -1;
+    }
+    const Py_ssize_t length = PyList_GET_SIZE(keys);
+    Py_ssize_t at = length - 1;
+    long long last;
+    if (length == 0 || !key.fast || !as_int64(PyList_GET_ITEM(keys, at), &last) || last != key.value) {
+        at = bisect(keys, &key, price, negate, 0);
+    }
+    if (at >= 0) {
+        if (at >= length) {
+            PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
+        }
+        else {
+            status = PyList_SetSlice(keys, at, at + 1, NULL);
+        }
+    }
+    Py_XDECREF(key.object);
+    return status;
+}
+
+/* 1 when the level was set here, 0 when it is left to Python, -1 on error. */
+static int
+set_background_level(PyObject *by_price, PyObject *keys, PyObject *changed, PyObject *opposite_keys,
+                     PyObject *level_type, PyObject *empty_queue, int is_bid, PyObject *price, PyObject *size)
+{
+    long long price_value, size_value;
+    if (!as_int64(price, &price_value) || !as_int64(size, &size_value) || price_value <= 0 || size_value < 0) {
+        return 0; /* Python refuses it with the classified error */
+    }
+    const int negate = !is_bid;
+    PyObject *level = PyDict_GetItemWithError(by_price, price);
+    if (level == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        if (size_value == 0) {
+            return 1;
+        }
+        const int crossing = crosses_opposite(opposite_keys, price_value, is_bid);
+        if (crossing != 0) {
+            return 0;
+        }
+        PyObject *created = PyObject_CallOneArg(level_type, price);
+        if (created == NULL) {
+            return -1;
+        }
+        int status = (PyObject_SetAttr(created, NAME_BACKGROUND, size) < 0 ||
+                      PyObject_SetAttr(created, NAME_TAIL, size) < 0 ||
+                      PyDict_SetItem(by_price, price, created) < 0)
+                         ? -1
+                         : 0;
+        Py_DECREF(created);
+        if (status < 0 || insert_key(keys, price, negate) < 0 || PySet_Add(changed, price) < 0) {
+            return -1;
+        }
+        return 1;
+    }
+    Py_INCREF(level);
+    int result = -1;
+    long long old, tail;
+    int fast = int64_attribute(level, NAME_BACKGROUND, &old);
+    if (fast <= 0) {
+        result = fast;
+        goto done;
+    }
+    if (size_value == old) {
+        result = 1;
+        goto done;
+    }
+    PyObject *queue = PyObject_GetAttr(level, NAME_QUEUE);
+    if (queue == NULL) {
+        goto done;
+    }
+    const Py_ssize_t queued = queue == empty_queue ? 0 : PyObject_Length(queue);
+    Py_DECREF(queue);
+    if (queued != 0) {
+        result = queued < 0 ? -1 : 0; /* our orders there: the queue rules are Python's */
+        goto done;
+    }
+    if (size_value) {
+        const int crossing = crosses_opposite(opposite_keys, price_value, is_bid);
+        if (crossing != 0) {
+            result = 0;
+            goto done;
+        }
+    }
+    fast = int64_attribute(level, NAME_TAIL, &tail);
+    if (fast <= 0) {
+        result = fast;
+        goto done;
+    }
+    if (size_value > old) {
+        if (__builtin_add_overflow(tail, size_value - old, &tail)) {
+            result = 0;
+            goto done;
+        }
+    }
+    else {
+        /* shrinking is taken from the back; with no order queued the tail is all there is */
+        tail = tail >= old - size_value ? tail - (old - size_value) : 0;
+    }
+    if (set_int64_attribute(level, NAME_TAIL, tail) < 0 || PyObject_SetAttr(level, NAME_BACKGROUND, size) < 0) {
+        goto done;
+    }
+    if (size_value == 0 && (PyDict_DelItem(by_price, price) < 0 || remove_key(keys, price, negate) < 0)) {
+        goto done;
+    }
+    result = PySet_Add(changed, price) < 0 ? -1 : 1;
+done:
+    Py_DECREF(level);
+    return result;
+}
+
+static PyObject *
+set_background(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "set_background(by_price, keys, changed, levels, start, is_bid, "
+                                         "opposite_keys, level_type, empty_queue)");
+        return NULL;
+    }
+    PyObject *by_price = args[0];
+    PyObject *keys = args[1];
+    PyObject *changed = args[2];
+    PyObject *opposite_keys = args[6];
+    if (!PyDict_CheckExact(by_price) || !PyList_CheckExact(keys) || !PySet_CheckExact(changed) ||
+        !PyList_CheckExact(opposite_keys)) {
+        PyErr_SetString(PyExc_TypeError, "by_price must be a dict, keys and opposite_keys lists, changed a set");
+        return NULL;
+    }
+    const Py_ssize_t start = PyLong_AsSsize_t(args[4]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const int is_bid = PyObject_IsTrue(args[5]);
+    if (is_bid < 0) {
+        return NULL;
+    }
+    PyObject *levels = PySequence_Fast(args[3], "levels must be a sequence");
+    if (levels == NULL) {
+        return NULL;
+    }
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(levels);
+    Py_ssize_t index = start < 0 ? 0 : start;
+    for (; index < count; index++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(levels, index);
+        PyObject *price;
+        PyObject *size;
+        if (PyTuple_CheckExact(item) && PyTuple_GET_SIZE(item) == 2) {
+            price = PyTuple_GET_ITEM(item, 0);
+            size = PyTuple_GET_ITEM(item, 1);
+        }
+        else if (PyList_CheckExact(item) && PyList_GET_SIZE(item) == 2) {
+            price = PyList_GET_ITEM(item, 0);
+            size = PyList_GET_ITEM(item, 1);
+        }
+        else {
+            break; /* Python unpacks it, or raises */
+        }
+        Py_INCREF(item); /* a list level's items stay alive while the level is set */
+        const int status = set_background_level(by_price, keys, changed, opposite_keys, args[7], args[8], is_bid,
+                                                price, size);
+        Py_DECREF(item);
+        if (status < 0) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+        if (status == 0) {
+            break;
+        }
+    }
+    Py_DECREF(levels);
+    return PyLong_FromSsize_t(index);
+}
+
+static PyObject *
+changed_sizes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "changed_sizes(changed, by_price, descending)");
+        return NULL;
+    }
+    PyObject *by_price = args[1];
+    if (!PyDict_CheckExact(by_price)) {
+        PyErr_SetString(PyExc_TypeError, "by_price must be a dict");
+        return NULL;
+    }
+    const int descending = PyObject_IsTrue(args[2]);
+    if (descending < 0) {
+        return NULL;
+    }
+    PyObject *prices = PySequence_List(args[0]);
+    if (prices == NULL || PyList_Sort(prices) < 0 || (descending && PyList_Reverse(prices) < 0)) {
+        Py_XDECREF(prices);
+        return NULL;
+    }
+    const Py_ssize_t count = PyList_GET_SIZE(prices);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        PyObject *price = PyList_GET_ITEM(prices, index);
+        PyObject *level = PyDict_GetItemWithError(by_price, price);
+        PyObject *size;
+        if (level == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(prices);
+                return NULL;
+            }
+            size = PyLong_FromLong(0);
+        }
+        else {
+            Py_INCREF(level);
+            PyObject *background = PyObject_GetAttr(level, NAME_BACKGROUND);
+            PyObject *own = background == NULL ? NULL : PyObject_GetAttr(level, NAME_OWN);
+            size = own == NULL ? NULL : PyNumber_Add(background, own);
+            Py_XDECREF(background);
+            Py_XDECREF(own);
+            Py_DECREF(level);
+        }
+        PyObject *pair = size == NULL ? NULL : new_level(Py_NewRef(price), size);
+        if (pair == NULL) {
+            Py_DECREF(prices);
+            return NULL;
+        }
+        PyList_SET_ITEM(prices, index, pair); /* the list's reference to price moves into the pair */
+        Py_DECREF(price);
+    }
+    return prices;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* LatencyHistogram.record (hftkit.metrics.histogram): the log-linear bucket, the exact total,
  * minimum and maximum, over the histogram's own lists. Every stage of tick-to-trade records one
  * or more durations, a dozen per order: in C a record is one call with no Python frame. A value
@@ -1349,6 +1657,12 @@ static PyMethodDef native_methods[] = {
     {"histogram_record", (PyCFunction)(void (*)(void))histogram_record, METH_FASTCALL,
      PyDoc_STR("histogram_record(counts, extremes, slow, value): LatencyHistogram.record over its\n"
                "bucket counts and [total, minimum, maximum]; values it does not take go to slow(value)")},
+    {"set_background", (PyCFunction)(void (*)(void))set_background, METH_FASTCALL,
+     PyDoc_STR("set_background(by_price, keys, changed, levels, start, is_bid, opposite_keys, level_type,\n"
+               "empty_queue) -> index of the first level from start it left to Python (len: none)")},
+    {"changed_sizes", (PyCFunction)(void (*)(void))changed_sizes, METH_FASTCALL,
+     PyDoc_STR("changed_sizes(changed, by_price, descending) -> [(price, background + own or 0), ...]\n"
+               "sorted by price")},
     {"top_keys", (PyCFunction)(void (*)(void))top_keys, METH_FASTCALL,
      PyDoc_STR("top_keys(sizes, count, negate) -> the count largest keys (price, or -price when\n"
                "negate) ascending; None when a price is not an int64 (use the pure path)")},
@@ -1367,6 +1681,13 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     if (PyType_Ready(&GridType) < 0 || PyType_Ready(&CreditsType) < 0) {
+        return NULL;
+    }
+    NAME_BACKGROUND = PyUnicode_InternFromString("background");
+    NAME_TAIL = PyUnicode_InternFromString("tail");
+    NAME_QUEUE = PyUnicode_InternFromString("queue");
+    NAME_OWN = PyUnicode_InternFromString("own");
+    if (NAME_BACKGROUND == NULL || NAME_TAIL == NULL || NAME_QUEUE == NULL || NAME_OWN == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&native_module);

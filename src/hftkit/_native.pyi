@@ -81,3 +81,21 @@ def histogram_record(
 ) -> None:
     """``LatencyHistogram.record`` over its bucket counts and ``[total, minimum, maximum]``;
     a value it does not take goes to ``slow(value)``."""
+
+def set_background(
+    by_price: dict[int, Any],
+    keys: list[int],
+    changed: set[int],
+    levels: Sequence[tuple[int, int]],
+    start: int,
+    is_bid: bool,
+    opposite_keys: list[int],
+    level_type: Callable[[int], Any],
+    empty_queue: object,
+    /,
+) -> int:
+    """``BackgroundLiquidity._set_side`` over ``levels[start:]``, background-only levels that do
+    not cross: the index of the first level it left to the Python loop (``len(levels)``: none)."""
+
+def changed_sizes(changed: set[int], by_price: dict[int, Any], descending: bool, /) -> list[tuple[int, int]]:
+    """``(price, background + own)`` of each changed level (0 where it is gone), sorted by price."""

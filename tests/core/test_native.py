@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from functools import partial
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -14,10 +15,15 @@ from hypothesis import strategies as st
 
 from hftkit.book import order_book
 from hftkit.book.order_book import OrderBook, _apply_side_python, _top_keys_python
+from hftkit.core.clock import SimulatedClock
 from hftkit.core.native import NATIVE
-from hftkit.core.types import Instrument
+from hftkit.core.types import Instrument, OrderType, Side
 from hftkit.metrics.errors import InvalidMeasurementError
 from hftkit.metrics.histogram import HIGHEST_NS, LatencyHistogram
+from hftkit.sim.engine import book as sim_book
+from hftkit.sim.engine import liquidity, matching
+from hftkit.sim.engine.accounts import Accounts
+from hftkit.sim.engine.matching import MatchingEngine
 from hftkit.venues.binance.parse import BinanceParser
 
 if NATIVE is None:
@@ -593,3 +599,183 @@ def test_histogram_totals_beyond_int64_go_to_the_pure_path_and_stay_exact() -> N
         histogram.record(1_000)
         histogram.record(1_000)
     assert native_histogram.total == pure.total == 2**63 - 10 + 2_000
+
+
+# --------------------------------------------------------------------------------------
+# the simulator's replayed depth: background levels and the change batch's sizes
+
+
+def _sim_engine() -> MatchingEngine:
+    engine = MatchingEngine(Accounts(default_decimals=2), clock=SimulatedClock())
+    engine.add_instrument(Instrument("sim", "X", "B", "Q", "1", "1"))
+    for name in ("a", "b"):
+        engine.accounts.deposit(name, "Q", 10**12)
+        engine.accounts.deposit(name, "B", 10**10)
+    return engine
+
+
+def _sim_state(engine: MatchingEngine) -> object:
+    book = engine._books["X"]
+    return [
+        (
+            side.keys,
+            {
+                price: (
+                    level.background,
+                    level.tail,
+                    level.own,
+                    [(order.order_id, order.gap) for order in level.queue],
+                )
+                for price, level in side.levels.items()
+            },
+        )
+        for side in (book.bids, book.asks)
+    ]
+
+
+def _sim_outcome(result: object) -> object:
+    book_update = getattr(result, "book_update", None)
+    return (
+        [
+            (
+                execution.order.order_id,
+                execution.trade_id,
+                execution.price,
+                execution.quantity,
+                execution.filled,
+            )
+            for execution in getattr(result, "executions", [])
+        ],
+        [
+            (trade.price, trade.quantity, trade.buy_order_id, trade.sell_order_id)
+            for trade in getattr(result, "trades", [])
+        ],
+        None if book_update is None else (book_update.update_id, book_update.bids, book_update.asks),
+    )
+
+
+def _sim_flow(seed: int) -> list[tuple[object, ...]]:
+    """Diffs around a wandering mid (new, grown, shrunk and emptied levels, now and then one that
+    crosses), replayed trades, and orders of ours resting in the queues and leaving them."""
+    generator = random.Random(seed)
+    mid = 1_000
+    flow: list[tuple[object, ...]] = []
+    for step in range(2_500):
+        mid += generator.randint(-2, 2)
+        roll = generator.random()
+        if roll < 0.6:
+            width = generator.choice((1, 2, 3, 8))
+            bids = [
+                (
+                    mid - generator.randint(-1 if step % 40 == 0 else 1, 30),
+                    generator.choice((0, 0, 1, 3, 7, 20)),
+                )
+                for _ in range(generator.randint(0, width))
+            ]
+            asks = [
+                (
+                    mid + generator.randint(-1 if step % 55 == 0 else 1, 30),
+                    generator.choice((0, 0, 1, 3, 7, 20)),
+                )
+                for _ in range(generator.randint(0, width))
+            ]
+            flow.append(("depth", bids, asks))
+        elif roll < 0.75:
+            flow.append(
+                (
+                    "trade",
+                    mid + generator.randint(-4, 4),
+                    generator.randint(1, 12),
+                    generator.choice((Side.BUY, Side.SELL)),
+                )
+            )
+        elif roll < 0.92:
+            side = generator.choice((Side.BUY, Side.SELL))
+            price = mid - generator.randint(1, 6) if side is Side.BUY else mid + generator.randint(1, 6)
+            flow.append(("place", generator.choice(("a", "b")), side, price, generator.randint(1, 5)))
+        else:
+            flow.append(("cancel", generator.choice(("a", "b")), generator.randint(1, 400)))
+    return flow
+
+
+def _run_sim_flow(engine: MatchingEngine, flow: list[tuple[object, ...]]) -> list[object]:
+    outcomes: list[object] = []
+    for step in flow:
+        kind = step[0]
+        if kind == "depth":
+            outcome = engine.apply_depth("X", step[1], step[2])  # type: ignore[arg-type]
+        elif kind == "trade":
+            outcome = engine.apply_market_trade("X", step[1], step[2], step[3])  # type: ignore[arg-type]
+        elif kind == "place":
+            outcome = engine.place(step[1], "X", step[2], OrderType.LIMIT_MAKER, step[4], step[3])  # type: ignore[arg-type]
+        else:
+            outcome = engine.cancel(step[1], "X", order_id=step[2])  # type: ignore[arg-type]
+        outcomes.append((_sim_outcome(outcome), _sim_state(engine)))
+    assert engine.audit() == []
+    return outcomes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_replayed_depth_agrees_with_the_pure_twin(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every result and the whole book after every step, on both paths; the flow reaches each
+    level the C loop leaves to Python (queued orders, crossings) many times."""
+    flow = _sim_flow(seed)
+    handed = 0
+    set_levels = liquidity.BackgroundLiquidity._set_levels
+
+    def counting(self: liquidity.BackgroundLiquidity, *arguments: Any) -> None:
+        nonlocal handed
+        handed += 1
+        set_levels(self, *arguments)
+
+    monkeypatch.setattr(liquidity.BackgroundLiquidity, "_set_levels", counting)
+    native_outcomes = _run_sim_flow(_sim_engine(), flow)
+    assert handed > 50
+    monkeypatch.setattr(liquidity, "_SET_BACKGROUND", None)
+    monkeypatch.setattr(matching, "changed_sizes", sim_book._changed_sizes)
+    assert _run_sim_flow(_sim_engine(), flow) == native_outcomes
+
+
+def _odd_depth(levels: list[tuple[object, ...]]) -> object:
+    engine = _sim_engine()
+    engine.apply_depth("X", [(99, 4), (100, 1)], [(105, 2)])
+    try:
+        engine.apply_depth("X", levels, [(104, 3)])  # type: ignore[arg-type]
+    except Exception as error:
+        return type(error), _sim_state(engine)
+    return _sim_state(engine)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        [(100, 5), (True, 5), (98, 1)],  # a bool: not an int to the C loop
+        [(100, 5), (2**70, 5)],  # beyond int64
+        [(100, 5), (101, -1)],  # refused with the classified error
+        [(100, 5), (0, 3)],
+        [(100, 5), (101,)],  # not a pair
+        [(100, 5), [101, 2]],  # a list pair is a pair
+        [(100, 5), (100, 5), (100, 0), (100, 0)],  # unchanged, then emptied, then absent
+    ],
+)
+def test_replayed_depth_leaves_odd_levels_to_python(
+    levels: list[tuple[object, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C loop stops before any level it does not take; Python sets or refuses it, alike."""
+    native_outcome = _odd_depth(levels)
+    monkeypatch.setattr(liquidity, "_SET_BACKGROUND", None)
+    monkeypatch.setattr(matching, "changed_sizes", sim_book._changed_sizes)
+    assert _odd_depth(levels) == native_outcome
+
+
+def test_changed_sizes_matches_the_pure_twin() -> None:
+    engine = _sim_engine()
+    engine.apply_depth("X", [(99, 4), (100, 1)], [])
+    levels = engine._books["X"].bids.levels
+    for descending in (True, False):
+        changed = {98, 99, 100}
+        assert native.changed_sizes(changed, levels, descending) == sim_book._changed_sizes(
+            changed, levels, descending
+        )
+    with pytest.raises(TypeError):
+        native.changed_sizes({1}, [], True)  # type: ignore[arg-type]

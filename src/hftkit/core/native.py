@@ -69,6 +69,24 @@ class NativeModule(Protocol):
 
     def top_keys(self, sizes: dict[int, int], count: int, negate: bool, /) -> list[int] | None: ...
 
+    def set_background(
+        self,
+        by_price: dict[int, Any],
+        keys: list[int],
+        changed: set[int],
+        levels: Sequence[tuple[int, int]],
+        start: int,
+        is_bid: bool,
+        opposite_keys: list[int],
+        level_type: Callable[[int], Any],
+        empty_queue: object,
+        /,
+    ) -> int: ...
+
+    def changed_sizes(
+        self, changed: set[int], by_price: dict[int, Any], descending: bool, /
+    ) -> list[tuple[int, int]]: ...
+
     def histogram_record(
         self, counts: list[int], extremes: list[int], slow: Callable[[Any], None], value: Any, /
     ) -> None: ...

@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import msgspec
 
+from hftkit.core.native import NATIVE
 from hftkit.core.types import Instrument, OrderStatus, OrderType, Side, TimeInForce
 from hftkit.sim.engine.accounts import Account, InstrumentTerms
 from hftkit.sim.engine.errors import CloseReason, RejectReason
@@ -180,6 +181,19 @@ class BookSide:
         return [-key for key in reversed(keys[start:])]
 
 
+def _changed_sizes(changed: set[int], by_price: dict[int, Level], descending: bool) -> list[tuple[int, int]]:
+    """``(price, background + own)`` of each changed level (0 where it is gone), sorted by price:
+    one side of a change batch's update (the C twin: ``hftkit._native.changed_sizes``)."""
+    sizes = []
+    for price in sorted(changed, reverse=descending):
+        level = by_price.get(price)
+        sizes.append((price, 0 if level is None else level.background + level.own))
+    return sizes
+
+
+changed_sizes = _changed_sizes if NATIVE is None else NATIVE.changed_sizes
+
+
 class Book:
     __slots__ = (
         "asks",
@@ -315,4 +329,5 @@ __all__ = [
     "OrderUpdate",
     "SimOrder",
     "TradePrint",
+    "changed_sizes",
 ]

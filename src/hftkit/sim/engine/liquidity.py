@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from hftkit.core.clock import Clock
+from hftkit.core.native import NATIVE
 from hftkit.core.types import OrderStatus, Side
 from hftkit.sim.engine.book import (
     NO_ORDER_ID,
+    NO_QUEUE,
     Book,
     BookUpdate,
     Execution,
@@ -31,6 +33,8 @@ from hftkit.sim.engine.errors import CloseReason, SimulatorInputError
 _BUY = Side.BUY
 _SELL = Side.SELL
 _FILLED = OrderStatus.FILLED
+# the easy levels of a depth diff in C (``hftkit._native.set_background``), the rest in Python
+_SET_BACKGROUND = None if NATIVE is None else NATIVE.set_background
 
 # The engine's operations this model uses (see MatchingEngine._execute / _finish / _flush).
 TradeRecorder = Callable[
@@ -165,7 +169,37 @@ class BackgroundLiquidity:
         executions: list[Execution],
         trades: list[TradePrint],
     ) -> None:
-        """Set the background of one side's levels (the replay's hot loop: kept flat, no calls
+        """Set the background of one side's levels: with the C loop built, it sets every level
+        with no order of ours queued that does not cross, and hands each other level to
+        ``_set_levels`` (the reference, which runs them all on the pure path)."""
+        native = _SET_BACKGROUND
+        if native is None:
+            self._set_levels(book, is_bid, levels, now, executions, trades)
+            return
+        if not isinstance(levels, (tuple, list)):
+            levels = tuple(levels)
+        side, opposite = (book.bids, book.asks) if is_bid else (book.asks, book.bids)
+        changed = book.changed_bids if is_bid else book.changed_asks
+        by_price, keys, opposite_keys = side.levels, side.keys, opposite.keys
+        count = len(levels)
+        index = 0
+        while True:
+            index = native(by_price, keys, changed, levels, index, is_bid, opposite_keys, Level, NO_QUEUE)
+            if index >= count:
+                return
+            self._set_levels(book, is_bid, levels[index : index + 1], now, executions, trades)
+            index += 1
+
+    def _set_levels(
+        self,
+        book: Book,
+        is_bid: bool,
+        levels: Iterable[tuple[int, int]],
+        now: int,
+        executions: list[Execution],
+        trades: list[TradePrint],
+    ) -> None:
+        """Set the background of one side's levels (the pure path's hot loop: kept flat, no calls
         per level unless a level is new, emptied, shrunk behind our orders or crossing)."""
         side, opposite = (book.bids, book.asks) if is_bid else (book.asks, book.bids)
         changed = book.changed_bids if is_bid else book.changed_asks

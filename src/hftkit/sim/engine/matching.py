@@ -75,6 +75,7 @@ from hftkit.sim.engine.book import (
     OrderUpdate,
     SimOrder,
     TradePrint,
+    changed_sizes,
 )
 from hftkit.sim.engine.errors import CloseReason, RejectReason, SimulatorInputError
 from hftkit.sim.engine.liquidity import BackgroundLiquidity
@@ -972,16 +973,8 @@ class MatchingEngine:
         if not changed_bids and not changed_asks:
             return None
         book.update_id += 1
-        levels = book.bids.levels
-        bids = []
-        for price in sorted(changed_bids, reverse=True):
-            level = levels.get(price)
-            bids.append((price, 0 if level is None else level.background + level.own))
-        levels = book.asks.levels
-        asks = []
-        for price in sorted(changed_asks):
-            level = levels.get(price)
-            asks.append((price, 0 if level is None else level.background + level.own))
+        bids = changed_sizes(changed_bids, book.bids.levels, True)
+        asks = changed_sizes(changed_asks, book.asks.levels, False)
         changed_bids.clear()
         changed_asks.clear()
         return BookUpdate(symbol=book.symbol, update_id=book.update_id, bids=bids, asks=asks, time_ns=now)
