@@ -177,6 +177,38 @@ async def test_desired_quotes_become_orders_and_fills_reach_the_owner() -> None:
     await manager.stop()
 
 
+class QuietMaker(Strategy):
+    """Quotes LADDER on every book; keeps the base class's do-nothing order-update handler."""
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription("a", (BTC,))]
+
+    def on_book(self, venue: str, symbol: str, book: OrderBook) -> Decision | None:
+        return Decision(quotes={(venue, symbol): LADDER})
+
+
+async def test_order_updates_reach_only_strategies_that_handle_them() -> None:
+    """The base class's ``on_order_update`` does nothing: a strategy that keeps it is not called
+    (nor timed) for each of its orders' updates; one that overrides it hears every one."""
+    a = venue("a")
+    quiet = QuietMaker("quiet")
+    manager = TradingEngine.build([a], [quiet])
+    await manager.start()
+    await manager.wait_idle()
+    assert len(manager.tracker.open_orders("a", BTC)) == 2
+    quiet_calls = manager.event_to_decision["quiet"].count  # its start and its book events
+    await manager.stop()
+
+    a = venue("a")
+    loud = Recorder("loud", [Subscription("a", (BTC,))], ladder=LADDER)
+    manager = TradingEngine.build([a], [loud])
+    await manager.start()
+    await manager.wait_idle()
+    assert len(loud.orders) >= 2  # each order's acknowledgement at least
+    assert manager.event_to_decision["loud"].count == quiet_calls + len(loud.orders)
+    await manager.stop()
+
+
 async def test_risk_rejects_are_counted_and_never_sent() -> None:
     a = venue("a")
     big = (Quote(Side.BUY, 4_999_990, 50), Quote(Side.SELL, 5_000_020, 1))

@@ -464,8 +464,8 @@ class SimulatedVenue:
             self._keys[order.symbol],
             order.client_order_id or "",
             event,
-            order.side.value,
-            order.order_type.value,
+            order.side._value_,  # an Enum's value property is a Python call
+            order.order_type._value_,
             order.price,
             order.quantity,
             order.filled,

@@ -275,7 +275,11 @@ class WeightedLimiter:
         limits = self._limit_full if priority >= self.reserve_priority else self._limit_normal
         count = UNBOUNDED
         for index, weight in costs:
-            count = min(count, max(0, limits[index] - used[index]) // weight)
+            room = limits[index] - used[index]
+            if room < weight:
+                return 0  # this window affords none (no min/max calls: read once per plan)
+            if room // weight < count:
+                count = room // weight
         return count
 
     def time_until_available_ns(

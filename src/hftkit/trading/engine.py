@@ -188,6 +188,13 @@ class TradingEngine:
             strategy.name: self.metrics.histogram("event_to_decision_ns", strategy=strategy.name)
             for strategy in self.strategies
         }
+        # strategies that handle their orders' updates: the base class's handler does nothing, so
+        # a strategy that keeps it is not called for each of its orders' updates
+        self._hears_order_updates = {
+            strategy.name
+            for strategy in self.strategies
+            if getattr(strategy.on_order_update, "__func__", None) is not Strategy.on_order_update
+        }
         self.tracker.add_order_listener(self._on_tracked_order)
         self.tracker.add_fill_listener(self._on_tracked_fill)
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -673,7 +680,7 @@ class TradingEngine:
                     if owner is not None:
                         if order.status.is_terminal:
                             self._retire_owner(order.client_order_id, owner)
-                        if self._running:
+                        if self._running and owner.name in self._hears_order_updates:
                             self._dispatch(owner, owner.on_order_update, order)
         finally:
             self._draining = False
@@ -785,7 +792,7 @@ class TradingEngine:
             []
             if adapter is not None
             and adapter.capabilities.max_batch_orders > 1
-            and sum(type(action) is OrderIntent for action in actions) > 1
+            and list(map(type, actions)).count(OrderIntent) > 1
             else None
         )
         for action in actions:

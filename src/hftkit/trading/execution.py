@@ -83,11 +83,11 @@ class TrackerExposure:
         return self._tracker.positions.get(venue, symbol).quantity
 
     def open_quantity(self, venue: str, symbol: str, side: Side) -> int:
-        return sum(
-            order.quantity - order.filled
-            for order in self._tracker.open_orders(venue, symbol)
-            if order.side is side  # pending cancels included: they can still fill (worst case)
-        )
+        total = 0
+        for order in self._tracker.open_orders(venue, symbol):
+            if order.side is side:  # pending cancels included: they can still fill (worst case)
+                total += order.quantity - order.filled
+        return total
 
     def open_order_count(self, venue: str, symbol: str) -> int:
         return len(self._tracker.open_orders(venue, symbol))

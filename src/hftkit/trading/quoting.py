@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import operator
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -184,7 +185,8 @@ def normalize_ladder(
     rounding = price_increment != 1 or size_increment != 1
     bids: dict[int, Quote] = {}
     asks: dict[int, Quote] = {}
-    below: dict[tuple[Side, int], Quote] = {}  # under the minimums (a merge may lift them)
+    # under the minimums (a merge may lift them), by (is a bid, price): a bool hashes in C, a Side in Python
+    below: dict[tuple[bool, int], Quote] = {}
     if not isinstance(desired, (list, tuple)):
         desired = list(desired)
     for quote in desired:
@@ -198,7 +200,7 @@ def normalize_ladder(
             quote = Quote(side, price, quote.size // size_increment * size_increment, quote.level)
         book = bids if side is BUY else asks
         price = quote.price
-        if below and (side, price) in below:
+        if below and (side is BUY, price) in below:
             _merge_level(book, below, quote, instrument)
             continue
         existing = book.setdefault(price, quote)  # the caller's own frozen Quote: no allocation
@@ -208,23 +210,23 @@ def normalize_ladder(
         size = quote.size
         if size < min_quantity or size > max_quantity or price * size < min_product:
             del book[price]
-            below[(side, price)] = quote
+            below[(side is BUY, price)] = quote
     return bids, asks, len(desired) - len(bids) - len(asks)
 
 
 def _merge_level(
     book: dict[int, Quote],
-    below: dict[tuple[Side, int], Quote],
+    below: dict[tuple[bool, int], Quote],
     quote: Quote,
     instrument: Instrument,
 ) -> None:
     side, price = quote.side, quote.price
-    existing = book.pop(price, None) or below.pop((side, price))
+    existing = book.pop(price, None) or below.pop((side is BUY, price))
     merged = Quote(side, price, existing.size + quote.size, min(existing.level, quote.level))
     if price > 0 and instrument.meets_minimums(price, merged.size):
         book[price] = merged
     else:
-        below[(side, price)] = merged
+        below[(side is BUY, price)] = merged
 
 
 def plan_quotes(
@@ -267,18 +269,28 @@ def plan_quotes(
         cancels.sort(key=_distance)
     if len(moves) > 1:
         moves.sort(key=_distance)
-    actions: list[QuoteAction] = [action for _, action in cancels]
-    actions.extend(action for _, action in moves)
-    deferred = 0
-    if budget is not None and len(actions) > budget:
+    actions: list[QuoteAction] = list(map(_action, cancels))
+    actions.extend(map(_action, moves))
+    plan = QuotePlan(actions=actions, kept=kept, dropped=dropped)
+    return plan if budget is None else limit_to_budget(plan, budget)
+
+
+def limit_to_budget(plan: QuotePlan, budget: int) -> QuotePlan:
+    """Keep the first ``budget`` actions (the plan orders them cancels first, each kind nearest
+    the touch first) and count the rest as deferred: the next plan retries them."""
+    actions = plan.actions
+    if len(actions) > budget:
         allowed = max(budget, 0)
-        deferred = len(actions) - allowed
+        plan.deferred += len(actions) - allowed
         del actions[allowed:]
-    return QuotePlan(actions=actions, kept=kept, deferred=deferred, dropped=dropped)
+    return plan
 
 
 def _distance(item: tuple[int, object]) -> int:
     return item[0]
+
+
+_action = operator.itemgetter(1)  # of a (distance, action) pair, as a C call
 
 
 def _match_exact(
@@ -294,11 +306,13 @@ def _match_exact(
     unmatched_bids: list[OpenOrderView] = []
     unmatched_asks: list[OpenOrderView] = []
     locked: list[OpenOrderView] = []
+    keepers: dict[tuple[bool, int], OpenOrderView] = {}  # the live order that kept each level
     kept = 0
     for order in orders:
         status = order.status
         if status is NEW or status is PARTIALLY_FILLED:
-            if order.side is BUY:
+            is_bid = order.side is BUY
+            if is_bid:
                 wanted, unmatched = bids, unmatched_bids
             else:
                 wanted, unmatched = asks, unmatched_asks
@@ -310,6 +324,7 @@ def _match_exact(
                 else size_matches(order.quantity - order.filled, level.size)
             ):
                 del wanted[price]
+                keepers[(is_bid, price)] = order
                 kept += 1
             else:
                 unmatched.append(order)
@@ -325,26 +340,10 @@ def _match_exact(
             del wanted[price]
             kept += 1
             continue
-        surplus = _live_keeper(orders, order.side, price, unmatched)
+        surplus = keepers.pop((is_bid, price), None) if keepers else None
         if surplus is not None:
             unmatched.append(surplus)
     return kept, unmatched_bids, unmatched_asks
-
-
-def _live_keeper(
-    orders: Sequence[OpenOrderView], side: Side, price: int, unmatched: list[OpenOrderView]
-) -> OpenOrderView | None:
-    """The live order that kept (side, price), if any (rare path: in-flight and live together)."""
-    unmatched_ids = {id(order) for order in unmatched}
-    for order in orders:
-        if (
-            order.side is side
-            and order.price == price
-            and (order.status is NEW or order.status is PARTIALLY_FILLED)
-            and id(order) not in unmatched_ids
-        ):
-            return order
-    return None
 
 
 def _match_within_tolerance(
@@ -604,9 +603,11 @@ class QuotingService:
                     )
         self.plans += 1
         orders = open_orders() if callable(open_orders) else open_orders
-        if not budget_read:
-            budget_now = budget() if callable(budget) else budget
         plan = plan_quotes(instrument, ladder, orders, self.policy, budget_now)
+        if plan.actions and not budget_read and budget is not None:
+            # read only for a plan that would send something: a plan of nothing needs no budget
+            budget_now = budget() if callable(budget) else budget
+            limit_to_budget(plan, budget_now)
         if state_version is not None:
             if plan.actions:
                 self._in_sync.pop(key, None)
