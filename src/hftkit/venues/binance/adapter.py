@@ -74,6 +74,7 @@ from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.build import modify_params, order_params, order_shape, order_variables
 from hftkit.venues.binance.endpoints import USDM_MAX_BATCH_ORDERS, Market
+from hftkit.venues.binance.parse import BinanceParser
 from hftkit.venues.binance.rest import (
     BinanceRestClient,
     RestConfig,
@@ -231,6 +232,8 @@ class BinanceAdapter:
         self._unresolved: dict[str, _Unresolved] = {}
         self._terminal: dict[str, None] = {}  # recently closed client ids, oldest first (bounded)
         self._quotes: dict[tuple[str, Side], list[str]] = {}
+        # symbol -> the converter of its answers' prices and quantities (C grids where built)
+        self._answer_parsers: dict[str, BinanceParser] = {}
         self._ids = itertools.count(1)
         self._session_tag = _base36(time.time_ns() // 1_000_000)[-7:]
         self._closed = False
@@ -1325,6 +1328,7 @@ class BinanceAdapter:
 
     def _order_update(self, instrument: Instrument, response: codec.OrderResponse, side: Side) -> OrderUpdate:
         price = response.price
+        parser = self._answer_parser(instrument)
         return OrderUpdate(
             venue=self.name,
             symbol=response.symbol,
@@ -1332,11 +1336,19 @@ class BinanceAdapter:
             venue_order_id=str(response.order_id),
             status=STATUSES.get(response.status, OrderStatus.UNKNOWN),
             side=SIDES.get(response.side, side),
-            price=0 if response.type == "MARKET" or _is_zero(price) else instrument.ticks.to_steps(price),
-            quantity=instrument.lots.to_steps(response.orig_qty),
-            filled=instrument.lots.to_steps(response.executed_qty),
+            price=0 if response.type == "MARKET" or _is_zero(price) else parser.price_steps(price),
+            quantity=parser.size_steps(response.orig_qty),
+            filled=parser.size_steps(response.executed_qty),
             event_time_ms=response.update_time or response.transact_time or response.time,
         )
+
+    def _answer_parser(self, instrument: Instrument) -> BinanceParser:
+        """The instrument's converter of answer texts, made once (by symbol, checked by identity:
+        an ``Instrument`` hashes in Python, and exchangeInfo may be re-read)."""
+        parser = self._answer_parsers.get(instrument.symbol)
+        if parser is None or parser.instrument is not instrument:
+            parser = self._answer_parsers[instrument.symbol] = BinanceParser(instrument, cache_capacity=4096)
+        return parser
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)

@@ -202,7 +202,8 @@ class UserDataParser:
         parser = self._parser(order.symbol)
         if parser is None:
             return []
-        price, size = parser.price, parser.size  # bounded caches: an order's prices repeat
+        # C grids; text off their fast path goes to the parser's bounded caches
+        price, size = parser.price_steps, parser.size_steps
         side = SIDES[order.side]
         venue_order_id = str(order.order_id)
         quantity = size(order.quantity)
