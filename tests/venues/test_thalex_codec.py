@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from hftkit.core import ContractKind, Fill, Instrument, OrderStatus, OrderUpdate, PositionUpdate, Side
+from hftkit.core.errors import HftkitError
 from hftkit.datasets import shared_data_dir
 from hftkit.venues.thalex import codec
 from hftkit.venues.thalex.auth import (
@@ -336,3 +337,53 @@ def test_the_insert_encoder_writes_what_insert_prefix_writes(label, reject_post_
     assert b'"amount":0.25,"price":61234.5,' in encoder.prefix(
         instrument, Side.SELL, 250, 122_469, False, False, False, 1
     )
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(
+    ("price", "amount", "filled"),
+    [
+        (18241.5, 2.0, 0.0),  # on the grids
+        (18241.3, 2.4, 1.6),  # off them: rounded to the nearest step, as number_to_steps does
+        (0.0, 0.0, 0.0),
+        (1e-300, 1e300, 0.0),
+        (-18241.5, -1.0, 0.0),
+    ],
+)
+def test_order_update_steps_are_number_to_steps_on_both_paths(monkeypatch, native, price, amount, filled):
+    if not native:
+        monkeypatch.setattr(codec, "NATIVE", None)
+    elif codec.NATIVE is None:
+        pytest.skip("hftkit._native is not built")
+    instrument = Instrument("thalex", "BTC-PERPETUAL", "BTC", "USD", "0.5", "1", "0", ContractKind.PERPETUAL)
+    order = msgspec.convert(
+        {
+            "order_id": "001",
+            "instrument_name": "BTC-PERPETUAL",
+            "direction": "buy",
+            "price": price,
+            "amount": amount,
+            "filled_amount": filled,
+            "remaining_amount": 0.0,
+            "status": "open",
+            "order_type": "limit",
+            "time_in_force": "good_till_cancelled",
+            "change_reason": "insert",
+            "create_time": 1.0,
+        },
+        codec.ThalexOrderStatus,
+    )
+    try:
+        expected: object = (
+            codec.number_to_steps(instrument, price, price=True),
+            codec.number_to_steps(instrument, amount, price=False),
+            codec.number_to_steps(instrument, filled, price=False),
+        )
+    except HftkitError as error:  # 1e300: an exponent no venue sends
+        expected = type(error)
+    try:
+        (update,) = codec.ThalexCodec("thalex", {"BTC-PERPETUAL": instrument}).order_events(order)
+        outcome: object = (update.price, update.quantity, update.filled)
+    except HftkitError as error:
+        outcome = type(error)
+    assert outcome == expected

@@ -520,6 +520,8 @@ class ThalexCodec:
         self.unknown_instruments = 0
         # per instrument: C converters of [price, amount, ...] rows (when hftkit._native is built)
         self._native_grids: dict[str, tuple[Instrument, Any, Any]] = {}
+        # per instrument: order prices and amounts as ``number_to_steps`` converts them
+        self._order_steps: dict[str, tuple[Instrument, Any, Any]] = {}
 
     def _levels(
         self, instrument: Instrument, rows: list[tuple[float, float, float]]
@@ -538,22 +540,31 @@ class ThalexCodec:
                 )
                 for price, amount, _outright in rows
             ]
-        # keyed by name and checked by identity: an Instrument hashes through Python code
+        # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything else goes
+        # to book_level_steps, which raises the classified error
+        # kept by name and checked by identity (an Instrument hashes through Python code)
         grids = self._native_grids.get(instrument.symbol)
         if grids is None or grids[0] is not instrument:
-            # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything
-            # else goes to book_level_steps, which raises the classified error.
-            ticks, lots = instrument.ticks, instrument.lots
-            grids = self._native_grids[instrument.symbol] = (
-                instrument,
-                NATIVE.Grid(
-                    ticks.decimals, ticks.step_units, 1, partial(book_level_steps, instrument, price=True)
-                ),
-                NATIVE.Grid(
-                    lots.decimals, lots.step_units, 0, partial(book_level_steps, instrument, price=False)
-                ),
-            )
+            grids = self._converters(instrument, book_level_steps, self._native_grids)
         return NATIVE.convert_levels(grids[1], grids[2], rows, 3)
+
+    @staticmethod
+    def _converters(
+        instrument: Instrument, slow: Callable[..., int], cache: dict[str, tuple[Instrument, Any, Any]]
+    ) -> tuple[Instrument, Any, Any]:
+        """Make and keep ``cache[symbol] = (instrument, price -> ticks, amount -> lots)``: C grids
+        where built (on-grid floats, price >= 1 tick, amount >= 0) in front of
+        ``slow(instrument, value, price=...)``, which converts the rest; ``slow`` alone on the
+        pure path. Callers read the cache themselves (a call saved per use) and come here once
+        per instrument."""
+        price: Any = partial(slow, instrument, price=True)
+        size: Any = partial(slow, instrument, price=False)
+        if NATIVE is not None:
+            ticks, lots = instrument.ticks, instrument.lots
+            price = NATIVE.Grid(ticks.decimals, ticks.step_units, 1, price)
+            size = NATIVE.Grid(lots.decimals, lots.step_units, 0, size)
+        entry = cache[instrument.symbol] = (instrument, price, size)
+        return entry
 
     def _instrument(self, name: str) -> Instrument | None:
         instrument = self.instruments.get(name)
@@ -569,6 +580,10 @@ class ThalexCodec:
         if instrument is None:
             return []
         client_order_id = _client_id(order.client_order_id, order.order_id, client_ids)
+        converters = self._order_steps.get(instrument.symbol)
+        if converters is None or converters[0] is not instrument:
+            converters = self._converters(instrument, number_to_steps, self._order_steps)
+        _, price_steps, amount_steps = converters
         side = DIRECTIONS[order.direction]
         status = ORDER_STATUSES.get(order.status, OrderStatus.UNKNOWN)
         if status is OrderStatus.CANCELED and order.delete_reason == "filled":
@@ -583,9 +598,9 @@ class ThalexCodec:
                 venue_order_id=order.order_id,
                 status=status,
                 side=side,
-                price=0 if order.price is None else number_to_steps(instrument, order.price, price=True),
-                quantity=number_to_steps(instrument, order.amount, price=False),
-                filled=number_to_steps(instrument, order.filled_amount, price=False),
+                price=0 if order.price is None else price_steps(order.price),
+                quantity=amount_steps(order.amount),
+                filled=amount_steps(order.filled_amount),
                 reason=order.delete_reason or "",
                 event_time_ms=_milliseconds(order.close_time or order.create_time),
                 receive_ns=receive_ns,
