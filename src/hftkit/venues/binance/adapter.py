@@ -74,7 +74,6 @@ from hftkit.venues.binance import codec
 from hftkit.venues.binance.auth import BinanceCredentials
 from hftkit.venues.binance.build import modify_params, order_params, order_shape, order_variables
 from hftkit.venues.binance.endpoints import USDM_MAX_BATCH_ORDERS, Market
-from hftkit.venues.binance.parse import BinanceParser
 from hftkit.venues.binance.rest import (
     BinanceRestClient,
     RestConfig,
@@ -232,8 +231,9 @@ class BinanceAdapter:
         self._unresolved: dict[str, _Unresolved] = {}
         self._terminal: dict[str, None] = {}  # recently closed client ids, oldest first (bounded)
         self._quotes: dict[tuple[str, Side], list[str]] = {}
-        # symbol -> the converter of its answers' prices and quantities (C grids where built)
-        self._answer_parsers: dict[str, BinanceParser] = {}
+        # the account's texts -> steps: user-data reports and order answers (rebuilt at start,
+        # with the instruments of exchangeInfo)
+        self._user_data = UserDataParser(self.name, self._instruments)
         self._ids = itertools.count(1)
         self._session_tag = _base36(time.time_ns() // 1_000_000)[-7:]
         self._closed = False
@@ -261,6 +261,7 @@ class BinanceAdapter:
         # the account's own limits first: every later answer's usage counts against them
         info = await self.rest.exchange_info()
         self._instruments = instruments_from_exchange_info(self.name, info)
+        self._user_data = UserDataParser(self.name, self._instruments)
         self.rest.adopt_limits(info.rate_limits)
         if self._credentials is not None:
             await self.rest.sync_time()
@@ -281,7 +282,7 @@ class BinanceAdapter:
             await self._start_order_api(self._credentials)
         if not config.user_data:
             return
-        parser = UserDataParser(self.name, self._instruments)
+        parser = self._user_data
         if self.market is Market.SPOT:
             self.user_stream = SpotUserStream(
                 self._credentials,
@@ -1328,7 +1329,7 @@ class BinanceAdapter:
 
     def _order_update(self, instrument: Instrument, response: codec.OrderResponse, side: Side) -> OrderUpdate:
         price = response.price
-        parser = self._answer_parser(instrument)
+        parser = self._user_data.parser(instrument)
         return OrderUpdate(
             venue=self.name,
             symbol=response.symbol,
@@ -1341,14 +1342,6 @@ class BinanceAdapter:
             filled=parser.size_steps(response.executed_qty),
             event_time_ms=response.update_time or response.transact_time or response.time,
         )
-
-    def _answer_parser(self, instrument: Instrument) -> BinanceParser:
-        """The instrument's converter of answer texts, made once (by symbol, checked by identity:
-        an ``Instrument`` hashes in Python, and exchangeInfo may be re-read)."""
-        parser = self._answer_parsers.get(instrument.symbol)
-        if parser is None or parser.instrument is not instrument:
-            parser = self._answer_parsers[instrument.symbol] = BinanceParser(instrument, cache_capacity=4096)
-        return parser
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)

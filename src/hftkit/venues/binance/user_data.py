@@ -157,7 +157,15 @@ class UserDataParser:
             instrument = self._instrument(symbol)
             if instrument is None:
                 return None
-            parser = self._parsers[symbol] = BinanceParser(instrument, cache_capacity=4096)
+            parser = self.parser(instrument)
+        return parser
+
+    def parser(self, instrument: Instrument) -> BinanceParser:
+        """The instrument's converter of wire texts (C grids where built, small caches behind
+        them), made once: the account's reports and the adapter's order answers share it."""
+        parser = self._parsers.get(instrument.symbol)
+        if parser is None:
+            parser = self._parsers[instrument.symbol] = BinanceParser(instrument, cache_capacity=4096)
         return parser
 
     def _execution_report(self, report: codec.ExecutionReport, receive_ns: int) -> list[UserEvent]:

@@ -540,9 +540,8 @@ class ThalexCodec:
                 )
                 for price, amount, _outright in rows
             ]
-        # C takes the on-grid, in-range floats (price >= 1 tick, size >= 0); everything else goes
-        # to book_level_steps, which raises the classified error
-        # kept by name and checked by identity (an Instrument hashes through Python code)
+        # by name, checked by identity (an Instrument hashes through Python code); off the C
+        # grids' fast path, book_level_steps raises the classified error
         grids = self._native_grids.get(instrument.symbol)
         if grids is None or grids[0] is not instrument:
             grids = self._converters(instrument, book_level_steps, self._native_grids)
